@@ -1,0 +1,3 @@
+from fluxway.cli import main
+
+raise SystemExit(main())

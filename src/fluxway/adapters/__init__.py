@@ -1,0 +1,1 @@
+"""Provider adapters: pure translation between the canonical shapes and each provider's wire format."""

@@ -1,0 +1,133 @@
+"""The adapter seam: every provider is one class implementing :class:`Adapter`.
+
+Adapters are pure: they build an :class:`HttpCall` from a canonical request, parse bytes into
+canonical responses or stream chunks, and classify failures into an :class:`ErrorKind`. They do no
+I/O, read no globals and hold no per-request state outside their stream decoders.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import orjson
+
+from fluxway.canonical import (
+    JSON,
+    CanonicalRequest,
+    CanonicalResponse,
+    Credentials,
+    Endpoint,
+    ErrorKind,
+    HttpCall,
+    StreamChunk,
+    Target,
+    UpstreamError,
+)
+
+Headers = Mapping[str, str]
+
+
+class StreamDecoder(Protocol):
+    """Turns an upstream byte stream into canonical chunks, incrementally."""
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        """Bytes as they arrive (any split); the chunks they complete. Raises UpstreamError."""
+        ...
+
+    def close(self) -> list[StreamChunk]:
+        """The upstream closed: the last chunks; raises UpstreamError if the stream was cut short."""
+        ...
+
+
+class Adapter(Protocol):
+    """One provider's wire format."""
+
+    def supports(self, endpoint: Endpoint) -> bool: ...
+
+    def build(self, req: CanonicalRequest, target: Target, creds: Credentials) -> HttpCall: ...
+
+    def parse(
+        self, req: CanonicalRequest, target: Target, status: int, headers: Headers, body: bytes
+    ) -> CanonicalResponse:
+        """A whole answer; raises UpstreamError (via classify_error) for an error status."""
+        ...
+
+    def stream_decoder(self, req: CanonicalRequest, target: Target) -> StreamDecoder: ...
+
+    def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError: ...
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def loads_object(body: bytes, what: str = "response") -> JSON:
+    """Parse an upstream JSON object or raise a PROTOCOL UpstreamError."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        snippet = body[:200].decode("utf-8", "replace")
+        raise UpstreamError(ErrorKind.PROTOCOL, f"upstream sent an invalid JSON {what}: {snippet!r}") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(ErrorKind.PROTOCOL, f"upstream sent a JSON {what} that is not an object")
+    return data
+
+
+def retry_after_seconds(headers: Headers) -> float | None:
+    """``retry-after`` (seconds or, rarely, ms variants some vendors send) as seconds."""
+    for name in ("retry-after-ms", "x-ratelimit-reset-after-ms"):
+        v = headers.get(name)
+        if v:
+            try:
+                return max(0.0, float(v) / 1000.0)
+            except ValueError:
+                pass
+    v = headers.get("retry-after")
+    if v:
+        try:
+            return max(0.0, float(v))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "context length",
+    "maximum context",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "reduce the length",
+)
+
+
+def kind_for_status(status: int, message: str = "", code: str = "") -> ErrorKind:
+    """The generic HTTP status -> ErrorKind mapping adapters start from."""
+    text = f"{code} {message}".lower()
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 404:
+        return ErrorKind.NOT_FOUND
+    if status in (408, 504):
+        return ErrorKind.TIMEOUT
+    if status == 529 or (status == 503 and "overload" in text):
+        return ErrorKind.OVERLOADED
+    if status >= 500:
+        return ErrorKind.UPSTREAM_5XX
+    if any(m in text for m in _CONTEXT_MARKERS):
+        return ErrorKind.CONTEXT_LENGTH
+    if "content_filter" in text or "content management policy" in text or "safety" in text:
+        return ErrorKind.CONTENT_FILTER
+    if status == 413:
+        return ErrorKind.CONTEXT_LENGTH
+    return ErrorKind.BAD_REQUEST

@@ -1,0 +1,201 @@
+"""OpenAI and every OpenAI-compatible vendor (the vendors differ only by a row in ``presets``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
+from fluxway.adapters.presets import PRESETS, Preset
+from fluxway.canonical import (
+    JSON,
+    CanonicalRequest,
+    CanonicalResponse,
+    Credentials,
+    Endpoint,
+    ErrorKind,
+    HttpCall,
+    StreamChunk,
+    Target,
+    UpstreamError,
+    Usage,
+)
+from fluxway.config import ProviderConfig
+from fluxway.sse import SSEDecoder
+
+_PATHS = {
+    Endpoint.CHAT: "/chat/completions",
+    Endpoint.COMPLETIONS: "/completions",
+    Endpoint.EMBEDDINGS: "/embeddings",
+}
+
+
+def error_from_openai_body(status: int, headers: Headers, body: bytes, *, prefix: str = "") -> UpstreamError:
+    """Classify an OpenAI-shaped error body (``{"error": {"message", "type", "code", "param"}}``)."""
+    message = ""
+    code = ""
+    parsed: JSON | None = None
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        parsed = data
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            message = str(err.get("message") or err.get("detail") or "")
+            code = str(err.get("code") or err.get("type") or "")
+        elif isinstance(err, str):
+            message = err
+        if not message and isinstance(data.get("message"), str):
+            message = data["message"]
+    if not message:
+        message = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    kind = kind_for_status(status, message, code)
+    return UpstreamError(
+        kind,
+        prefix + message,
+        status=status,
+        retry_after=retry_after_seconds(headers),
+        body=parsed,
+    )
+
+
+class OpenAICompatAdapter:
+    """Speaks the OpenAI wire format to OpenAI itself or any compatible server."""
+
+    def __init__(self, cfg: ProviderConfig, preset: Preset | None = None) -> None:
+        self.cfg = cfg
+        self.preset = preset or PRESETS.get(cfg.type) or PRESETS["openai-compatible"]
+        base = cfg.base_url or self.preset.base_url
+        if not base:
+            raise ValueError(f"provider '{cfg.name}' needs a base_url")
+        self.base_url = base.rstrip("/")
+        self.drop = self.preset.drop | frozenset(cfg.drop_params)
+        self.rename = self.preset.rename
+        self.static_headers = {"content-type": "application/json", **cfg.headers}
+
+    # -- building -----------------------------------------------------------------------------
+
+    def supports(self, endpoint: Endpoint) -> bool:
+        if endpoint is Endpoint.EMBEDDINGS:
+            return self.preset.embeddings
+        if endpoint is Endpoint.COMPLETIONS:
+            return self.preset.completions
+        return True
+
+    def url(self, endpoint: Endpoint, target: Target) -> str:
+        return self.base_url + _PATHS[endpoint]
+
+    def auth_headers(self, creds: Credentials) -> dict[str, str]:
+        if creds.api_key and self.preset.auth == "bearer":
+            return {"authorization": "Bearer " + creds.api_key}
+        return {}
+
+    def transform_body(self, req: CanonicalRequest, target: Target) -> dict[str, Any]:
+        body = dict(req.body)
+        body["model"] = target.model
+        drop = self.drop
+        if drop:
+            for name in drop.intersection(body):
+                del body[name]
+        for src, dst in self.rename:
+            if src in body:
+                value = body.pop(src)
+                body.setdefault(dst, value)
+        if req.stream and self.preset.stream_usage and req.endpoint is not Endpoint.EMBEDDINGS:
+            opts = body.get("stream_options")
+            if not (isinstance(opts, dict) and opts.get("include_usage")):
+                body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        return body
+
+    def build(self, req: CanonicalRequest, target: Target, creds: Credentials) -> HttpCall:
+        headers = {**self.static_headers, **self.auth_headers(creds)}
+        if req.stream:
+            headers["accept"] = "text/event-stream"
+        return HttpCall("POST", self.url(req.endpoint, target), headers, dumps(self.transform_body(req, target)))
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    def parse(
+        self, req: CanonicalRequest, target: Target, status: int, headers: Headers, body: bytes
+    ) -> CanonicalResponse:
+        if status >= 400:
+            raise self.classify_error(status, headers, body)
+        data = loads_object(body)
+        if "error" in data and data.get("error"):
+            raise error_from_openai_body(502, headers, body)
+        if req.endpoint is Endpoint.CHAT and not isinstance(data.get("choices"), list):
+            raise UpstreamError(ErrorKind.PROTOCOL, "upstream response has no 'choices' list")
+        if req.endpoint is Endpoint.EMBEDDINGS and not isinstance(data.get("data"), list):
+            raise UpstreamError(ErrorKind.PROTOCOL, "upstream embeddings response has no 'data' list")
+        return CanonicalResponse(data, Usage.from_openai(data.get("usage")), raw=body)
+
+    def stream_decoder(self, req: CanonicalRequest, target: Target) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder()
+
+    def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
+        return error_from_openai_body(status, headers, body)
+
+
+class OpenAIStreamDecoder:
+    """OpenAI SSE: ``data: {chunk}`` events ending with ``data: [DONE]``."""
+
+    __slots__ = ("_sse", "_done", "_finished")
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._done = False
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        return self._events(self._sse.feed(data))
+
+    def close(self) -> list[StreamChunk]:
+        out = self._events(self._sse.flush())
+        if not self._done and not self._finished:
+            raise UpstreamError(ErrorKind.PROTOCOL, "upstream stream ended before its last event")
+        return out
+
+    def _events(self, events: list[Any]) -> list[StreamChunk]:
+        out: list[StreamChunk] = []
+        for ev in events:
+            text: str = ev.data
+            if not text or self._done:
+                continue
+            if text == "[DONE]":
+                self._done = True
+                continue
+            raw = text.encode()
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(
+                    ErrorKind.PROTOCOL, f"upstream sent a malformed stream event: {text[:200]!r}"
+                ) from None
+            if not isinstance(data, dict):
+                raise UpstreamError(ErrorKind.PROTOCOL, "upstream sent a stream event that is not an object")
+            if data.get("error"):
+                err = error_from_openai_body(500, {}, raw)
+                err.kind = _stream_error_kind(data["error"], err.kind)
+                raise err
+            choices = data.get("choices")
+            if choices:
+                for c in choices:
+                    if isinstance(c, dict) and c.get("finish_reason"):
+                        self._finished = True
+            out.append(StreamChunk(data, raw))
+        return out
+
+
+def _stream_error_kind(err: Any, default: ErrorKind) -> ErrorKind:
+    if isinstance(err, dict):
+        code = str(err.get("code") or err.get("type") or "").lower()
+        if "rate" in code:
+            return ErrorKind.RATE_LIMITED
+        if "overload" in code:
+            return ErrorKind.OVERLOADED
+        if "context" in code:
+            return ErrorKind.CONTEXT_LENGTH
+    return default

@@ -1,0 +1,84 @@
+"""OpenAI-compatible vendors as data: one row each, no classes.
+
+``drop`` lists request fields the vendor rejects (removed before sending), ``rename`` maps OpenAI
+field names to the vendor's, ``auth`` is how the key is sent (``bearer``, or ``None`` for local
+servers that take no key), ``stream_usage`` whether the vendor honours
+``stream_options.include_usage`` (Fluxway asks for it so every stream has usage to record).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    base_url: str | None
+    auth: Literal["bearer"] | None = "bearer"
+    key_required: bool = True
+    drop: frozenset[str] = field(default_factory=frozenset)
+    rename: tuple[tuple[str, str], ...] = ()
+    stream_usage: bool = True
+    embeddings: bool = True
+    completions: bool = True
+
+
+def _f(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset("https://api.openai.com/v1"),
+    # Any other OpenAI-compatible server: base_url is required, a key optional.
+    "openai-compatible": Preset(None, key_required=False),
+    "mistral": Preset(
+        "https://api.mistral.ai/v1",
+        drop=_f("logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata", "service_tier",
+                "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "web_search_options"),
+        rename=(("max_completion_tokens", "max_tokens"), ("seed", "random_seed")),
+        completions=False,
+    ),
+    "groq": Preset(
+        "https://api.groq.com/openai/v1",
+        drop=_f("logit_bias", "logprobs", "top_logprobs", "store", "metadata", "modalities", "audio",
+                "prediction", "web_search_options", "verbosity"),
+        completions=False,
+    ),
+    "together": Preset("https://api.together.xyz/v1", drop=_f("store", "metadata", "web_search_options")),
+    "deepseek": Preset(
+        "https://api.deepseek.com/v1",
+        drop=_f("n", "logit_bias", "seed", "store", "metadata", "service_tier", "modalities", "audio",
+                "prediction", "web_search_options", "verbosity", "reasoning_effort", "user"),
+        rename=(("max_completion_tokens", "max_tokens"),),
+        embeddings=False,
+    ),
+    "xai": Preset("https://api.x.ai/v1", drop=_f("store", "metadata", "web_search_options", "verbosity")),
+    "fireworks": Preset(
+        "https://api.fireworks.ai/inference/v1",
+        drop=_f("store", "metadata", "service_tier", "web_search_options", "verbosity"),
+        rename=(("max_completion_tokens", "max_tokens"),),
+    ),
+    "openrouter": Preset("https://openrouter.ai/api/v1", embeddings=False),
+    "perplexity": Preset(
+        "https://api.perplexity.ai",
+        drop=_f("n", "logit_bias", "logprobs", "top_logprobs", "seed", "tools", "tool_choice",
+                "parallel_tool_calls", "store", "metadata", "user", "service_tier", "modalities", "audio",
+                "prediction", "verbosity", "reasoning_effort"),
+        rename=(("max_completion_tokens", "max_tokens"),),
+        embeddings=False,
+        completions=False,
+    ),
+    "cerebras": Preset(
+        "https://api.cerebras.ai/v1",
+        drop=_f("frequency_penalty", "presence_penalty", "logit_bias", "n", "store", "metadata",
+                "service_tier", "modalities", "audio", "prediction", "web_search_options", "verbosity"),
+        embeddings=False,
+    ),
+    "ollama": Preset("http://localhost:11434/v1", auth=None, key_required=False,
+                     drop=_f("logit_bias", "n", "store", "metadata", "service_tier")),
+    "vllm": Preset("http://localhost:8000/v1", key_required=False, drop=_f("store", "metadata")),
+    "lmstudio": Preset("http://localhost:1234/v1", auth=None, key_required=False,
+                       drop=_f("store", "metadata", "service_tier")),
+    "llamacpp": Preset("http://localhost:8080/v1", key_required=False, drop=_f("store", "metadata")),
+}

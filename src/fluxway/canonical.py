@@ -1,0 +1,207 @@
+"""The canonical shapes every part of Fluxway speaks.
+
+The canonical chat request *is* an OpenAI Chat Completions body (a plain dict): it is the richest
+shape in common use, OpenAI-compatible upstreams take it as it is (no copy, no re-validation on the
+hot path), and every other adapter translates from it. Likewise a canonical stream chunk is an
+OpenAI ``chat.completion.chunk`` dict, and a canonical response an OpenAI ``chat.completion`` dict.
+
+This module imports no web framework, HTTP client or store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class Endpoint(StrEnum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+class ErrorKind(StrEnum):
+    """What routing reacts to. Adapters classify upstream failures; nobody else reads status codes."""
+
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    TIMEOUT = "timeout"
+    UPSTREAM_5XX = "upstream_5xx"
+    CONNECT = "connect"
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_FILTER = "content_filter"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    PROTOCOL = "protocol"  # the upstream answered something we cannot parse
+
+    @property
+    def retryable(self) -> bool:
+        """May the same request succeed on a retry or on another target?"""
+        return self in _RETRYABLE
+
+    @property
+    def try_next_target(self) -> bool:
+        """Should the executor move on to another target after this error?
+
+        Auth and not-found errors belong to one target (its key or its model name), so another
+        target may well succeed; a malformed request fails everywhere.
+        """
+        return self not in _CALLER_FAULT
+
+
+_RETRYABLE = frozenset(
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.OVERLOADED,
+        ErrorKind.TIMEOUT,
+        ErrorKind.UPSTREAM_5XX,
+        ErrorKind.CONNECT,
+        ErrorKind.PROTOCOL,
+    }
+)
+_CALLER_FAULT = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTER})
+
+
+class UpstreamError(Exception):
+    """A failed attempt at one target, classified by its adapter or by the transport."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: JSON | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+        self.target = target
+
+    def __repr__(self) -> str:
+        return f"UpstreamError({self.kind.value}, {self.message!r}, status={self.status}, target={self.target})"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One concrete place a public model can go: a configured provider and its model name."""
+
+    provider: str
+    model: str
+    weight: float = 1.0
+    price: Price | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
+        if not usage:
+            return None
+        details = usage.get("prompt_tokens_details") or {}
+        cdetails = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            reasoning_tokens=int(cdetails.get("reasoning_tokens") or 0),
+        )
+
+    def to_openai(self) -> JSON:
+        out: JSON = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+
+@dataclass(slots=True)
+class CanonicalRequest:
+    """One inference call as the gateway core sees it.
+
+    ``body`` is the OpenAI-shaped body of the endpoint (chat, completions or embeddings). Adapters
+    must treat it as read-only: the same request may be sent to several targets.
+    """
+
+    endpoint: Endpoint
+    model: str
+    body: JSON
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass(slots=True)
+class CanonicalResponse:
+    """A whole (non-streamed) answer in OpenAI shape.
+
+    ``raw`` holds the upstream bytes when they already are the OpenAI shape, so that an OpenAI
+    ingress can send them on without serialising again.
+    """
+
+    body: JSON
+    usage: Usage | None = None
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """One OpenAI ``chat.completion.chunk`` (or ``text_completion`` chunk) of a stream."""
+
+    data: JSON
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class HttpCall:
+    """What an adapter asks the transport to send. The transport knows nothing of payloads."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The secret an adapter signs a call with (one of a provider's rotated keys)."""
+
+    api_key: str | None
+    extra: Mapping[str, str] = field(default_factory=dict)

@@ -1,0 +1,274 @@
+"""Configuration: YAML -> ``${VAR}`` expansion -> strict pydantic models -> cross-reference checks.
+
+``load()`` returns a frozen :class:`Config` or raises :class:`ConfigError` listing every problem with
+its path (``models[1].targets[0].provider: unknown provider 'opnai'``). This is the only module that
+reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fluxway.adapters.registry import is_known_type, requires_api_key
+from fluxway.canonical import Price, Target
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one ``path: message`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # Requests in flight in one process before new ones are shed with 503 (0: never shed).
+    max_in_flight: int = Field(4096, ge=0)
+
+
+class AuthConfig(_Strict):
+    master_key: str | None = None
+
+    @field_validator("master_key")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///./fluxway.db"
+
+
+class RedisConfig(_Strict):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+
+class TimeoutConfig(_Strict):
+    connect: float = Field(5.0, gt=0)
+    first_token: float = Field(30.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class PriceConfig(_Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+    def to_price(self) -> Price:
+        return Price(self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok)
+
+
+class ProviderConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    base_url: str | None = None
+    api_keys: tuple[str, ...] = ()
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: TimeoutConfig = TimeoutConfig()
+    # Azure OpenAI / Anthropic version headers and similar per-provider settings.
+    api_version: str | None = None
+    # AWS Bedrock.
+    region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    # Parameters this provider rejects; dropped from requests before sending (added to the preset's).
+    drop_params: tuple[str, ...] = ()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list | tuple):
+            return tuple(k for k in v if k != "")
+        return v
+
+
+class TargetConfig(_Strict):
+    provider: str
+    model: str = Field(min_length=1)
+    weight: float = Field(1.0, ge=0)
+    price: PriceConfig | None = None
+
+    def to_target(self) -> Target:
+        return Target(self.provider, self.model, self.weight, self.price.to_price() if self.price else None)
+
+
+class RetryConfig(_Strict):
+    attempts: int = Field(2, ge=1, le=10)
+    backoff_ms: float = Field(100.0, ge=0)
+    max_backoff_ms: float = Field(2000.0, ge=0)
+
+
+Strategy = Literal["weighted", "fallback", "latency", "least-busy", "cost"]
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1)
+    strategy: Strategy = "weighted"
+    targets: tuple[TargetConfig, ...] = Field(min_length=1)
+    fallbacks: tuple[str, ...] = ()
+    retry: RetryConfig = RetryConfig()
+    timeout: TimeoutConfig | None = None
+
+
+class RoutingConfig(_Strict):
+    # Let clients address "<provider>/<model>" directly.
+    allow_direct: bool = True
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    store: StoreConfig = StoreConfig()
+    redis: RedisConfig = RedisConfig()
+    routing: RoutingConfig = RoutingConfig()
+    providers: tuple[ProviderConfig, ...] = ()
+    models: tuple[ModelConfig, ...] = ()
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        return None
+
+    def model(self, name: str) -> ModelConfig | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+def expand_env(tree: Any, env: Mapping[str, str], problems: list[str], loc: tuple[Any, ...] = ()) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(tree, dict):
+        return {k: expand_env(v, env, problems, (*loc, k)) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [expand_env(v, env, problems, (*loc, i)) for i, v in enumerate(tree)]
+    if not isinstance(tree, str) or "${" not in tree:
+        return tree
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                problems.append(f"{_path(loc)}: environment variable {name} is not set")
+                return ""
+            return default
+        return value
+
+    return _VAR.sub(repl, tree)
+
+
+def _cross_check(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, p in enumerate(cfg.providers):
+        if p.name in seen:
+            problems.append(f"providers[{i}].name: duplicate provider name '{p.name}'")
+        seen.add(p.name)
+        if not is_known_type(p.type):
+            problems.append(f"providers[{i}].type: unknown provider type '{p.type}'")
+            continue
+        if requires_api_key(p.type) and not p.api_keys and not (p.aws_access_key_id or p.type == "bedrock"):
+            problems.append(f"providers[{i}].api_keys: provider type '{p.type}' needs at least one API key")
+        if p.type == "azure" and not p.base_url:
+            problems.append(f"providers[{i}].base_url: azure needs the resource's base_url")
+    model_names: set[str] = set()
+    for i, m in enumerate(cfg.models):
+        if m.name in model_names:
+            problems.append(f"models[{i}].name: duplicate model name '{m.name}'")
+        model_names.add(m.name)
+        for j, t in enumerate(m.targets):
+            if t.provider not in seen:
+                problems.append(f"models[{i}].targets[{j}].provider: unknown provider '{t.provider}'")
+        if m.strategy == "weighted" and not any(t.weight > 0 for t in m.targets):
+            problems.append(f"models[{i}].targets: weighted strategy needs a target with weight > 0")
+    for i, m in enumerate(cfg.models):
+        for j, fb in enumerate(m.fallbacks):
+            if fb not in model_names:
+                problems.append(f"models[{i}].fallbacks[{j}]: unknown model '{fb}'")
+            elif fb == m.name:
+                problems.append(f"models[{i}].fallbacks[{j}]: a model cannot fall back to itself")
+    return problems
+
+
+def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML tree."""
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(root): the config must be a mapping"])
+    data = expand_env(data, os.environ if env is None else env, problems)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{_path(err['loc'])}: {msg}")
+        raise ConfigError(problems) from None
+    problems.extend(_cross_check(cfg))
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a YAML config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {path}: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"(file): invalid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse(data, env)
+
+
+def env_config_path() -> str | None:
+    """The config path from ``FLUXWAY_CONFIG``, if set."""
+    return os.environ.get("FLUXWAY_CONFIG") or None

@@ -1,0 +1,51 @@
+"""The ingress seam: one class per API shape the gateway answers in (OpenAI, Anthropic, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from fluxway.canonical import CanonicalRequest, CanonicalResponse, Endpoint, StreamChunk, Usage
+from fluxway.errors import GatewayError
+
+
+class StreamEncoder(Protocol):
+    """Renders canonical chunks as the caller's SSE frames; stateful, one per stream."""
+
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        """Frames for one chunk (may be empty)."""
+        ...
+
+    def finish(self, usage: Usage | None) -> bytes:
+        """Frames closing a completed stream."""
+        ...
+
+    def error(self, err: GatewayError) -> bytes:
+        """Frames reporting a failure after the stream started, closing it."""
+        ...
+
+
+class Ingress(Protocol):
+    name: str
+    content_type: str
+
+    def api_key(self, headers: Mapping[str, str]) -> str | None: ...
+
+    def parse(self, endpoint: Endpoint, body: bytes) -> CanonicalRequest:
+        """The caller's body -> canonical request; raises GatewayError (400, field named)."""
+        ...
+
+    def render(self, req: CanonicalRequest, resp: CanonicalResponse) -> bytes: ...
+
+    def stream_encoder(self, req: CanonicalRequest, request_id: str) -> StreamEncoder: ...
+
+    def render_error(self, err: GatewayError) -> bytes: ...
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
