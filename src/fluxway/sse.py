@@ -22,7 +22,7 @@ class SSEEvent:
 class SSEDecoder:
     """Feed raw bytes as they arrive; get back the events completed so far."""
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_retry", "_skip_lf", "_first")
+    __slots__ = ("_buf", "_data", "_event", "_first", "_id", "_retry", "_skip_lf")
 
     def __init__(self) -> None:
         self._buf = b""

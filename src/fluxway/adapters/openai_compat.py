@@ -142,7 +142,7 @@ class OpenAICompatAdapter:
 class OpenAIStreamDecoder:
     """OpenAI SSE: ``data: {chunk}`` events ending with ``data: [DONE]``."""
 
-    __slots__ = ("_sse", "_done", "_finished")
+    __slots__ = ("_done", "_finished", "_sse")
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
