@@ -210,6 +210,14 @@ def _cross_check(cfg: Config) -> list[str]:
             continue
         if requires_api_key(p.type) and not p.api_keys and not (p.aws_access_key_id or p.type == "bedrock"):
             problems.append(f"providers[{i}].api_keys: provider type '{p.type}' needs at least one API key")
+        if p.type == "bedrock":
+            if not p.region and not p.base_url:
+                problems.append(f"providers[{i}].region: bedrock needs a region (or AWS_REGION)")
+            if not p.api_keys and not (p.aws_access_key_id and p.aws_secret_access_key):
+                problems.append(
+                    f"providers[{i}].aws_access_key_id: bedrock needs aws_access_key_id and aws_secret_access_key"
+                    " (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), or a Bedrock API key in api_keys"
+                )
         if p.type == "azure" and not p.base_url:
             problems.append(f"providers[{i}].base_url: azure needs the resource's base_url")
     model_names: set[str] = set()
@@ -231,6 +239,43 @@ def _cross_check(cfg: Config) -> list[str]:
     return problems
 
 
+_AWS_ENV = (
+    ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+    ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    ("aws_session_token", "AWS_SESSION_TOKEN"),
+    ("region", "AWS_REGION"),
+    ("region", "AWS_DEFAULT_REGION"),
+)
+
+
+def _aws_env_defaults(cfg: Config, env: Mapping[str, str]) -> Config:
+    """Bedrock providers take unset AWS credentials and region from the standard AWS_* variables.
+
+    Static keys come from the environment only as a pair, and a session token only with them.
+    """
+    providers: list[ProviderConfig] = []
+    changed = False
+    for p in cfg.providers:
+        if p.type == "bedrock":
+            update: dict[str, str] = {}
+            for field, var in _AWS_ENV:
+                if field == "region" and (p.region or "region" in update):
+                    continue
+                if field != "region" and (p.aws_access_key_id or p.aws_secret_access_key or p.api_keys):
+                    continue
+                if env.get(var):
+                    update[field] = env[var]
+            if "aws_access_key_id" not in update or "aws_secret_access_key" not in update:
+                update.pop("aws_access_key_id", None)
+                update.pop("aws_secret_access_key", None)
+                update.pop("aws_session_token", None)
+            if update:
+                p = p.model_copy(update=update)
+                changed = True
+        providers.append(p)
+    return cfg.model_copy(update={"providers": tuple(providers)}) if changed else cfg
+
+
 def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate an already-parsed YAML tree."""
     problems: list[str] = []
@@ -248,6 +293,7 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
                 msg = "unknown key"
             problems.append(f"{_path(err['loc'])}: {msg}")
         raise ConfigError(problems) from None
+    cfg = _aws_env_defaults(cfg, os.environ if env is None else env)
     problems.extend(_cross_check(cfg))
     if problems:
         raise ConfigError(problems)
