@@ -63,6 +63,13 @@ class RedisConfig(_Strict):
         return v or None
 
 
+class UsageConfig(_Strict):
+    # Durable local spool for usage records (default: beside a SQLite store, else ./fluxway-spool).
+    spool_dir: str | None = None
+    flush_interval_ms: float = Field(200.0, gt=0)
+    batch_size: int = Field(500, ge=1)
+
+
 class TimeoutConfig(_Strict):
     connect: float = Field(5.0, gt=0)
     first_token: float = Field(30.0, gt=0)
@@ -143,6 +150,7 @@ class Config(_Strict):
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     redis: RedisConfig = RedisConfig()
+    usage: UsageConfig = UsageConfig()
     routing: RoutingConfig = RoutingConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
