@@ -28,6 +28,9 @@ class MasterKeyAuth:
             return MASTER
         raise unauthorized("invalid API key")
 
+    async def resolve(self, api_key: str | None) -> Principal:
+        return self.authenticate(api_key)
+
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:
         ctx.principal = self.authenticate(ctx.api_key)
         return None

@@ -1,0 +1,1 @@
+"""HTTP surface: thin ASGI handlers over the runtime."""

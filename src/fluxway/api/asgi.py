@@ -1,0 +1,64 @@
+"""Small raw-ASGI helpers for the hot path (no framework between the server and the handler)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fluxway.errors import GatewayError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
+
+JSON_CT = (b"content-type", b"application/json")
+SSE_HEADERS: RawHeaders = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """Header names are lower-case in ASGI; a repeated header keeps its last value."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes with 413."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    msg = await receive()
+    body: bytes = msg.get("body", b"")
+    if not msg.get("more_body"):
+        return body
+    parts = [body]
+    size = len(body)
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise GatewayError(400, "the client went away while sending the body", code="client_disconnected")
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(parts)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"the request body exceeds the limit of {limit} bytes", code="request_too_large")
+
+
+async def respond(send: Send, status: int, body: bytes, headers: RawHeaders) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def encode_headers(headers: dict[str, str]) -> RawHeaders:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

@@ -1,0 +1,207 @@
+"""The inference pipeline: ingress -> pre hooks -> route -> executor -> egress -> post hooks.
+
+One function serves every ingress shape and endpoint; the ingress object decides the wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+
+from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
+from fluxway.canonical import Endpoint, UpstreamError, Usage
+from fluxway.errors import GatewayError, overloaded
+from fluxway.ingress.base import Ingress, StreamEncoder
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.routing.executor import OpenedStream, Trace
+from fluxway.runtime import Runtime
+
+log = logging.getLogger("fluxway.request")
+
+_INTERNAL = GatewayError(500, "internal gateway error; see the gateway log", type="server_error", code="internal_error")
+
+
+def _new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+def _error_headers(ingress: Ingress, request_id: str, err: GatewayError) -> RawHeaders:
+    headers: RawHeaders = [
+        (b"content-type", ingress.content_type.encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    for k, v in err.headers.items():
+        headers.append((k.encode("latin-1"), v.encode("latin-1")))
+    return headers
+
+
+def _routed_headers(ctx: CallContext, trace: Trace, provider: str, model: str, cache: str) -> RawHeaders:
+    overhead_ms = (time.perf_counter() - ctx.started - trace.upstream_s) * 1000.0
+    headers: RawHeaders = [
+        (b"x-request-id", ctx.request_id.encode()),
+        (b"x-fluxway-provider", provider.encode()),
+        (b"x-fluxway-model", model.encode("latin-1", "replace")),
+        (b"x-fluxway-attempts", str(trace.attempts).encode()),
+        (b"x-fluxway-cache", cache.encode()),
+        (b"x-fluxway-overhead-ms", f"{max(overhead_ms, 0.0):.3f}".encode()),
+    ]
+    for k, v in ctx.response_headers.items():
+        headers.append((k.encode("latin-1"), v.encode("latin-1")))
+    return headers
+
+
+def _upstream_failure(err: UpstreamError) -> GatewayError:
+    status = 504 if err.kind.value == "timeout" else 502
+    return GatewayError(
+        status, f"{err.target}: {err.kind.value}: {err.message}", type="server_error", code=err.kind.value
+    )
+
+
+async def handle(
+    rt: Runtime, ingress: Ingress, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
+) -> None:
+    started = time.perf_counter()
+    headers = request_headers(scope)
+    request_id = headers.get("x-request-id") or _new_request_id()
+    limit = rt.cfg.server.max_in_flight
+    if limit and rt.in_flight >= limit:
+        err = overloaded()
+        await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
+        return
+    rt.in_flight += 1
+    ctx: CallContext | None = None
+    outcome: Outcome | None = None
+    try:
+        body = await read_body(receive, headers, rt.cfg.server.max_body_bytes)
+        req = ingress.parse(endpoint, body)
+        ctx = CallContext(request_id, ingress.name, headers, ingress.api_key(headers), req, started)
+        short: ShortCircuit | None = None
+        for hook in rt.hooks:
+            short = await hook.pre(ctx)
+            if short is not None:
+                break
+        if short is not None:
+            outcome = await _answer_short(ctx, ingress, short, send)
+            return
+        route = rt.executor.resolve(req.model)
+        if req.stream:
+            opened = await rt.executor.open_stream(req, route)
+            outcome = await _stream(ctx, ingress, opened, receive, send)
+        else:
+            done = await rt.executor.complete(req, route)
+            payload = ingress.render(req, done.response)
+            hdrs = _routed_headers(ctx, done.trace, done.target.provider, done.target.model, "miss")
+            hdrs.append((b"content-type", ingress.content_type.encode()))
+            await respond(send, 200, payload, hdrs)
+            outcome = Outcome(
+                200,
+                done.target,
+                done.trace.attempts,
+                done.response.usage,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                upstream_ms=done.trace.upstream_s * 1000.0,
+                cache="miss",
+                tried=done.trace.tried,
+            )
+    except GatewayError as err:
+        if err.status >= 500 or err.status == 429:
+            log.warning("request %s failed: %s %s", request_id, err.status, err.message)
+        else:
+            log.info("request %s rejected: %s %s", request_id, err.status, err.message)
+        await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
+        outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0)
+    except Exception:
+        log.exception("request %s: internal error", request_id)
+        await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(ingress, request_id, _INTERNAL))
+        outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
+    finally:
+        rt.in_flight -= 1
+        if ctx is not None and outcome is not None:
+            for hook in rt.hooks:
+                try:
+                    await hook.post(ctx, outcome)
+                except Exception:
+                    log.exception("request %s: post hook %s failed", request_id, hook.name)
+
+
+async def _answer_short(ctx: CallContext, ingress: Ingress, short: ShortCircuit, send: Send) -> Outcome:
+    payload = ingress.render(ctx.request, short.response)
+    hdrs = _routed_headers(ctx, Trace(), "cache", str(short.response.body.get("model", "")), short.cache)
+    hdrs.append((b"content-type", ingress.content_type.encode()))
+    await respond(send, 200, payload, hdrs)
+    return Outcome(200, usage=short.response.usage, cache=short.cache,
+                   latency_ms=(time.perf_counter() - ctx.started) * 1000.0)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
+async def _stream(
+    ctx: CallContext, ingress: Ingress, opened: OpenedStream, receive: Receive, send: Send
+) -> Outcome:
+    enc = ingress.stream_encoder(ctx.request, ctx.request_id)
+    hdrs = _routed_headers(ctx, opened.trace, opened.target.provider, opened.target.model, "miss")
+    hdrs.extend(SSE_HEADERS)
+    ttft_ms = (time.perf_counter() - ctx.started) * 1000.0
+    await send({"type": "http.response.start", "status": 200, "headers": hdrs})
+    outcome = Outcome(
+        200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
+    )
+    pump = asyncio.ensure_future(_pump(enc, opened, send, outcome))
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not pump.done():
+            pump.cancel()
+            outcome.status = 499
+            outcome.error = GatewayError(499, "client closed the stream", code="client_closed")
+            opened.close()
+            log.info("request %s: client went away mid-stream; upstream cancelled", ctx.request_id)
+            with contextlib.suppress(BaseException):  # cancelled on purpose
+                await pump
+        watcher.cancel()
+    if pump.done() and not pump.cancelled() and pump.exception() is not None:
+        log.error("request %s: stream pump failed", ctx.request_id, exc_info=pump.exception())
+    outcome.usage = opened.usage or _estimate_usage(ctx, opened.text_chars)
+    outcome.latency_ms = (time.perf_counter() - ctx.started) * 1000.0
+    outcome.upstream_ms = opened.trace.upstream_s * 1000.0
+    return outcome
+
+
+async def _pump(enc: StreamEncoder, opened: OpenedStream, send: Send, outcome: Outcome) -> None:
+    first = b"".join(enc.chunk(c) for c in opened.first)
+    if first:
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+    try:
+        async for chunk in opened.rest():
+            data = enc.chunk(chunk)
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+    except UpstreamError as err:
+        err.target = err.target or opened.target.key
+        gerr = _upstream_failure(err)
+        log.warning("stream from %s broke mid-way: %s %s", opened.target.key, err.kind.value, err.message)
+        outcome.error = gerr
+        outcome.error_kind = err.kind.value
+        await send({"type": "http.response.body", "body": enc.error(gerr), "more_body": False})
+        return
+    await send({"type": "http.response.body", "body": enc.finish(opened.usage), "more_body": False})
+
+
+def _estimate_usage(ctx: CallContext, completion_chars: int) -> Usage:
+    """No usage from the upstream: about four characters a token, marked as an estimate."""
+    body = ctx.request.body
+    text = body.get("messages") or body.get("prompt") or body.get("input") or ""
+    return Usage(
+        prompt_tokens=max(1, len(str(text)) // 4),
+        completion_tokens=(completion_chars + 3) // 4,
+        estimated=True,
+    )

@@ -1,0 +1,153 @@
+"""The ASGI application: a raw dispatcher for the hot inference routes, lifespan building the Runtime.
+
+Inference routes run with no framework in between (PERFORMANCE.md: a framework's routing costs
+15-50% of throughput). Admin and docs routes are delegated to an ASGI sub-app when one is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from fluxway.api.asgi import JSON_CT, ASGIApp, Receive, Scope, Send, request_headers, respond
+from fluxway.api.inference import handle
+from fluxway.canonical import Endpoint
+from fluxway.config import Config
+from fluxway.errors import GatewayError
+from fluxway.ingress.base import Ingress
+from fluxway.ingress.openai import OpenAIIngress
+from fluxway.runtime import Runtime
+
+log = logging.getLogger("fluxway")
+
+Handler = Callable[[Runtime, Scope, Receive, Send], Awaitable[None]]
+
+
+def _inference(ingress: Ingress, endpoint: Endpoint) -> Handler:
+    async def run(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        await handle(rt, ingress, endpoint, scope, receive, send)
+
+    return run
+
+
+async def _json(send: Send, status: int, data: object) -> None:
+    await respond(send, status, orjson.dumps(data), [JSON_CT])
+
+
+async def _live(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    await _json(send, 200, {"status": "ok"})
+
+
+async def _ready(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    checks = rt.ready()
+    ok = all(checks.values())
+    await _json(send, 200 if ok else 503, {"status": "ok" if ok else "unavailable", "checks": checks})
+
+
+def _models_handler(ingress: OpenAIIngress) -> Handler:
+    async def models(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = request_headers(scope)
+        try:
+            principal = await rt.principal(ingress.api_key(headers))
+        except GatewayError as err:
+            await respond(send, err.status, ingress.render_error(err), [JSON_CT])
+            return
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fluxway"}
+            for name in rt.executor.public_models
+            if principal.allows(name)
+        ]
+        await _json(send, 200, {"object": "list", "data": data})
+
+    return models
+
+
+class FluxwayApp:
+    """``FluxwayApp(config)`` is an ASGI app; its Runtime lives from lifespan startup to shutdown."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.runtime: Runtime | None = None
+        openai = OpenAIIngress()
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): _inference(openai, Endpoint.CHAT),
+            ("POST", "/v1/completions"): _inference(openai, Endpoint.COMPLETIONS),
+            ("POST", "/v1/embeddings"): _inference(openai, Endpoint.EMBEDDINGS),
+            ("GET", "/v1/models"): _models_handler(openai),
+            ("GET", "/health/live"): _live,
+            ("GET", "/health/ready"): _ready,
+        }
+        self._anthropic_ingress()
+        # Also answer without the /v1 prefix, as several SDKs and gateways do.
+        for (method, path), handler in list(self._routes.items()):
+            if path.startswith("/v1/"):
+                self._routes.setdefault((method, path[3:]), handler)
+
+    def _anthropic_ingress(self) -> None:
+        try:
+            from fluxway.ingress.anthropic import AnthropicIngress
+        except ImportError:  # the Anthropic ingress is optional while it is being built
+            return
+        self._routes[("POST", "/v1/messages")] = _inference(AnthropicIngress(), Endpoint.CHAT)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            rt = self.runtime
+            if rt is None:
+                await _json(send, 503, {"error": {"message": "starting up", "type": "server_error"}})
+                return
+            handler = self._routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(rt, scope, receive, send)
+                return
+            sub: ASGIApp | None = rt.extras.get("admin_app")
+            if sub is not None and not scope["path"].startswith("/v1/"):
+                await sub(scope, receive, send)
+                return
+            await self._not_found(scope, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _not_found(self, scope: Scope, send: Send) -> None:
+        path = scope["path"]
+        if any(p == path for _, p in self._routes):
+            await _json(send, 405, {"error": {"message": f"method {scope['method']} not allowed on {path}",
+                                              "type": "invalid_request_error", "code": "method_not_allowed"}})
+            return
+        await _json(send, 404, {"error": {"message": f"no route {path}", "type": "invalid_request_error",
+                                          "code": "not_found"}})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.runtime = await Runtime.start(self.cfg)
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.runtime is not None:
+                    await self.runtime.close()
+                    self.runtime = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(cfg: Config) -> FluxwayApp:
+    return FluxwayApp(cfg)
+
+
+def from_env() -> FluxwayApp:
+    """App factory for multi-worker servers: the config path comes from ``FLUXWAY_CONFIG``."""
+    from fluxway.config import env_config_path, load
+
+    path = env_config_path()
+    if not path:
+        raise RuntimeError("FLUXWAY_CONFIG is not set")
+    return FluxwayApp(load(path))

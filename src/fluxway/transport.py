@@ -1,0 +1,119 @@
+"""Upstream HTTP: one pooled aiohttp session, no payload knowledge.
+
+The transport turns network failures into classified :class:`UpstreamError` (connect, timeout) and
+otherwise hands status, headers and bytes back to the adapter that asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from fluxway.canonical import ErrorKind, HttpCall, UpstreamError
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    first_token: float
+    total: float
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+
+
+class UpstreamStream:
+    """An open streaming response. Iterate ``chunks()``; always ``close()``."""
+
+    __slots__ = ("_resp", "elapsed_to_headers", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, elapsed: float) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+        self.elapsed_to_headers = elapsed
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _classify(exc) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._resp.content.iter_any():
+                yield data
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _classify(exc) from None
+
+    def close(self) -> None:
+        """Drop the connection (a client that went away must cancel the upstream request)."""
+        self._resp.close()
+
+    def release(self) -> None:
+        """Return a fully read connection to the pool."""
+        self._resp.release()
+
+
+def _classify(exc: BaseException) -> UpstreamError:
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamError(ErrorKind.TIMEOUT, "upstream timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(ErrorKind.CONNECT, f"cannot connect to upstream: {exc.os_error or exc}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        return UpstreamError(ErrorKind.UPSTREAM_5XX, f"upstream connection broke: {exc.__class__.__name__}")
+    return UpstreamError(ErrorKind.CONNECT, f"upstream request failed: {exc}")
+
+
+class Transport:
+    """Owns the connection pool. Create inside a running event loop; ``close()`` at shutdown."""
+
+    def __init__(self, *, limit: int = 0, keepalive: float = 60.0) -> None:
+        self._connector = aiohttp.TCPConnector(
+            limit=limit, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=keepalive
+        )
+        self._session = aiohttp.ClientSession(
+            connector=self._connector,
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+            json_serialize=None,  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
+
+    async def send(self, call: HttpCall, timeouts: Timeouts) -> Reply:
+        """A whole request and response."""
+        t0 = time.perf_counter()
+        try:
+            async with self._session.request(
+                call.method, call.url, data=call.body, headers=call.headers, timeout=self._timeout(timeouts)
+            ) as resp:
+                body = await resp.read()
+                return Reply(resp.status, resp.headers, body, time.perf_counter() - t0)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _classify(exc) from None
+
+    async def open_stream(self, call: HttpCall, timeouts: Timeouts) -> UpstreamStream:
+        """Send a request and return once the response headers are in."""
+        t0 = time.perf_counter()
+        try:
+            resp = await self._session.request(
+                call.method, call.url, data=call.body, headers=call.headers, timeout=self._timeout(timeouts)
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _classify(exc) from None
+        return UpstreamStream(resp, time.perf_counter() - t0)
+
+    async def close(self) -> None:
+        await self._session.close()
