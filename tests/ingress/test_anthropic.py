@@ -582,7 +582,7 @@ def test_stream_usage_from_finish_wins_and_cached_tokens() -> None:
     raw = run_stream(
         [chunk({"content": "x"}, "length")], Usage(prompt_tokens=40, completion_tokens=9, cached_tokens=15)
     )
-    delta = [d for n, d in events(raw) if n == "message_delta"][0]
+    delta = next(d for n, d in events(raw) if n == "message_delta")
     assert delta["delta"]["stop_reason"] == "max_tokens"
     assert delta["usage"] == {
         "input_tokens": 25,
@@ -595,7 +595,7 @@ def test_stream_usage_from_finish_wins_and_cached_tokens() -> None:
 def test_stream_stop_sequence() -> None:
     req = parse(stream=True, stop_sequences=["###"])
     raw = run_stream([chunk({"content": "x"}), chunk({}, "stop", stop_reason="###")], req=req)
-    delta = [d for n, d in events(raw) if n == "message_delta"][0]
+    delta = next(d for n, d in events(raw) if n == "message_delta")
     assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "###"}
 
 
