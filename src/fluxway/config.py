@@ -131,6 +131,14 @@ class RetryConfig(_Strict):
 Strategy = Literal["weighted", "fallback", "latency", "least-busy", "cost"]
 
 
+class HedgeConfig(_Strict):
+    # Start the same request on the next target when the first has produced no first byte after
+    # this long; None: after the first target's observed p95 time to first byte.
+    after_ms: float | None = Field(None, gt=0)
+    # Extra targets started at most (one more after each further delay).
+    max_extra: int = Field(1, ge=1, le=4)
+
+
 class ModelConfig(_Strict):
     name: str = Field(min_length=1)
     strategy: Strategy = "weighted"
@@ -138,6 +146,21 @@ class ModelConfig(_Strict):
     fallbacks: tuple[str, ...] = ()
     retry: RetryConfig = RetryConfig()
     timeout: TimeoutConfig | None = None
+    # Another public model (with larger context windows) tried when a target reports context_length.
+    context_fallback: str | None = None
+    # Opt-in hedged requests (`hedge: {}` or `hedge: true` for the defaults).
+    hedge: HedgeConfig | None = None
+    # Opt-in mid-stream failover: a stream broken after partial output continues on another target.
+    stream_failover: bool = False
+
+    @field_validator("hedge", mode="before")
+    @classmethod
+    def _hedge_flag(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
 
 
 class RoutingConfig(_Strict):
@@ -244,6 +267,11 @@ def _cross_check(cfg: Config) -> list[str]:
                 problems.append(f"models[{i}].fallbacks[{j}]: unknown model '{fb}'")
             elif fb == m.name:
                 problems.append(f"models[{i}].fallbacks[{j}]: a model cannot fall back to itself")
+        if m.context_fallback is not None:
+            if m.context_fallback not in model_names:
+                problems.append(f"models[{i}].context_fallback: unknown model '{m.context_fallback}'")
+            elif m.context_fallback == m.name:
+                problems.append(f"models[{i}].context_fallback: a model cannot fall back to itself")
     return problems
 
 

@@ -1,0 +1,28 @@
+"""Clocks for routing: the health board and the planner take one as a plain ``() -> float`` callable.
+
+Production code passes :func:`time.monotonic`; tests pass a :class:`ManualClock` and move time by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+
+
+class ManualClock:
+    """A clock that only moves when told to (for tests and simulations)."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        self.now += seconds
+        return self.now
