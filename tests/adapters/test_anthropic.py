@@ -228,7 +228,8 @@ def test_invalid_requests_are_bad_request() -> None:
     assert "n:" in bad(n=2).message
     assert "input_audio" in bad(messages=[{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]).message
-    bad(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/svg+xml,<svg/>"}}]}])
+    svg = {"type": "image_url", "image_url": {"url": "data:image/svg+xml,<svg/>"}}
+    bad(messages=[{"role": "user", "content": [svg]}])
     bad(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
         {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}])
     bad(messages=[{"role": "tool", "content": "x"}])
@@ -281,7 +282,7 @@ def test_parse_tool_use() -> None:
 def test_parse_thinking() -> None:
     body = parse("response_thinking.json")
     msg = body["choices"][0]["message"]
-    assert msg["content"] == "27 × 453 = 12,231."
+    assert msg["content"] == "27 \u00d7 453 = 12,231."
     assert msg["reasoning_content"] == "The user wants 27 * 453. 27 * 453 = 12231."
     assert [b["type"] for b in msg["thinking_blocks"]] == ["thinking", "redacted_thinking"]
     assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 160}
@@ -398,7 +399,7 @@ def test_stream_tool_use() -> None:
 def test_stream_thinking_and_cache_usage() -> None:
     chunks = decode((FIX / "stream_thinking.sse").read_bytes())
     assert deltas(chunks, "reasoning_content") == "27 * 453 = 12231."
-    assert deltas(chunks, "content") == "27 × 453 = 12,231."
+    assert deltas(chunks, "content") == "27 \u00d7 453 = 12,231."
     assert chunks[-1]["usage"] == {
         "prompt_tokens": 156, "completion_tokens": 180, "total_tokens": 336,
         "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 10},
