@@ -230,8 +230,8 @@ class HealthSnapshot:
     """An immutable view of the board at ``at``; targets it has never seen read as fresh and healthy."""
 
     at: float
-    targets: Mapping[str, TargetHealth] = field(default=_NO_TARGETS)
-    keys: Mapping[str, tuple[KeyHealth, ...]] = field(default=_NO_KEYS)
+    targets: Mapping[str, TargetHealth] = field(default_factory=lambda: _NO_TARGETS)
+    keys: Mapping[str, tuple[KeyHealth, ...]] = field(default_factory=lambda: _NO_KEYS)
 
     def target(self, key: str) -> TargetHealth:
         found = self.targets.get(key)
