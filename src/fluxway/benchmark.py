@@ -1,0 +1,1290 @@
+"""``fluxway bench``: the project's own load test (see PERFORMANCE.md, "Method").
+
+It starts a mock upstream answering instantly (nginx: a fixed ``chat.completion`` JSON, and a 5-chunk
+SSE stream under ``/sse``), the minimal Python pass-through (``bench/passthrough.py``), Fluxway
+(``python -m fluxway serve``) and, when installed in ``bench/.venv-litellm``, the LiteLLM proxy, all
+against the same mock; drives them with wrk (closed loop, c=32 and c=1) and ``bench/loadgen.py``
+(time to first byte; open loop at a fixed rate against the fault-injecting ``bench/mock_upstream.py``);
+and prints one markdown table per scenario, also written to ``bench/results/<date>-<scenario>.md``
+and ``.json``. Pinning: the server under test on core 0, load generator and mock on core 1.
+
+Scenarios: ``json`` (throughput, latency, RSS), ``stream`` (SSE throughput, time to first byte),
+``failover`` (issue 4: one of two targets failing a fraction of the time, or with a slow first byte).
+
+The pure parts (fixtures, config and script generation, wrk output parsing, statistics, tables) are
+at the top and unit-tested; process handling is below them. Timings are never asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from contextlib import ExitStack, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_MODEL = "bench"
+STREAM_MODEL = "bench-stream"
+UPSTREAM_MODEL = "bench-model"
+MASTER_KEY = "sk-bench-master"
+UPSTREAM_KEY = "sk-mock"
+MARKER = "FLUXWAY_BENCH "
+ALL_TARGETS = ("direct", "passthrough", "fluxway", "litellm")
+ALL_SCENARIOS = ("json", "stream", "failover")
+LOAD_CORE = 1
+SERVER_CORE = 0
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: what the mock answers and what the load generator sends
+
+
+def chat_request(model: str = BENCH_MODEL, stream: bool = False) -> dict[str, Any]:
+    """The small chat request every load generator posts."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello in five words."}],
+        "max_tokens": 16,
+    }
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def chat_completion_body() -> bytes:
+    """The fixed OpenAI ``chat.completion`` the mock upstream returns."""
+    body = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": UPSTREAM_MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the mock upstream."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+        "system_fingerprint": None,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def sse_frames() -> list[bytes]:
+    """Five ``chat.completion.chunk`` events then ``[DONE]``, each a complete SSE frame."""
+    deltas: list[tuple[dict[str, Any], str | None]] = [
+        ({"role": "assistant", "content": "Hello"}, None),
+        ({"content": " from"}, None),
+        ({"content": " the"}, None),
+        ({"content": " mock."}, None),
+        ({}, "stop"),
+    ]
+    frames = []
+    for delta, finish in deltas:
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": UPSTREAM_MODEL,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        frames.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+def sse_body() -> bytes:
+    return b"".join(sse_frames())
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated files: nginx config, wrk scripts, gateway configs
+
+
+def _nginx_string(text: str) -> str:
+    """Quote ``text`` for an nginx config (single quotes; ``$`` would start a variable)."""
+    if "$" in text:
+        raise ValueError("nginx return bodies cannot contain '$'")
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def nginx_conf(port: int, workdir: Path) -> str:
+    """A self-contained nginx config: one worker on loopback, answers from memory, no logs."""
+    temp = {name: workdir / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    return f"""daemon off;
+master_process on;
+worker_processes 1;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "nginx-error.log"} warn;
+events {{ worker_connections 8192; multi_accept on; }}
+http {{
+  access_log off;
+  server_tokens off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  client_body_temp_path {temp["client_body"]};
+  proxy_temp_path {temp["proxy"]};
+  fastcgi_temp_path {temp["fastcgi"]};
+  uwsgi_temp_path {temp["uwsgi"]};
+  scgi_temp_path {temp["scgi"]};
+  client_body_buffer_size 64k;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /v1/chat/completions {{
+      default_type application/json;
+      return 200 {_nginx_string(chat_completion_body().decode())};
+    }}
+    location = /sse/v1/chat/completions {{
+      default_type text/event-stream;
+      add_header cache-control no-cache;
+      return 200 {_nginx_string(sse_body().decode())};
+    }}
+    location = /v1/models {{
+      default_type application/json;
+      return 200 '{{"object":"list","data":[{{"id":"{UPSTREAM_MODEL}","object":"model"}}]}}';
+    }}
+    location / {{ return 404; }}
+  }}
+}}
+"""
+
+
+def _lua_long_string(text: str) -> str:
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    eq = "=" * level
+    return f"[{eq}[{text}]{eq}]"
+
+
+def wrk_script(body: dict[str, Any], headers: dict[str, str]) -> str:
+    """A wrk Lua script posting ``body`` and printing one machine-readable summary line."""
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {_lua_long_string(json.dumps(body, separators=(',', ':')))}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
+    for name, value in headers.items():
+        lines.append(f"wrk.headers[{_lua_long_string(name)}] = {_lua_long_string(value)}")
+    lines.append(
+        "done = function(summary, latency, requests)\n"
+        "  local e = summary.errors\n"
+        f"  io.write(string.format('{MARKER}"
+        '{"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,'
+        '"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,'
+        '"max_us":%d,"mean_us":%.2f}\\n\',\n'
+        "    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,\n"
+        "    e.status, e.timeout, latency:percentile(50), latency:percentile(90),\n"
+        "    latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean))\n"
+        "end"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def fluxway_config(
+    upstreams: dict[str, str],
+    port: int,
+    store_url: str,
+    *,
+    governance: bool = False,
+    strategy: str = "weighted",
+    model_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Fluxway config: one ``openai`` provider per upstream base URL (``name -> base``).
+
+    Public model ``bench`` routes to every upstream whose name does not end in ``-sse``;
+    ``bench-stream`` to the ``-sse`` ones (the nginx mock streams on a separate path).
+    """
+    providers = [
+        {"name": name, "type": "openai", "base_url": base, "api_keys": [UPSTREAM_KEY]}
+        for name, base in upstreams.items()
+    ]
+    plain = [n for n in upstreams if not n.endswith("-sse")]
+    sse = [n for n in upstreams if n.endswith("-sse")]
+    models: list[dict[str, Any]] = []
+    if plain:
+        model: dict[str, Any] = {
+            "name": BENCH_MODEL,
+            "strategy": strategy,
+            "targets": [{"provider": n, "model": UPSTREAM_MODEL} for n in plain],
+        }
+        if len(plain) > 1:
+            model["retry"] = {"attempts": 2, "backoff_ms": 0}
+        model.update(model_extra or {})
+        models.append(model)
+    if sse:
+        models.append({"name": STREAM_MODEL, "targets": [{"provider": n, "model": UPSTREAM_MODEL} for n in sse]})
+    cfg: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": port, "workers": 1},
+        "store": {"url": store_url},
+        "providers": providers,
+        "models": models,
+    }
+    if governance:
+        cfg["auth"] = {"master_key": MASTER_KEY}
+    return cfg
+
+
+def litellm_config(upstreams: dict[str, str], *, retries: int = 2) -> dict[str, Any]:
+    """The LiteLLM proxy config equivalent to :func:`fluxway_config` (same models, same upstreams)."""
+    model_list = []
+    for name, base in upstreams.items():
+        model_list.append({
+            "model_name": STREAM_MODEL if name.endswith("-sse") else BENCH_MODEL,
+            "litellm_params": {"model": f"openai/{UPSTREAM_MODEL}", "api_base": base, "api_key": UPSTREAM_KEY},
+        })
+    return {
+        "model_list": model_list,
+        "router_settings": {"num_retries": retries, "retry_after": 0, "routing_strategy": "simple-shuffle"},
+        "litellm_settings": {"num_retries": retries, "telemetry": False},
+        "general_settings": {},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and statistics
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    duration_s: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    socket_errors: int
+    non2xx: int
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read the summary line our wrk script prints (see :func:`wrk_script`)."""
+    for line in output.splitlines():
+        if line.startswith(MARKER):
+            d = json.loads(line[len(MARKER):])
+            duration = d["duration_us"] / 1e6
+            return WrkResult(
+                requests=int(d["requests"]),
+                duration_s=duration,
+                rps=d["requests"] / duration if duration > 0 else 0.0,
+                p50_ms=d["p50_us"] / 1000,
+                p90_ms=d["p90_us"] / 1000,
+                p99_ms=d["p99_us"] / 1000,
+                p999_ms=d["p999_us"] / 1000,
+                max_ms=d["max_us"] / 1000,
+                mean_ms=d["mean_us"] / 1000,
+                socket_errors=int(d["connect"] + d["read"] + d["write"] + d["timeout"]),
+                non2xx=int(d["status"]),
+            )
+    raise ValueError("no wrk summary line in the output (did wrk run our script?)")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class TtfbResult:
+    requests: int
+    ttfb_p50_ms: float
+    ttfb_p99_ms: float
+    total_p50_ms: float
+    bad: int
+
+
+def summarize_ttfb(raw: dict[str, Any]) -> TtfbResult:
+    ttfb = raw.get("ttfb_ms", [])
+    return TtfbResult(
+        requests=len(ttfb),
+        ttfb_p50_ms=percentile(ttfb, 50),
+        ttfb_p99_ms=percentile(ttfb, 99),
+        total_p50_ms=percentile(raw.get("total_ms", []), 50),
+        bad=int(raw.get("bad", 0)),
+    )
+
+
+@dataclass(frozen=True)
+class OpenLoopResult:
+    sent: int
+    ok: int
+    success_pct: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int]
+    errors: dict[str, int]
+    attempts: dict[str, int]
+    send_lag_ms: float
+
+
+def summarize_open(raw: dict[str, Any]) -> OpenLoopResult:
+    """Summarise an open-loop run. Latencies are over *every* request (failures included)."""
+    lat = raw.get("latency_all_ms", [])
+    sent = int(raw.get("sent", 0))
+    ok = int(raw.get("ok", 0))
+    return OpenLoopResult(
+        sent=sent,
+        ok=ok,
+        success_pct=100.0 * ok / sent if sent else 0.0,
+        p50_ms=percentile(lat, 50),
+        p90_ms=percentile(lat, 90),
+        p99_ms=percentile(lat, 99),
+        max_ms=max(lat) if lat else math.nan,
+        statuses={str(k): int(v) for k, v in raw.get("statuses", {}).items()},
+        errors={str(k): int(v) for k, v in raw.get("errors", {}).items()},
+        attempts={str(k): int(v) for k, v in raw.get("attempts", {}).items()},
+        send_lag_ms=float(raw.get("max_send_lag_ms", 0.0)),
+    )
+
+
+def best_throughput(runs: Sequence[WrkResult]) -> WrkResult:
+    return max(runs, key=lambda r: r.rps)
+
+
+def best_latency(runs: Sequence[WrkResult]) -> WrkResult:
+    return min(runs, key=lambda r: r.p50_ms)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if abs(value) < 1:
+        return f"{value:.3f} ms"
+    if abs(value) < 100:
+        return f"{value:.2f} ms"
+    return f"{value:.0f} ms"
+
+
+def fmt_added(value: float | None, base: float | None) -> str:
+    if value is None or base is None or math.isnan(value) or math.isnan(base):
+        return "-"
+    return f"{value - base:+.3f} ms"
+
+
+def fmt_int(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:,.0f}"
+
+
+def fmt_mb(idle: float | None, loaded: float | None) -> str:
+    if idle is None and loaded is None:
+        return "-"
+    a = f"{idle:.0f}" if idle is not None else "?"
+    b = f"{loaded:.0f}" if loaded is not None else "?"
+    return f"{a} / {b} MB"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _errors(*runs: WrkResult | None) -> str:
+    sock = sum(r.socket_errors for r in runs if r)
+    bad = sum(r.non2xx for r in runs if r)
+    if not sock and not bad:
+        return "0"
+    parts = []
+    if bad:
+        parts.append(f"{bad:,} non-2xx")
+    if sock:
+        parts.append(f"{sock:,} socket")
+    return ", ".join(parts)
+
+
+@dataclass
+class JsonRow:
+    through: str
+    c32: WrkResult | None = None
+    c1: WrkResult | None = None
+    rss_idle_mb: float | None = None
+    rss_load_mb: float | None = None
+    note: str = ""
+
+
+def ratio_lines(rows: Sequence[JsonRow | StreamRow], metric: str) -> list[str]:
+    """"fluxway / passthrough" and "fluxway / litellm" for a req/s metric of the rows."""
+    by = {r.through: r for r in rows}
+
+    def value(name: str) -> float | None:
+        row = by.get(name)
+        result = getattr(row, metric, None) if row else None
+        return result.rps if isinstance(result, WrkResult) and result.rps > 0 else None
+
+    flux, passthrough, litellm = value("fluxway"), value("passthrough"), value("litellm")
+    lines = []
+    if flux and passthrough:
+        lines.append(f"- fluxway / passthrough: **{flux / passthrough:.0%}** of the minimal pass-through's req/s")
+    if flux and litellm:
+        lines.append(f"- fluxway / litellm: **{flux / litellm:.1f}x** LiteLLM's req/s")
+    return lines
+
+
+def render_json_table(rows: Sequence[JsonRow], connections: int) -> str:
+    direct = next((r for r in rows if r.through == "direct"), None)
+    d50 = direct.c1.p50_ms if direct and direct.c1 else None
+    d99 = direct.c1.p99_ms if direct and direct.c1 else None
+    c = connections
+    header = [
+        "through", f"c={c} req/s", f"c={c} p50", f"c={c} p99", "c=1 p50", "added c=1 p50",
+        "c=1 p99", "added c=1 p99", "errors", "RSS idle / loaded",
+    ]
+    body = []
+    for r in rows:
+        if r.c32 is None and r.c1 is None:
+            body.append([r.through, *(["-"] * 8), r.note or "-"])
+            continue
+        added50 = fmt_added(r.c1.p50_ms, d50) if r.c1 and r.through != "direct" else "-"
+        added99 = fmt_added(r.c1.p99_ms, d99) if r.c1 and r.through != "direct" else "-"
+        body.append([
+            r.through,
+            fmt_int(r.c32.rps if r.c32 else None),
+            fmt_ms(r.c32.p50_ms if r.c32 else None),
+            fmt_ms(r.c32.p99_ms if r.c32 else None),
+            fmt_ms(r.c1.p50_ms if r.c1 else None),
+            added50,
+            fmt_ms(r.c1.p99_ms if r.c1 else None),
+            added99,
+            _errors(r.c32, r.c1),
+            fmt_mb(r.rss_idle_mb, r.rss_load_mb),
+        ])
+    return _table(header, body)
+
+
+@dataclass
+class StreamRow:
+    through: str
+    c32: WrkResult | None = None
+    ttfb: TtfbResult | None = None
+    rss_load_mb: float | None = None
+    note: str = ""
+
+
+def render_stream_table(rows: Sequence[StreamRow], connections: int) -> str:
+    direct = next((r for r in rows if r.through == "direct"), None)
+    d_ttfb = direct.ttfb.ttfb_p50_ms if direct and direct.ttfb else None
+    c = connections
+    header = [
+        "through", f"c={c} streams/s", f"c={c} p50 (whole stream)", "c=1 TTFB p50", "added TTFB p50",
+        "c=1 TTFB p99", "errors", "RSS loaded",
+    ]
+    body = []
+    for r in rows:
+        if r.c32 is None and r.ttfb is None:
+            body.append([r.through, *(["-"] * 6), r.note or "-"])
+            continue
+        errors = _errors(r.c32)
+        if r.ttfb and r.ttfb.bad:
+            errors = f"{errors}; {r.ttfb.bad} bad TTFB answers"
+        body.append([
+            r.through,
+            fmt_int(r.c32.rps if r.c32 else None),
+            fmt_ms(r.c32.p50_ms if r.c32 else None),
+            fmt_ms(r.ttfb.ttfb_p50_ms if r.ttfb else None),
+            fmt_added(r.ttfb.ttfb_p50_ms, d_ttfb) if r.ttfb and r.through != "direct" else "-",
+            fmt_ms(r.ttfb.ttfb_p99_ms if r.ttfb else None),
+            errors,
+            fmt_mb(None, r.rss_load_mb) if r.rss_load_mb is not None else "-",
+        ])
+    return _table(header, body)
+
+
+@dataclass
+class FailoverRow:
+    case: str
+    through: str
+    result: OpenLoopResult | None = None
+    upstream_calls: int = 0
+    note: str = ""
+
+
+def render_failover_table(rows: Sequence[FailoverRow]) -> str:
+    header = ["case", "through", "requests", "success", "p50", "p90", "p99", "max", "statuses",
+              "upstream calls / request"]
+    body = []
+    for r in rows:
+        res = r.result
+        if res is None:
+            body.append([r.case, r.through, *(["-"] * 6), r.note or "-", "-"])
+            continue
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(res.statuses.items()))
+        if res.errors:
+            statuses += "; " + ", ".join(f"{k}: {v}" for k, v in sorted(res.errors.items()))
+        calls = f"{r.upstream_calls / res.sent:.2f}" if res.sent and r.upstream_calls else "-"
+        body.append([
+            r.case, r.through, fmt_int(res.sent), f"{res.success_pct:.1f}%", fmt_ms(res.p50_ms),
+            fmt_ms(res.p90_ms), fmt_ms(res.p99_ms), fmt_ms(res.max_ms), statuses, calls,
+        ])
+    return _table(header, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine and versions
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gb": mem_gb, "kernel": platform.release()}
+
+
+def _run_text(cmd: Sequence[str]) -> str:
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (proc.stdout + proc.stderr).strip()
+
+
+def versions(litellm_python: Path | None, repo: Path | None) -> dict[str, str]:
+    from importlib import metadata
+
+    out: dict[str, str] = {"python": platform.python_version()}
+    for dist in ("fluxway", "aiohttp", "orjson", "granian", "uvicorn", "uvloop", "httptools", "starlette"):
+        with suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    nginx = _run_text(["nginx", "-v"])
+    if nginx:
+        out["nginx"] = nginx.rsplit("/", 1)[-1]
+    wrk = _run_text(["wrk", "-v"]).splitlines()
+    if wrk:
+        out["wrk"] = wrk[0].split(" [")[0].removeprefix("wrk ")
+    if litellm_python is not None:
+        ver = _run_text([str(litellm_python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"])
+        if ver:
+            out["litellm"] = ver.splitlines()[-1]
+    if repo is not None:
+        commit = _run_text(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+        if commit and " " not in commit:
+            out["fluxway_commit"] = commit
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _pinned(cmd: Sequence[str], core: int | None) -> list[str]:
+    if core is None or shutil.which("taskset") is None:
+        return list(cmd)
+    return ["taskset", "-c", str(core), *cmd]
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 3 and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Service:
+    """A server started in its own session (so it and its workers stop together), output to a log."""
+
+    def __init__(self, name: str, cmd: Sequence[str], log: Path, *, core: int | None, cwd: Path | None = None):
+        self.name = name
+        self.cmd = _pinned(cmd, core)
+        self.log = log
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.cwd, start_new_session=True,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        """RSS of the largest process of the server (its worker), in MB."""
+        if self.proc is None:
+            return 0.0
+        return max((_rss_mb(p) for p in _session_pids(self.proc.pid)), default=0.0)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        # Workers that outlived their parent are in the same session.
+        for pid in _session_pids(self.proc.pid):
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc = None
+
+
+def http_request(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def wait_ready(service: Service, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise RuntimeError(f"{service.name} exited during start-up:\n{service.log_tail()}")
+        try:
+            status, _ = http_request(url, timeout=2)
+            if status < 500:
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s ({url}):\n{service.log_tail()}")
+
+
+def ensure_tool(name: str, package: str, log: list[str]) -> str:
+    """The path of ``name``; installs the Debian ``package`` with apt-get when missing (root only)."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log.append(f"installing {package} with apt-get")
+        subprocess.run(["apt-get", "install", "-y", "-q", package], check=False, capture_output=True)
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+        if found:
+            return found
+    raise RuntimeError(f"{name} is not installed (apt-get install -y {package})")
+
+
+# ---------------------------------------------------------------------------------------------
+# The harness
+
+
+@dataclass
+class Settings:
+    scenarios: tuple[str, ...]
+    targets: tuple[str, ...]
+    duration: int
+    warmup: int
+    connections: int
+    repeat: int
+    governance: bool
+    pin: bool
+    passthrough_server: str
+    rate: float
+    failover_duration: int
+    fail_rate: float
+    fail_status: int
+    slow_rate: float
+    slow_ms: float
+    upstream_delay_ms: float
+    model_extra: dict[str, Any]
+    bench_dir: Path
+    litellm: Path | None
+    out_dir: Path | None
+    print_json: bool
+    keep_logs: bool
+
+
+@dataclass
+class Endpoint:
+    """Where the load goes for one target: URL of the JSON and streaming routes + auth headers."""
+
+    json_url: str
+    stream_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json_model: str = BENCH_MODEL
+    stream_model: str = STREAM_MODEL
+
+
+class Harness:
+    def __init__(self, settings: Settings, workdir: Path, stack: ExitStack) -> None:
+        self.s = settings
+        self.work = workdir
+        self.stack = stack
+        self.notes: list[str] = []
+        self.nginx_port = 0
+        self.wrk = ""
+
+    def core(self, which: int) -> int | None:
+        return which if self.s.pin else None
+
+    def log(self, message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    def service(self, name: str, cmd: Sequence[str], core: int | None, cwd: Path | None = None) -> Service:
+        svc = Service(name, cmd, self.work / f"{name}.log", core=core, cwd=cwd).start()
+        self.stack.callback(svc.stop)
+        return svc
+
+    # -- upstreams ------------------------------------------------------------------------------
+
+    def start_nginx(self) -> None:
+        nginx = ensure_tool("nginx", "nginx", self.notes)
+        self.wrk = ensure_tool("wrk", "wrk", self.notes)
+        self.nginx_port = free_port()
+        conf = self.work / "nginx.conf"
+        conf.write_text(nginx_conf(self.nginx_port, self.work))
+        svc = self.service("nginx", [nginx, "-c", str(conf), "-p", str(self.work)], self.core(LOAD_CORE))
+        wait_ready(svc, f"http://127.0.0.1:{self.nginx_port}/v1/models", 15)
+
+    @property
+    def nginx(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    def start_fault_mock(self, name: str, *extra: str) -> tuple[Service, str]:
+        port = free_port()
+        cmd = [sys.executable, str(self.s.bench_dir / "mock_upstream.py"), "--port", str(port),
+               "--delay-ms", str(self.s.upstream_delay_ms), *extra]
+        svc = self.service(name, cmd, self.core(LOAD_CORE))
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(svc, url + "/stats", 20)
+        return svc, url
+
+    # -- servers under test ------------------------------------------------------------------------
+
+    def start_target(self, target: str, upstreams: dict[str, str]) -> tuple[Service | None, Endpoint]:
+        """Start ``target`` in front of ``upstreams`` (``name -> base URL``; ``*-sse`` for streams)."""
+        if target == "direct":
+            base = next(iter(upstreams.values()))
+            sse = upstreams.get("mock-sse", base)
+            return None, Endpoint(f"{base}/chat/completions", f"{sse}/chat/completions")
+        port = free_port()
+        local = f"http://127.0.0.1:{port}"
+        if target == "passthrough":
+            origin = next(iter(upstreams.values())).removesuffix("/v1")
+            app = ["env", f"PASSTHROUGH_UPSTREAM={origin}"]
+            if self.s.passthrough_server == "uvicorn":
+                cmd = [*app, sys.executable, "-m", "uvicorn", "passthrough:app", "--host", "127.0.0.1", "--port",
+                       str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
+                       "warning", "--backlog", "4096"]
+            else:
+                cmd = [*app, sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+                       "--workers", "1", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
+                       "--log-level", "warning", "--backlog", "4096", "passthrough:app"]
+            svc = self.service("passthrough", cmd, self.core(SERVER_CORE), cwd=self.s.bench_dir)
+            wait_ready(svc, local + "/", 30)
+            return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/sse/v1/chat/completions")
+        if target == "fluxway":
+            cfg = fluxway_config(
+                upstreams, port, f"sqlite:///{self.work / 'fluxway.db'}",
+                governance=self.s.governance, model_extra=self.s.model_extra,
+            )
+            path = self.work / "fluxway.yaml"
+            path.write_text(json.dumps(cfg, indent=2))
+            cmd = [sys.executable, "-m", "fluxway", "serve", "--config", str(path), "--port", str(port),
+                   "--workers", "1"]
+            svc = self.service("fluxway", cmd, self.core(SERVER_CORE))
+            wait_ready(svc, local + "/health/live", 60)
+            headers = self.fluxway_auth(local) if self.s.governance else {}
+            return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/v1/chat/completions", headers)
+        if target == "litellm":
+            if self.s.litellm is None:
+                raise RuntimeError("LiteLLM is not installed (bench/install_litellm.sh)")
+            path = self.work / "litellm.yaml"
+            path.write_text(json.dumps(litellm_config(upstreams), indent=2))
+            cmd = ["env", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_LOG=ERROR", "LITELLM_TELEMETRY=False",
+                   str(self.s.litellm), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+                   "--num_workers", "1"]
+            svc = self.service("litellm", cmd, self.core(SERVER_CORE))
+            wait_ready(svc, local + "/health/liveliness", 180)
+            return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/v1/chat/completions")
+        raise ValueError(f"unknown target {target!r}")
+
+    def fluxway_auth(self, base: str) -> dict[str, str]:
+        """Governance on: create a virtual key with the master key and load with it."""
+        body = json.dumps({"name": "bench", "models": [BENCH_MODEL, STREAM_MODEL]}).encode()
+        headers = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
+        try:
+            status, data = http_request(base + "/admin/keys", body, headers)
+            key = json.loads(data).get("key") if status in (200, 201) else None
+        except (OSError, ValueError, urllib.error.URLError):
+            status, key = 0, None
+        if isinstance(key, str) and key:
+            self.notes.append("governance: load sent with a virtual key created through POST /admin/keys")
+            return {"authorization": f"Bearer {key}"}
+        self.notes.append(f"governance: POST /admin/keys answered {status}; load sent with the master key instead")
+        return {"authorization": f"Bearer {MASTER_KEY}"}
+
+    # -- load -------------------------------------------------------------------------------------
+
+    def check(self, name: str, url: str, body: dict[str, Any], headers: dict[str, str], stream: bool) -> None:
+        """One request before measuring: a target answering errors fast must not look fast."""
+        status, data = http_request(url, json.dumps(body).encode(), {"content-type": "application/json", **headers})
+        ok = status == 200 and ((b"[DONE]" in data) if stream else (b'"choices"' in data))
+        if not ok:
+            raise RuntimeError(f"{name}: sanity request answered {status}: {data[:300]!r}")
+
+    def wrk_run(self, url: str, script: Path, connections: int, duration: int, svc: Service | None
+                ) -> tuple[WrkResult, float]:
+        cmd = _pinned([self.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+                       "-s", str(script), url], self.core(LOAD_CORE))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        peak = 0.0
+        while proc.poll() is None:
+            if svc is not None:
+                peak = max(peak, svc.rss_mb())
+            time.sleep(0.25)
+        out = proc.stdout.read() if proc.stdout else ""
+        try:
+            return parse_wrk(out), peak
+        except ValueError:
+            raise RuntimeError(f"wrk failed:\n{out[-2000:]}") from None
+
+    def loadgen(self, *args: str) -> dict[str, Any]:
+        cmd = _pinned([sys.executable, str(self.s.bench_dir / "loadgen.py"), *args], self.core(LOAD_CORE))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"loadgen failed: {proc.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+    def script(self, name: str, body: dict[str, Any], headers: dict[str, str]) -> Path:
+        path = self.work / f"{name}.lua"
+        path.write_text(wrk_script(body, headers))
+        return path
+
+    # -- scenarios --------------------------------------------------------------------------------
+
+    def nginx_upstreams(self) -> dict[str, str]:
+        return {"mock": f"{self.nginx}/v1", "mock-sse": f"{self.nginx}/sse/v1"}
+
+    def run_json(self) -> list[JsonRow]:
+        rows = []
+        for target in self.s.targets:
+            row = JsonRow(target)
+            rows.append(row)
+            self.log(f"json: {target}")
+            try:
+                svc, ep = self.start_target(target, self.nginx_upstreams())
+            except RuntimeError as exc:
+                row.note = _first_line(exc)
+                self.log(f"json: {target} skipped: {exc}")
+                continue
+            try:
+                body = chat_request(ep.json_model)
+                self.check(target, ep.json_url, body, ep.headers, stream=False)
+                script = self.script(f"json-{target}", body, ep.headers)
+                row.rss_idle_mb = svc.rss_mb() if svc else None
+                if self.s.warmup:
+                    self.wrk_run(ep.json_url, script, self.s.connections, self.s.warmup, None)
+                c32 = [self.wrk_run(ep.json_url, script, self.s.connections, self.s.duration, svc)
+                       for _ in range(self.s.repeat)]
+                row.c32 = best_throughput([r for r, _ in c32])
+                row.rss_load_mb = max(p for _, p in c32) if svc else None
+                row.c1 = best_latency([self.wrk_run(ep.json_url, script, 1, self.s.duration, None)[0]
+                                       for _ in range(self.s.repeat)])
+            except RuntimeError as exc:
+                row.note = _first_line(exc)
+                self.log(f"json: {target} failed: {exc}")
+            finally:
+                if svc:
+                    svc.stop()
+        return rows
+
+    def run_stream(self) -> list[StreamRow]:
+        rows = []
+        for target in self.s.targets:
+            row = StreamRow(target)
+            rows.append(row)
+            self.log(f"stream: {target}")
+            try:
+                svc, ep = self.start_target(target, self.nginx_upstreams())
+            except RuntimeError as exc:
+                row.note = _first_line(exc)
+                continue
+            try:
+                body = chat_request(ep.stream_model, stream=True)
+                self.check(target, ep.stream_url, body, ep.headers, stream=True)
+                script = self.script(f"stream-{target}", body, ep.headers)
+                if self.s.warmup:
+                    self.wrk_run(ep.stream_url, script, self.s.connections, self.s.warmup, None)
+                runs = [self.wrk_run(ep.stream_url, script, self.s.connections, self.s.duration, svc)
+                        for _ in range(self.s.repeat)]
+                row.c32 = best_throughput([r for r, _ in runs])
+                row.rss_load_mb = max(p for _, p in runs) if svc else None
+                key = ep.headers.get("authorization", "").removeprefix("Bearer ")
+                ttfbs = [summarize_ttfb(self.loadgen("ttfb", "--url", ep.stream_url, "--model", ep.stream_model,
+                                                     "--stream", "--key", key, "--duration", str(self.s.duration)))
+                         for _ in range(self.s.repeat)]
+                row.ttfb = min(ttfbs, key=lambda t: t.ttfb_p50_ms if t.requests else math.inf)
+            except RuntimeError as exc:
+                row.note = _first_line(exc)
+                self.log(f"stream: {target} failed: {exc}")
+            finally:
+                if svc:
+                    svc.stop()
+        return rows
+
+    def run_failover(self) -> list[FailoverRow]:
+        s = self.s
+        cases = [
+            (f"A fails {s.fail_rate:.0%} ({s.fail_status})",
+             ["--fail-rate", str(s.fail_rate), "--fail-status", str(s.fail_status), "--seed", "1"]),
+            (f"A slow first byte {s.slow_rate:.0%} (+{s.slow_ms:.0f} ms)",
+             ["--slow-rate", str(s.slow_rate), "--slow-ms", str(s.slow_ms), "--seed", "2"]),
+        ]
+        rows = []
+        targets = [t for t in s.targets if t != "passthrough"]
+        for case, faults in cases:
+            mock_a, url_a = self.start_fault_mock("mock-a", *faults)
+            mock_b, url_b = self.start_fault_mock("mock-b", "--seed", "3")
+            upstreams = {"mock-a": f"{url_a}/v1", "mock-b": f"{url_b}/v1"}
+            for target in targets:
+                through = "direct to A" if target == "direct" else target
+                row = FailoverRow(case, through)
+                rows.append(row)
+                self.log(f"failover: {case}: {through}")
+                try:
+                    svc, ep = self.start_target(target, upstreams)
+                except RuntimeError as exc:
+                    row.note = _first_line(exc)
+                    continue
+                try:
+                    key = ep.headers.get("authorization", "").removeprefix("Bearer ")
+                    best: tuple[OpenLoopResult, int] | None = None
+                    for _ in range(s.repeat):
+                        for url in (url_a, url_b):
+                            http_request(url + "/stats/reset", b"")
+                        res = summarize_open(self.loadgen(
+                            "open", "--url", ep.json_url, "--model", ep.json_model, "--key", key,
+                            "--rate", str(s.rate), "--duration", str(s.failover_duration)))
+                        calls = sum(json.loads(http_request(u + "/stats")[1])["requests"] for u in (url_a, url_b))
+                        if best is None or (res.success_pct, -res.p99_ms) > (best[0].success_pct, -best[0].p99_ms):
+                            best = (res, calls)
+                    if best:
+                        row.result, row.upstream_calls = best
+                except (RuntimeError, OSError, ValueError) as exc:
+                    row.note = _first_line(exc)
+                    self.log(f"failover: {target} failed: {exc}")
+                finally:
+                    if svc:
+                        svc.stop()
+            mock_a.stop()
+            mock_b.stop()
+        return rows
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def report_header(title: str, settings: Settings, info: dict[str, Any], vers: dict[str, str], when: str) -> str:
+    pin = "server under test on core 0; wrk, load generator and mock on core 1" if settings.pin else "no pinning"
+    lines = [
+        f"# {title}",
+        "",
+        f"- date: {when}",
+        f"- machine: {info['nproc']} cores, {info['cpu']}, {info['mem_gb']} GB, Linux {info['kernel']}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+        f"- method: {settings.duration} s per measured run after a {settings.warmup} s warm-up; each row "
+        f"measured {settings.repeat}x and the better run kept (the 2 cores are shared with other work, so "
+        f"figures are noisy: read the ratios); {pin}; one worker per server.",
+    ]
+    if settings.governance:
+        lines.append("- Fluxway with governance on (master key + virtual key).")
+    return "\n".join(lines)
+
+
+def targets_note() -> str:
+    return (
+        "- direct: wrk straight to the nginx mock; passthrough: `bench/passthrough.py` (raw ASGI + aiohttp + orjson, "
+        "no features); fluxway: `fluxway serve --workers 1`; litellm: `litellm --num_workers 1` from "
+        "`bench/.venv-litellm`.\n"
+        "- added = the row's c=1 figure minus direct's. RSS: the server's largest process (its worker), "
+        "before load / peak during the c=32 runs."
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return _jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _find_bench_dir() -> Path | None:
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / "bench" / "loadgen.py").exists():
+            return base / "bench"
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="fluxway bench",
+        description="Load-test Fluxway beside direct, a minimal Python pass-through and LiteLLM, against a local "
+        "mock upstream (nginx; an aiohttp fault mock for failover). Prints markdown tables and writes them to "
+        "bench/results/<date>-<scenario>.md (+ .json).",
+        epilog="Examples: `fluxway bench` (json + stream, 10 s runs); `fluxway bench --smoke` (1 s, no files); "
+        "`fluxway bench failover --targets fluxway,litellm`; `fluxway bench json --governance`.",
+    )
+    ap.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                    help="json, stream, failover, or all (default: json stream)")
+    ap.add_argument("--targets", default=",".join(ALL_TARGETS),
+                    help="comma list of direct,passthrough,fluxway,litellm (litellm is skipped when not installed)")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before measuring (default 3; 0: none)")
+    ap.add_argument("--connections", "-c", type=int, default=32, help="connections of the throughput run (default 32)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per row, the better one kept (default 2)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="quick check that everything runs: 1 s runs, no warm-up, 1 repeat, nothing written")
+    ap.add_argument("--governance", action="store_true", help="Fluxway with a master key and a virtual key")
+    ap.add_argument("--passthrough-server", choices=("granian", "uvicorn"), default="uvicorn",
+                    help="server of the minimal pass-through (default uvicorn+httptools: faster here)")
+    ap.add_argument("--rate", type=float, default=50.0, help="failover: open-loop requests per second (default 50)")
+    ap.add_argument("--failover-duration", type=int, default=10, help="failover: seconds of load per run (default 10)")
+    ap.add_argument("--fail-rate", type=float, default=0.5, help="failover: fraction target A fails (default 0.5)")
+    ap.add_argument("--fail-status", type=int, default=500, choices=(500, 502, 503, 429),
+                    help="failover: status target A fails with (default 500)")
+    ap.add_argument("--slow-rate", type=float, default=0.1, help="failover: fraction A's first byte is slow (0.1)")
+    ap.add_argument("--slow-ms", type=float, default=1000.0, help="failover: delay of a slow first byte (1000 ms)")
+    ap.add_argument("--upstream-delay-ms", type=float, default=0.0,
+                    help="failover: fixed delay of every fault-mock answer (default 0)")
+    ap.add_argument("--model-extra", default="{}",
+                    help="failover/json: JSON merged into Fluxway's `bench` model config, e.g. a hedging setting")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
+    ap.add_argument("--out", default=None, help="results directory (default bench/results)")
+    ap.add_argument("--no-save", action="store_true", help="print only; write no results files")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+    ap.add_argument("--bench-dir", default=None, help="the repository's bench/ directory (found automatically)")
+    ap.add_argument("--litellm", default=None, help="litellm executable (default bench/.venv-litellm/bin/litellm)")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the temporary directory with the servers' logs")
+    return ap
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    scenarios = list(args.scenarios) or ["json", "stream"]
+    if "all" in scenarios:
+        scenarios = list(ALL_SCENARIOS)
+    for sc in scenarios:
+        if sc not in ALL_SCENARIOS:
+            raise SystemExit(f"fluxway bench: unknown scenario {sc!r} (json, stream, failover, all)")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for t in targets:
+        if t not in ALL_TARGETS:
+            raise SystemExit(f"fluxway bench: unknown target {t!r} ({', '.join(ALL_TARGETS)})")
+    bench_dir = Path(args.bench_dir) if args.bench_dir else _find_bench_dir()
+    if bench_dir is None:
+        raise SystemExit("fluxway bench: cannot find the bench/ directory; run from the repository or pass --bench-dir")
+    litellm = Path(args.litellm) if args.litellm else bench_dir / ".venv-litellm" / "bin" / "litellm"
+    try:
+        model_extra = json.loads(args.model_extra)
+    except ValueError:
+        raise SystemExit("fluxway bench: --model-extra must be a JSON object") from None
+    if not isinstance(model_extra, dict):
+        raise SystemExit("fluxway bench: --model-extra must be a JSON object")
+    smoke = bool(args.smoke)
+    return Settings(
+        scenarios=tuple(dict.fromkeys(scenarios)),
+        targets=tuple(targets),
+        duration=1 if smoke else max(1, args.duration),
+        warmup=0 if smoke else max(0, args.warmup),
+        connections=max(1, args.connections),
+        repeat=1 if smoke else max(1, args.repeat),
+        governance=bool(args.governance),
+        pin=not args.no_pin and (os.cpu_count() or 1) >= 2,
+        passthrough_server=args.passthrough_server,
+        rate=args.rate,
+        failover_duration=2 if smoke else max(1, args.failover_duration),
+        fail_rate=args.fail_rate,
+        fail_status=args.fail_status,
+        slow_rate=args.slow_rate,
+        slow_ms=args.slow_ms,
+        upstream_delay_ms=args.upstream_delay_ms,
+        model_extra=model_extra,
+        bench_dir=bench_dir.resolve(),
+        litellm=litellm if litellm.exists() else None,
+        out_dir=None if (smoke or args.no_save) else Path(args.out) if args.out else bench_dir / "results",
+        print_json=bool(args.json),
+        keep_logs=bool(args.keep_logs),
+    )
+
+
+TITLES = {
+    "json": "Fluxway benchmark: JSON chat completions (throughput, latency, memory)",
+    "stream": "Fluxway benchmark: streaming (5-chunk SSE)",
+    "failover": "Fluxway benchmark: one of two targets failing (open loop)",
+}
+
+
+def render_scenario(name: str, rows: Sequence[Any], s: Settings) -> str:
+    if name == "json":
+        lines = ratio_lines(rows, "c32")
+        table = render_json_table(rows, s.connections)
+        return "\n".join([table, "", *lines, "", targets_note()])
+    if name == "stream":
+        lines = ratio_lines(rows, "c32")
+        table = render_stream_table(rows, s.connections)
+        note = ("- streams/s: complete 5-chunk streams per second (wrk). TTFB: time to the first body byte at c=1, "
+                "measured with `bench/loadgen.py` (aiohttp client; its own overhead is in every row, so read the "
+                "added column).")
+        return "\n".join([table, "", *lines, "", note])
+    table = render_failover_table(rows)
+    note = (f"- Two upstreams (`bench/mock_upstream.py`): A injects the fault, B is healthy; open loop at {s.rate:g} "
+            f"req/s for {s.failover_duration} s (`bench/loadgen.py`; latency counted from when each request was due, "
+            "failures included). Fluxway: `weighted` over A and B, retry attempts 2, backoff 0"
+            + (f", plus {json.dumps(s.model_extra)}" if s.model_extra else "")
+            + "; LiteLLM: the same two deployments, simple-shuffle, num_retries 2. "
+            "Upstream calls / request = requests the mocks saw divided by requests sent.")
+    return "\n".join([table, "", note])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    s = settings_from_args(args)
+    if "litellm" in s.targets and s.litellm is None:
+        print("[bench] litellm not installed (bench/install_litellm.sh); skipping it", file=sys.stderr)
+        s.targets = tuple(t for t in s.targets if t != "litellm")
+    now = _dt.datetime.now(_dt.UTC)
+    info = machine_info()
+    vers = versions(s.litellm.parent / "python" if s.litellm else None, s.bench_dir.parent)
+    results: dict[str, Any] = {"date": now.isoformat(timespec="seconds"), "machine": info, "versions": vers,
+                               "settings": _jsonable(s), "scenarios": {}}
+    outputs: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="fluxway-bench-"))
+    try:
+        with ExitStack() as stack:
+            h = Harness(s, workdir, stack)
+            needs_nginx = any(sc in s.scenarios for sc in ("json", "stream"))
+            if needs_nginx:
+                h.start_nginx()
+            for sc in s.scenarios:
+                rows: Sequence[Any]
+                if sc == "json":
+                    rows = h.run_json()
+                elif sc == "stream":
+                    rows = h.run_stream()
+                else:
+                    rows = h.run_failover()
+                suffix = "-governance" if s.governance else ""
+                md = "\n\n".join([
+                    report_header(TITLES[sc], s, info, vers, results["date"]),
+                    render_scenario(sc, rows, s),
+                    *(["Notes:\n" + "\n".join(f"- {n}" for n in dict.fromkeys(h.notes))] if h.notes else []),
+                ]) + "\n"
+                outputs.append(md)
+                results["scenarios"][sc] = _jsonable(list(rows))
+                if not s.print_json:
+                    print(md, flush=True)
+                if s.out_dir is not None:
+                    s.out_dir.mkdir(parents=True, exist_ok=True)
+                    stem = s.out_dir / f"{now:%Y-%m-%d}-{sc}{suffix}"
+                    stem.with_suffix(".md").write_text(md)
+                    one = {**results, "scenarios": {sc: results["scenarios"][sc]}}
+                    stem.with_suffix(".json").write_text(json.dumps(one, indent=2) + "\n")
+                    print(f"[bench] wrote {stem}.md and .json", file=sys.stderr)
+    except RuntimeError as exc:
+        print(f"fluxway bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if s.keep_logs:
+            print(f"[bench] logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if s.print_json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
