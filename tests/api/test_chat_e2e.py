@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import aiohttp
-import orjson
 import openai
+import orjson
 import pytest
 from aiohttp import web
 
@@ -283,15 +283,14 @@ async def test_client_disconnect_cancels_upstream() -> None:
     async with FakeUpstream() as up:
         up.route("POST", "/v1/chat/completions", slow_stream)
         async with run_gateway(config(up.url)) as gw:
-            async with aiohttp.ClientSession() as http:
-                async with http.post(
-                    gw.url + "/v1/chat/completions",
-                    json={"model": "smart", "messages": [{"role": "user", "content": "Hi"}], "stream": True},
-                ) as resp:
-                    assert resp.status == 200
-                    async for line in resp.content:
-                        if line.startswith(b"data:"):
-                            break
+            async with aiohttp.ClientSession() as http, http.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": "smart", "messages": [{"role": "user", "content": "Hi"}], "stream": True},
+            ) as resp:
+                assert resp.status == 200
+                async for line in resp.content:
+                    if line.startswith(b"data:"):
+                        break
             # The client has gone; the upstream must see its connection dropped soon.
             await asyncio.wait_for(closed.wait(), 5)
             assert gw.runtime.in_flight == 0

@@ -28,7 +28,9 @@ class Gateway:
 
 
 @asynccontextmanager
-async def run_gateway(config: Mapping[str, Any] | Config, env: Mapping[str, str] | None = None) -> AsyncIterator[Gateway]:
+async def run_gateway(
+    config: Mapping[str, Any] | Config, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Gateway]:
     cfg = config if isinstance(config, Config) else parse(dict(config), env or {})
     app = create_app(cfg)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -75,9 +75,11 @@ async def handle(
     ctx: CallContext | None = None
     outcome: Outcome | None = None
     try:
+        api_key = ingress.api_key(headers)
+        principal = await rt.principal(api_key)  # 401 before the body is even read
         body = await read_body(receive, headers, rt.cfg.server.max_body_bytes)
         req = ingress.parse(endpoint, body)
-        ctx = CallContext(request_id, ingress.name, headers, ingress.api_key(headers), req, started)
+        ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
         short: ShortCircuit | None = None
         for hook in rt.hooks:
             short = await hook.pre(ctx)

@@ -32,7 +32,8 @@ class MasterKeyAuth:
         return self.authenticate(api_key)
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:
-        ctx.principal = self.authenticate(ctx.api_key)
+        if ctx.principal is None:  # the pipeline resolves it up front; other callers may not
+            ctx.principal = self.authenticate(ctx.api_key)
         return None
 
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
