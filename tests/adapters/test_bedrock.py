@@ -69,15 +69,17 @@ def test_registry_and_supports() -> None:
 
 
 def test_urls_encode_the_model_id() -> None:
+    # ':' is left as it is (a valid path character that HTTP clients would un-escape anyway, which
+    # would break the signature); '/' (in ARNs) must be escaped.
     a = adapter()
     assert a.build(chat(), TARGET, Credentials(None)).url == (
-        "https://bedrock-runtime.us-west-2.amazonaws.com/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+        "https://bedrock-runtime.us-west-2.amazonaws.com/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse"
     )
     arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0"
     call = a.build(chat(stream=True), Target("br", arn), Credentials(None))
     assert call.url == (
-        "https://bedrock-runtime.us-west-2.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3A"
-        "inference-profile%2Fus.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+        "https://bedrock-runtime.us-west-2.amazonaws.com/model/arn:aws:bedrock:us-west-2:123456789012:"
+        "inference-profile%2Fus.anthropic.claude-3-5-haiku-20241022-v1:0/converse-stream"
     )
     assert call.headers["accept"] == "application/vnd.amazon.eventstream"
     assert adapter(base_url="http://127.0.0.1:9/").build(chat(), TARGET, Credentials(None)).url.startswith(
@@ -459,7 +461,7 @@ def _embed(**body: Any) -> CanonicalRequest:
 def test_titan_embeddings() -> None:
     target = Target("br", "amazon.titan-embed-text-v2:0")
     call = adapter().build(_embed(input="hello world", dimensions=256), target, Credentials(None))
-    assert call.url.endswith("/model/amazon.titan-embed-text-v2%3A0/invoke")
+    assert call.url.endswith("/model/amazon.titan-embed-text-v2:0/invoke")
     assert call.body is not None and orjson.loads(call.body) == {"inputText": "hello world", "dimensions": 256}
     resp = adapter().parse(_embed(input="hello world"), target, 200, {},
                            (FIX / "titan_embed_response.json").read_bytes())
@@ -534,3 +536,78 @@ def test_config_bedrock_problems() -> None:
     text = "\n".join(exc.value.problems)
     assert "providers[0].region" in text
     assert "providers[0].aws_access_key_id" in text
+
+
+# -- end to end: openai SDK -> gateway -> a local Bedrock that checks the SigV4 signature ----------
+
+
+async def test_gateway_end_to_end_signed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import openai
+    from aiohttp import web
+
+    from tests.support.gateway import run_gateway
+    from tests.support.upstream import FakeUpstream, json_reply, sse_reply
+
+    def signature_ok(request: web.Request, body: bytes) -> bool:
+        auth = request.headers["Authorization"]
+        signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+        stamp = datetime.datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+        monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: stamp)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in signed and k.lower() != "x-amz-date"}
+        # the raw (still percent-encoded) path is what AWS canonicalises
+        url = f"http://{request.host}{request.raw_path}"
+        check = AWSRequest(method=request.method, url=url, headers=headers, data=body)
+        SigV4Auth(BotoCredentials(KEYS["aws_access_key_id"], KEYS["aws_secret_access_key"]), "bedrock",
+                  "us-west-2").add_auth(check)
+        return bool(check.headers["Authorization"] == auth)
+
+    async def converse_handler(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if not signature_ok(request, body):
+            return json_reply({"message": "The request signature we calculated does not match"}, 403,
+                              {"x-amzn-errortype": "InvalidSignatureException"})
+        return json_reply(orjson.loads((FIX / "converse_response.json").read_bytes()),
+                          headers={"x-amzn-requestid": "e2e-1"})
+
+    async def stream_handler(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if not signature_ok(request, body):
+            return json_reply({"message": "bad signature"}, 403, {"x-amzn-errortype": "InvalidSignatureException"})
+        data = _stream_bytes("converse_stream.jsonl")
+        frames = [data[i : i + 37] for i in range(0, len(data), 37)]
+        return await sse_reply(request, frames, content_type="application/vnd.amazon.eventstream")
+
+    async with FakeUpstream() as up:
+        up.route("POST", f"/model/{MODEL}/converse", converse_handler)
+        up.route("POST", f"/model/{MODEL}/converse-stream", stream_handler)
+        arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0"
+        up.route("POST", f"/model/{arn}/converse", converse_handler)
+        config = {
+            "providers": [{"name": "br", "type": "bedrock", "base_url": up.url, "region": "us-west-2", **KEYS}],
+            "models": [{"name": "claude", "targets": [{"provider": "br", "model": MODEL}]},
+                       {"name": "profile", "targets": [{"provider": "br", "model": arn}]}],
+        }
+        async with run_gateway(config) as gw:
+            client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+            resp = await client.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "top song on WZPZ?"}], max_tokens=50)
+            assert resp.choices[0].message.content is not None
+            assert resp.choices[0].message.content.startswith("The most popular song")
+            assert resp.usage is not None and resp.usage.total_tokens == 658
+            stream = await client.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "again"}], stream=True,
+                stream_options={"include_usage": True})
+            text, usage = "", None
+            async for ch in stream:
+                if ch.choices:
+                    text += ch.choices[0].delta.content or ""
+                if ch.usage:
+                    usage = ch.usage
+            assert text == "Elemental Hotel"
+            assert usage is not None and usage.prompt_tokens == 30
+            by_arn = await client.chat.completions.create(model="profile", messages=[{"role": "user", "content": "x"}])
+            assert by_arn.choices[0].finish_reason == "stop"
+        sent = up.requests[0]
+        assert sent.path == f"/model/{MODEL}/converse"
+        assert sent.json()["messages"] == [{"role": "user", "content": [{"text": "top song on WZPZ?"}]}]
+        assert sent.json()["inferenceConfig"] == {"maxTokens": 50}

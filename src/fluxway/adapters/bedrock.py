@@ -458,7 +458,9 @@ class BedrockAdapter:
 
     def build(self, req: CanonicalRequest, target: Target, creds: Credentials) -> HttpCall:
         body = {k: v for k, v in req.body.items() if k not in self.drop} if self.drop else req.body
-        model_path = f"{self.base_url}/model/{quote(target.model, safe='')}"
+        # ':' stays as it is: HTTP clients (yarl) normalise %3A back to ':' in paths, and the SigV4
+        # signature must cover the path exactly as sent. '/' in ARNs must be %2F.
+        model_path = f"{self.base_url}/model/{quote(target.model, safe=':')}"
         if req.endpoint is Endpoint.EMBEDDINGS:
             url, payload, accept = model_path + "/invoke", self._embed_body(body, target.model), "application/json"
         elif req.endpoint is Endpoint.CHAT:
