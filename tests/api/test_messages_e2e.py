@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -278,3 +279,56 @@ async def test_upstream_failing_mid_stream_gives_error_event(client: anthropic.A
     assert info.value.body["type"] == "error"
     assert info.value.body["error"]["type"] == "api_error"
     assert "protocol" in info.value.body["error"]["message"]
+
+
+# -- Anthropic in, Anthropic out (through the Anthropic adapter) -----------------------------------
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
+
+
+async def anthropic_upstream(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    if body.get("stream"):
+        return await sse_reply(request, [(FIXTURES / "stream_thinking.sse").read_bytes()])
+    return json_reply(orjson.loads((FIXTURES / "response_thinking.json").read_bytes()))
+
+
+async def test_anthropic_upstream_round_trip() -> None:
+    """Thinking (with its signature) and usage survive Anthropic -> canonical -> Anthropic."""
+    async with FakeUpstream() as upstream:
+        upstream.route("POST", "/v1/messages", anthropic_upstream)
+        cfg = {
+            "providers": [{"name": "claude", "type": "anthropic", "base_url": upstream.url, "api_keys": ["sk-ant"]}],
+            "models": [{"name": "smart", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}],
+        }
+        async with run_gateway(cfg) as gateway:
+            client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="x", max_retries=0)
+            thinking = {"type": "enabled", "budget_tokens": 2048}
+            question = {"role": "user", "content": "27 * 453?"}
+            msg = await client.messages.create(model="smart", max_tokens=4096, thinking=thinking, messages=[question])
+            assert [b.type for b in msg.content] == ["thinking", "redacted_thinking", "text"]
+            assert msg.content[0].signature.startswith("EqQB")  # type: ignore[union-attr]
+            assert msg.usage.output_tokens == 180 and msg.usage.input_tokens == 46
+            sent = upstream.requests[-1].json()
+            assert sent["thinking"] == thinking and sent["model"] == "claude-sonnet-4-5"
+
+            # the signed thinking blocks are replayed to the upstream on the next turn
+            history = [b.model_dump(exclude_none=True) for b in msg.content]
+            await client.messages.create(
+                model="smart",
+                max_tokens=4096,
+                thinking=thinking,
+                messages=[question, {"role": "assistant", "content": history}, {"role": "user", "content": "thanks"}],
+            )
+            replayed = upstream.requests[-1].json()["messages"][1]["content"]
+            assert [b["type"] for b in replayed[:2]] == ["thinking", "redacted_thinking"]
+            assert replayed[0]["signature"] == history[0]["signature"]
+
+            async with client.messages.stream(
+                model="smart", max_tokens=4096, thinking=thinking, messages=[question]
+            ) as stream:
+                final = await stream.get_final_message()
+            assert [b.type for b in final.content] == ["thinking", "text"]
+            assert final.content[0].thinking == "27 * 453 = 12231."  # type: ignore[union-attr]
+            assert final.content[1].text == "27 \u00d7 453 = 12,231."  # type: ignore[union-attr]
+            assert final.usage.output_tokens == 180 and final.usage.cache_read_input_tokens == 100
