@@ -69,6 +69,7 @@ def test_settings_defaults_match_the_brief() -> None:
         {"rate_limit_cooldown_s": -1},
         {"ewma_alpha": 0},
         {"latency_samples": 0},
+        {"p95_refresh": 0},
     ],
 )
 def test_settings_reject_nonsense(bad: dict[str, float]) -> None:
@@ -545,12 +546,27 @@ def test_p95_covers_only_the_latest_samples() -> None:
     assert board.target(T).latency_samples == 200
 
 
+def test_p95_is_refreshed_every_few_samples() -> None:
+    _, board = make(p95_refresh=8)
+    for ms in range(1, 21):
+        board.record_success(take(board), ms / 1000, ms / 1000)
+    assert board.target(T).p95_ttfb_s == pytest.approx(0.019)
+    for _ in range(7):
+        board.record_success(take(board), 1.0, 1.0)
+    assert board.target(T).p95_ttfb_s == pytest.approx(0.019)  # cached
+    board.record_success(take(board), 1.0, 1.0)
+    assert board.target(T).p95_ttfb_s == pytest.approx(1.0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=1, max_size=300))
 def test_p95_matches_a_reference(samples: list[float]) -> None:
-    _, board = make(latency_samples=50, p95_min_samples=1)
-    for s in samples:
+    _, board = make(latency_samples=50, p95_min_samples=1, p95_refresh=1)
+    for i, s in enumerate(samples):
         board.record_success(take(board), s, s)
+        if i % 7 == 0:
+            last = sorted(samples[max(0, i - 49) : i + 1])
+            assert board.target(T).p95_ttfb_s == last[math.ceil(0.95 * len(last)) - 1]
     last = sorted(samples[-50:])
     assert board.target(T).p95_ttfb_s == last[math.ceil(0.95 * len(last)) - 1]
 
@@ -605,15 +621,15 @@ def test_snapshot_is_immutable_and_reads_unknown_targets_as_healthy() -> None:
 
 
 def test_restricted_snapshot() -> None:
-    _, board = make()
+    clock, board = make()
     succeed(board, 1, T)
-    succeed(board, 1, U)
-    board.pick_key("anthropic", 2)
+    board.record_failure(take(board, U, n_keys=1), ErrorKind.RATE_LIMITED, retry_after=4)
     snap = board.snapshot([U, U])
-    assert list(snap.targets) == [U]
-    assert list(snap.keys) == ["anthropic"] and len(snap.keys["anthropic"]) == 2
+    assert list(snap.targets) == [U] and not snap.keys
+    assert snap.target(U).cooldown_until == clock.now + 4  # the key's state, folded in
     full = board.snapshot()
     assert set(full.targets) == {T, U}
+    assert [k.cooldown_until for k in full.keys["anthropic"]] == [clock.now + 4]
 
 
 def test_snapshot_to_dict_is_json() -> None:
