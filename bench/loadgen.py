@@ -130,6 +130,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         # One untimed request opens the connection and fails fast on a broken setup.
         async with session.post(args.url, data=body, headers=headers) as resp:
             await resp.read()
+        if args.warmup > 0:
+            if args.mode == "ttfb":
+                await run_ttfb(session, args.url, body, headers, args.warmup, args.stream)
+            else:
+                await run_open(session, args.url, body, headers, args.warmup, args.rate, args.stream, args.timeout)
+        for url in args.reset:
+            async with session.post(url) as resp:
+                await resp.read()
         if args.mode == "ttfb":
             return await run_ttfb(session, args.url, body, headers, args.duration, args.stream)
         return await run_open(session, args.url, body, headers, args.duration, args.rate, args.stream, args.timeout)
@@ -145,6 +153,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=50.0, help="open mode: requests per second")
     ap.add_argument("--timeout", type=float, default=30.0, help="open mode: per-request timeout (s)")
+    ap.add_argument("--warmup", type=float, default=0.0, help="seconds of the same load before measuring")
+    ap.add_argument("--reset", action="append", default=[], help="URL to POST to after the warm-up (mock stats)")
     args = ap.parse_args()
     try:
         import uvloop

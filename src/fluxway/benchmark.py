@@ -41,7 +41,7 @@ from typing import Any
 BENCH_MODEL = "bench"
 STREAM_MODEL = "bench-stream"
 UPSTREAM_MODEL = "bench-model"
-MASTER_KEY = "sk-bench-master"
+MASTER_KEY = "sk-bench-master-7f3c9a1e5b2d4f608e1a9c3b5d7f9e2a"
 UPSTREAM_KEY = "sk-mock"
 MARKER = "FLUXWAY_BENCH "
 ALL_TARGETS = ("direct", "passthrough", "fluxway", "litellm")
@@ -182,7 +182,7 @@ def wrk_script(body: dict[str, Any], headers: dict[str, str]) -> str:
         'wrk.headers["Content-Type"] = "application/json"',
     ]
     for name, value in headers.items():
-        lines.append(f"wrk.headers[{_lua_long_string(name)}] = {_lua_long_string(value)}")
+        lines.append(f"wrk.headers[ {_lua_long_string(name)} ] = {_lua_long_string(value)}")
     lines.append(
         "done = function(summary, latency, requests)\n"
         "  local e = summary.errors\n"
@@ -254,7 +254,8 @@ def litellm_config(upstreams: dict[str, str], *, retries: int = 2) -> dict[str, 
         "model_list": model_list,
         "router_settings": {"num_retries": retries, "retry_after": 0, "routing_strategy": "simple-shuffle"},
         "litellm_settings": {"num_retries": retries, "telemetry": False},
-        "general_settings": {},
+        # LiteLLM refuses to start without a master key; checking it costs no store lookup.
+        "general_settings": {"master_key": MASTER_KEY},
     }
 
 
@@ -390,7 +391,9 @@ def fmt_ms(value: float | None) -> str:
 def fmt_added(value: float | None, base: float | None) -> str:
     if value is None or base is None or math.isnan(value) or math.isnan(base):
         return "-"
-    return f"{value - base:+.3f} ms"
+    diff = value - base
+    sign = "+" if diff >= 0 else "-"
+    return sign + fmt_ms(abs(diff))
 
 
 def fmt_int(value: float | None) -> str:
@@ -518,7 +521,7 @@ def render_stream_table(rows: Sequence[StreamRow], connections: int) -> str:
             fmt_added(r.ttfb.ttfb_p50_ms, d_ttfb) if r.ttfb and r.through != "direct" else "-",
             fmt_ms(r.ttfb.ttfb_p99_ms if r.ttfb else None),
             errors,
-            fmt_mb(None, r.rss_load_mb) if r.rss_load_mb is not None else "-",
+            f"{r.rss_load_mb:.0f} MB" if r.rss_load_mb is not None else "-",
         ])
     return _table(header, body)
 
@@ -716,7 +719,9 @@ def wait_ready(service: Service, url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
-            raise RuntimeError(f"{service.name} exited during start-up:\n{service.log_tail()}")
+            tail = service.log_tail()
+            last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+            raise RuntimeError(f"{service.name} exited during start-up: {last.strip()}\n{tail}")
         try:
             status, _ = http_request(url, timeout=2)
             if status < 500:
@@ -764,6 +769,7 @@ class Settings:
     slow_ms: float
     upstream_delay_ms: float
     model_extra: dict[str, Any]
+    hedge_after_ms: float | None
     bench_dir: Path
     litellm: Path | None
     out_dir: Path | None
@@ -828,7 +834,9 @@ class Harness:
 
     # -- servers under test ------------------------------------------------------------------------
 
-    def start_target(self, target: str, upstreams: dict[str, str]) -> tuple[Service | None, Endpoint]:
+    def start_target(
+        self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None
+    ) -> tuple[Service | None, Endpoint]:
         """Start ``target`` in front of ``upstreams`` (``name -> base URL``; ``*-sse`` for streams)."""
         if target == "direct":
             base = next(iter(upstreams.values()))
@@ -853,7 +861,7 @@ class Harness:
         if target == "fluxway":
             cfg = fluxway_config(
                 upstreams, port, f"sqlite:///{self.work / 'fluxway.db'}",
-                governance=self.s.governance, model_extra=self.s.model_extra,
+                governance=self.s.governance, model_extra=self.s.model_extra if model_extra is None else model_extra,
             )
             path = self.work / "fluxway.yaml"
             path.write_text(json.dumps(cfg, indent=2))
@@ -873,7 +881,8 @@ class Harness:
                    "--num_workers", "1"]
             svc = self.service("litellm", cmd, self.core(SERVER_CORE))
             wait_ready(svc, local + "/health/liveliness", 180)
-            return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/v1/chat/completions")
+            auth = {"authorization": f"Bearer {MASTER_KEY}"}
+            return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/v1/chat/completions", auth)
         raise ValueError(f"unknown target {target!r}")
 
     def fluxway_auth(self, base: str) -> dict[str, str]:
@@ -914,7 +923,8 @@ class Harness:
         try:
             return parse_wrk(out), peak
         except ValueError:
-            raise RuntimeError(f"wrk failed:\n{out[-2000:]}") from None
+            last = next((ln for ln in reversed(out.splitlines()) if ln.strip()), "no output")
+            raise RuntimeError(f"wrk failed: {last.strip()}\n{out[-2000:]}") from None
 
     def loadgen(self, *args: str) -> dict[str, Any]:
         cmd = _pinned([sys.executable, str(self.s.bench_dir / "loadgen.py"), *args], self.core(LOAD_CORE))
@@ -1003,11 +1013,11 @@ class Harness:
 
     def run_failover(self) -> list[FailoverRow]:
         s = self.s
+        slow_case = f"A slow first byte {s.slow_rate:.0%} (+{s.slow_ms:.0f} ms)"
         cases = [
             (f"A fails {s.fail_rate:.0%} ({s.fail_status})",
              ["--fail-rate", str(s.fail_rate), "--fail-status", str(s.fail_status), "--seed", "1"]),
-            (f"A slow first byte {s.slow_rate:.0%} (+{s.slow_ms:.0f} ms)",
-             ["--slow-rate", str(s.slow_rate), "--slow-ms", str(s.slow_ms), "--seed", "2"]),
+            (slow_case, ["--slow-rate", str(s.slow_rate), "--slow-ms", str(s.slow_ms), "--seed", "2"]),
         ]
         rows = []
         targets = [t for t in s.targets if t != "passthrough"]
@@ -1015,13 +1025,19 @@ class Harness:
             mock_a, url_a = self.start_fault_mock("mock-a", *faults)
             mock_b, url_b = self.start_fault_mock("mock-b", "--seed", "3")
             upstreams = {"mock-a": f"{url_a}/v1", "mock-b": f"{url_b}/v1"}
+            runs: list[tuple[str, str, dict[str, Any] | None]] = []
             for target in targets:
-                through = "direct to A" if target == "direct" else target
+                runs.append((target, "direct to A" if target == "direct" else target, None))
+                if target == "fluxway" and case == slow_case and s.hedge_after_ms is not None:
+                    hedge: dict[str, Any] = {"after_ms": s.hedge_after_ms} if s.hedge_after_ms > 0 else {}
+                    label = f"fluxway, hedged after {s.hedge_after_ms:g} ms" if hedge else "fluxway, hedged at p95"
+                    runs.append((target, label, {**s.model_extra, "hedge": hedge}))
+            for target, through, extra in runs:
                 row = FailoverRow(case, through)
                 rows.append(row)
                 self.log(f"failover: {case}: {through}")
                 try:
-                    svc, ep = self.start_target(target, upstreams)
+                    svc, ep = self.start_target(target, upstreams, model_extra=extra)
                 except RuntimeError as exc:
                     row.note = _first_line(exc)
                     continue
@@ -1029,11 +1045,11 @@ class Harness:
                     key = ep.headers.get("authorization", "").removeprefix("Bearer ")
                     best: tuple[OpenLoopResult, int] | None = None
                     for _ in range(s.repeat):
-                        for url in (url_a, url_b):
-                            http_request(url + "/stats/reset", b"")
                         res = summarize_open(self.loadgen(
                             "open", "--url", ep.json_url, "--model", ep.json_model, "--key", key,
-                            "--rate", str(s.rate), "--duration", str(s.failover_duration)))
+                            "--rate", str(s.rate), "--duration", str(s.failover_duration),
+                            "--warmup", str(min(s.warmup, s.failover_duration)),
+                            "--reset", url_a + "/stats/reset", "--reset", url_b + "/stats/reset"))
                         calls = sum(json.loads(http_request(u + "/stats")[1])["requests"] for u in (url_a, url_b))
                         if best is None or (res.success_pct, -res.p99_ms) > (best[0].success_pct, -best[0].p99_ms):
                             best = (res, calls)
@@ -1041,7 +1057,7 @@ class Harness:
                         row.result, row.upstream_calls = best
                 except (RuntimeError, OSError, ValueError) as exc:
                     row.note = _first_line(exc)
-                    self.log(f"failover: {target} failed: {exc}")
+                    self.log(f"failover: {through} failed: {exc}")
                 finally:
                     if svc:
                         svc.stop()
@@ -1140,6 +1156,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="failover: fixed delay of every fault-mock answer (default 0)")
     ap.add_argument("--model-extra", default="{}",
                     help="failover/json: JSON merged into Fluxway's `bench` model config, e.g. a hedging setting")
+    ap.add_argument("--hedge-after-ms", type=float, default=100.0,
+                    help="failover: also run Fluxway with hedging after this delay in the slow case "
+                    "(0: hedge at the observed p95; negative: no hedged row; default 100)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
     ap.add_argument("--out", default=None, help="results directory (default bench/results)")
     ap.add_argument("--no-save", action="store_true", help="print only; write no results files")
@@ -1190,6 +1209,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         slow_ms=args.slow_ms,
         upstream_delay_ms=args.upstream_delay_ms,
         model_extra=model_extra,
+        hedge_after_ms=None if args.hedge_after_ms < 0 else args.hedge_after_ms,
         bench_dir=bench_dir.resolve(),
         litellm=litellm if litellm.exists() else None,
         out_dir=None if (smoke or args.no_save) else Path(args.out) if args.out else bench_dir / "results",
