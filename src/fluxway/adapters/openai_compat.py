@@ -96,6 +96,8 @@ class OpenAICompatAdapter:
     def transform_body(self, req: CanonicalRequest, target: Target) -> dict[str, Any]:
         body = dict(req.body)
         body["model"] = target.model
+        if "thinking" in body:  # an Anthropic-shaped request may carry signed thinking per message
+            body["messages"] = [_without_thinking(m) for m in body.get("messages") or ()]
         drop = self.drop
         if drop:
             for name in drop.intersection(body):
@@ -187,6 +189,12 @@ class OpenAIStreamDecoder:
                         self._finished = True
             out.append(StreamChunk(data, raw))
         return out
+
+
+def _without_thinking(message: Any) -> Any:
+    if isinstance(message, dict) and "thinking_blocks" in message:
+        return {k: v for k, v in message.items() if k != "thinking_blocks"}
+    return message
 
 
 def _stream_error_kind(err: Any, default: ErrorKind) -> ErrorKind:

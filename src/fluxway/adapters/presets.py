@@ -25,41 +25,46 @@ class Preset:
 
 
 def _f(*names: str) -> frozenset[str]:
-    return frozenset(names)
+    return _ANTHROPIC_ONLY | frozenset(names)
+
+
+# Fields an Anthropic-shaped request carries that OpenAI's API rejects (vLLM and llama.cpp take top_k).
+_ANTHROPIC_ONLY = frozenset({"thinking"})
+_OPENAI_STRICT = frozenset({"thinking", "top_k"})
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("https://api.openai.com/v1"),
+    "openai": Preset("https://api.openai.com/v1", drop=_OPENAI_STRICT),
     # Any other OpenAI-compatible server: base_url is required, a key optional.
-    "openai-compatible": Preset(None, key_required=False),
+    "openai-compatible": Preset(None, key_required=False, drop=_f()),
     "mistral": Preset(
         "https://api.mistral.ai/v1",
-        drop=_f("logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata", "service_tier",
+        drop=_f("top_k", "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata", "service_tier",
                 "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "web_search_options"),
         rename=(("max_completion_tokens", "max_tokens"), ("seed", "random_seed")),
         completions=False,
     ),
     "groq": Preset(
         "https://api.groq.com/openai/v1",
-        drop=_f("logit_bias", "logprobs", "top_logprobs", "store", "metadata", "modalities", "audio",
+        drop=_f("top_k", "logit_bias", "logprobs", "top_logprobs", "store", "metadata", "modalities", "audio",
                 "prediction", "web_search_options", "verbosity"),
         completions=False,
     ),
     "together": Preset("https://api.together.xyz/v1", drop=_f("store", "metadata", "web_search_options")),
     "deepseek": Preset(
         "https://api.deepseek.com/v1",
-        drop=_f("n", "logit_bias", "seed", "store", "metadata", "service_tier", "modalities", "audio",
+        drop=_f("top_k", "n", "logit_bias", "seed", "store", "metadata", "service_tier", "modalities", "audio",
                 "prediction", "web_search_options", "verbosity", "reasoning_effort", "user"),
         rename=(("max_completion_tokens", "max_tokens"),),
         embeddings=False,
     ),
-    "xai": Preset("https://api.x.ai/v1", drop=_f("store", "metadata", "web_search_options", "verbosity")),
+    "xai": Preset("https://api.x.ai/v1", drop=_f("store", "metadata", "web_search_options", "verbosity", "top_k")),
     "fireworks": Preset(
         "https://api.fireworks.ai/inference/v1",
         drop=_f("store", "metadata", "service_tier", "web_search_options", "verbosity"),
         rename=(("max_completion_tokens", "max_tokens"),),
     ),
-    "openrouter": Preset("https://openrouter.ai/api/v1", embeddings=False),
+    "openrouter": Preset("https://openrouter.ai/api/v1", drop=_f(), embeddings=False),
     "perplexity": Preset(
         "https://api.perplexity.ai",
         drop=_f("n", "logit_bias", "logprobs", "top_logprobs", "seed", "tools", "tool_choice",
@@ -71,7 +76,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cerebras": Preset(
         "https://api.cerebras.ai/v1",
-        drop=_f("frequency_penalty", "presence_penalty", "logit_bias", "n", "store", "metadata",
+        drop=_f("top_k", "frequency_penalty", "presence_penalty", "logit_bias", "n", "store", "metadata",
                 "service_tier", "modalities", "audio", "prediction", "web_search_options", "verbosity"),
         embeddings=False,
     ),

@@ -33,6 +33,8 @@ def _error_headers(ingress: Ingress, request_id: str, err: GatewayError) -> RawH
         (b"content-type", ingress.content_type.encode()),
         (b"x-request-id", request_id.encode()),
     ]
+    if ingress.name == "anthropic":
+        headers.append((b"request-id", request_id.encode()))
     for k, v in err.headers.items():
         headers.append((k.encode("latin-1"), v.encode("latin-1")))
     return headers
@@ -48,6 +50,8 @@ def _routed_headers(ctx: CallContext, trace: Trace, provider: str, model: str, c
         (b"x-fluxway-cache", cache.encode()),
         (b"x-fluxway-overhead-ms", f"{max(overhead_ms, 0.0):.3f}".encode()),
     ]
+    if ctx.ingress == "anthropic":
+        headers.append((b"request-id", ctx.request_id.encode()))
     for k, v in ctx.response_headers.items():
         headers.append((k.encode("latin-1"), v.encode("latin-1")))
     return headers
