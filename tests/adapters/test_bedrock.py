@@ -611,3 +611,13 @@ async def test_gateway_end_to_end_signed(monkeypatch: pytest.MonkeyPatch) -> Non
         assert sent.path == f"/model/{MODEL}/converse"
         assert sent.json()["messages"] == [{"role": "user", "content": [{"text": "top song on WZPZ?"}]}]
         assert sent.json()["inferenceConfig"] == {"maxTokens": 50}
+
+
+def test_conformance_stream_fixture_matches_its_source() -> None:
+    """conformance/converse_stream.bin is conformance/converse_stream.jsonl, encoded (botocore agrees)."""
+    folder = FIX / "conformance"
+    buf = EventStreamBuffer()
+    buf.add_data((folder / "converse_stream.bin").read_bytes())
+    events = [(m.headers[":event-type"], orjson.loads(m.payload)) for m in buf]
+    lines = [orjson.loads(line) for line in (folder / "converse_stream.jsonl").read_text().splitlines()]
+    assert events == [(e["event"], e["payload"]) for e in lines]

@@ -320,7 +320,7 @@ def test_error_fixtures(status: int, fixture: str, kind: ErrorKind) -> None:
 @pytest.mark.parametrize(
     ("status", "kind"),
     [(400, ErrorKind.BAD_REQUEST), (404, ErrorKind.NOT_FOUND), (422, ErrorKind.BAD_REQUEST),
-     (499, ErrorKind.UPSTREAM_5XX), (500, ErrorKind.UPSTREAM_5XX), (503, ErrorKind.UPSTREAM_5XX),
+     (499, ErrorKind.UPSTREAM_5XX), (500, ErrorKind.UPSTREAM_5XX), (503, ErrorKind.OVERLOADED),
      (504, ErrorKind.TIMEOUT)],
 )
 def test_error_statuses(status: int, kind: ErrorKind) -> None:

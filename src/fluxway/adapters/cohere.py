@@ -381,6 +381,8 @@ def cohere_error(status: int, headers: Headers, body: bytes) -> UpstreamError:
         kind = ErrorKind.AUTH
     elif status == 499:  # the request was cancelled upstream
         kind = ErrorKind.UPSTREAM_5XX
+    elif status == 503:  # Cohere's "service unavailable": capacity, retry later
+        kind = ErrorKind.OVERLOADED
     else:
         kind = kind_for_status(status, message)
         if kind is ErrorKind.BAD_REQUEST and "too many tokens" in message.lower():
