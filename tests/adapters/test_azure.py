@@ -93,10 +93,18 @@ def test_stream_asks_for_usage_and_sse() -> None:
     assert call.headers["accept"] == "text/event-stream"
 
 
-def test_unsupported_field_dropped() -> None:
-    call = adapter().build(chat(web_search_options={}), TARGET, CREDS)
+def test_unsupported_fields_dropped() -> None:
+    thinking_turn = {"role": "assistant", "content": "ok",
+                     "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]}
+    req = chat(web_search_options={}, top_k=5, thinking={"type": "enabled", "budget_tokens": 1024},
+               messages=[{"role": "user", "content": "a"}, thinking_turn, {"role": "user", "content": "b"}])
+    call = adapter().build(req, TARGET, CREDS)
     assert call.body is not None
-    assert "web_search_options" not in orjson.loads(call.body)
+    body = orjson.loads(call.body)
+    assert not {"web_search_options", "top_k", "thinking"} & set(body)
+    assert "thinking_blocks" not in body["messages"][1]
+    seeded = adapter(drop_params=("seed",)).build(chat(seed=1, temperature=0), TARGET, CREDS)
+    assert seeded.body is not None and "seed" not in orjson.loads(seeded.body)
 
 
 def test_parse_fixture_response() -> None:

@@ -328,7 +328,38 @@ def test_reasoning_content() -> None:
         {"reasoningContent": {"reasoningText": {"text": "think", "signature": "sig"}}}, {"text": "done"}]}},
         "stopReason": "end_turn"}
     msg = adapter().parse(chat(), TARGET, 200, {}, orjson.dumps(data)).body["choices"][0]["message"]
-    assert msg == {"role": "assistant", "content": "done", "reasoning_content": "think"}
+    assert msg == {"role": "assistant", "content": "done", "reasoning_content": "think",
+                   "thinking_blocks": [{"type": "thinking", "thinking": "think", "signature": "sig"}]}
+    redacted = {"output": {"message": {"role": "assistant", "content": [
+        {"reasoningContent": {"redactedContent": "b64=="}}, {"text": "ok"}]}}, "stopReason": "end_turn"}
+    msg = adapter().parse(chat(), TARGET, 200, {}, orjson.dumps(redacted)).body["choices"][0]["message"]
+    assert msg["thinking_blocks"] == [{"type": "redacted_thinking", "data": "b64=="}]
+    assert "reasoning_content" not in msg
+
+
+def test_extended_thinking_for_claude() -> None:
+    turns = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "thinking_blocks": [
+            {"type": "thinking", "thinking": "add", "signature": "SIG"},
+            {"type": "redacted_thinking", "data": "Zm9v"}]},
+        {"role": "user", "content": "and 3+3?"},
+    ]
+    body = converse(chat(messages=turns, thinking={"type": "enabled", "budget_tokens": 2048}, top_k=5))
+    assert body["additionalModelRequestFields"] == {"top_k": 5,
+                                                    "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert body["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "add", "signature": "SIG"}}},
+        {"reasoningContent": {"redactedContent": "Zm9v"}},
+        {"text": "4"},
+    ]
+    effort = converse(chat(reasoning_effort="low"))
+    assert effort["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    # without thinking requested, earlier thinking blocks are not replayed
+    assert converse(chat(messages=turns))["messages"][1]["content"] == [{"text": "4"}]
+    # other model families get no thinking field
+    other = converse_body({"messages": turns, "reasoning_effort": "high"}, "meta.llama3-70b-instruct-v1:0")
+    assert "additionalModelRequestFields" not in other
 
 
 def test_parse_garbage_is_protocol_error() -> None:

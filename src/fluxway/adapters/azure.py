@@ -28,8 +28,8 @@ _PATHS = {
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
 }
-# Chat fields the Azure OpenAI data plane does not take.
-_DROP = frozenset({"web_search_options"})
+# Fields the Azure OpenAI data plane does not take (thinking and top_k come from Anthropic-shaped requests).
+_DROP = frozenset({"web_search_options", "thinking", "top_k"})
 
 
 def _resource_root(base_url: str) -> str:

@@ -189,7 +189,23 @@ def _tool_result(m: JSON) -> JSON:
     return {"toolResult": {"toolUseId": m.get("tool_call_id") or "", "content": blocks}}
 
 
-def _conversation(messages: Any) -> tuple[list[JSON], list[JSON]]:
+def _reasoning_blocks(blocks: Any) -> list[JSON]:
+    """Anthropic-style thinking blocks (``thinking_blocks`` on an assistant turn) as reasoningContent."""
+    out: list[JSON] = []
+    for b in blocks if isinstance(blocks, list) else []:
+        if not isinstance(b, dict):
+            continue
+        if b.get("type") == "thinking" and b.get("thinking"):
+            text: JSON = {"text": b["thinking"]}
+            if b.get("signature"):
+                text["signature"] = b["signature"]
+            out.append({"reasoningContent": {"reasoningText": text}})
+        elif b.get("type") == "redacted_thinking" and b.get("data"):
+            out.append({"reasoningContent": {"redactedContent": b["data"]}})
+    return out
+
+
+def _conversation(messages: Any, keep_thinking: bool = False) -> tuple[list[JSON], list[JSON]]:
     """(system blocks, messages) with consecutive same-role turns merged."""
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list")
@@ -210,6 +226,8 @@ def _conversation(messages: Any) -> tuple[list[JSON], list[JSON]]:
             bedrock_role = "assistant"
             blocks = _content_blocks(m.get("content"), allow_media=False)
             blocks += [_tool_use(c) for c in m.get("tool_calls") or []]
+            if keep_thinking and blocks:
+                blocks = _reasoning_blocks(m.get("thinking_blocks")) + blocks
         elif role in ("tool", "function"):
             bedrock_role, blocks = "user", [_tool_result(m)]
         else:
@@ -284,8 +302,24 @@ def json_mode_of(body: JSON) -> bool:
     return isinstance(fmt, dict) and fmt.get("type") == "json_object" and not body.get("tools")
 
 
-def converse_body(body: JSON) -> JSON:
-    system, turns = _conversation(body.get("messages"))
+# reasoning_effort -> an extended-thinking budget for Anthropic models (litellm's low = 1024).
+_EFFORT_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768, "max": 32768}
+
+
+def _thinking(body: JSON, model: str) -> JSON | None:
+    """Extended thinking for Claude on Bedrock (``additionalModelRequestFields.thinking``)."""
+    if "anthropic" not in model and "claude" not in model:
+        return None
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
+        return thinking
+    budget = _EFFORT_BUDGET.get(str(body.get("reasoning_effort") or ""))
+    return {"type": "enabled", "budget_tokens": budget} if budget else None
+
+
+def converse_body(body: JSON, model: str = "") -> JSON:
+    thinking = _thinking(body, model.lower())
+    system, turns = _conversation(body.get("messages"), keep_thinking=thinking is not None)
     out: JSON = {"messages": turns}
     if system:
         out["system"] = system
@@ -302,8 +336,13 @@ def converse_body(body: JSON) -> JSON:
         inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     if inference:
         out["inferenceConfig"] = inference
+    extra: JSON = {}
     if body.get("top_k") is not None:
-        out["additionalModelRequestFields"] = {"top_k": body["top_k"]}
+        extra["top_k"] = body["top_k"]
+    if thinking is not None:
+        extra["thinking"] = thinking
+    if extra:
+        out["additionalModelRequestFields"] = extra
     json_mode = json_mode_of(body)
     tool_config = _tool_config(body, turns, json_mode)
     if tool_config:
@@ -344,6 +383,7 @@ def finish_reason(stop: Any, json_mode: bool = False) -> str:
 def _message(content: Any, json_mode: bool) -> JSON:
     texts: list[str] = []
     reasoning: list[str] = []
+    thinking: list[JSON] = []
     calls: list[JSON] = []
     for block in content or []:
         if not isinstance(block, dict):
@@ -359,14 +399,20 @@ def _message(content: Any, json_mode: bool) -> JSON:
                           "function": {"name": use.get("name", ""),
                                        "arguments": orjson.dumps(use.get("input") or {}).decode()}})
         elif "reasoningContent" in block:
-            text = ((block["reasoningContent"] or {}).get("reasoningText") or {}).get("text")
-            if text:
-                reasoning.append(text)
+            rc = block["reasoningContent"] or {}
+            rt = rc.get("reasoningText") or {}
+            if rt.get("text"):
+                reasoning.append(rt["text"])
+                thinking.append({"type": "thinking", "thinking": rt["text"], "signature": rt.get("signature") or ""})
+            elif rc.get("redactedContent"):
+                thinking.append({"type": "redacted_thinking", "data": rc["redactedContent"]})
     msg: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         msg["tool_calls"] = calls
     if reasoning:
         msg["reasoning_content"] = "".join(reasoning)
+    if thinking:
+        msg["thinking_blocks"] = thinking
     return msg
 
 
@@ -464,7 +510,7 @@ class BedrockAdapter:
         if req.endpoint is Endpoint.EMBEDDINGS:
             url, payload, accept = model_path + "/invoke", self._embed_body(body, target.model), "application/json"
         elif req.endpoint is Endpoint.CHAT:
-            payload = converse_body(body)
+            payload = converse_body(body, target.model)
             if req.stream:
                 url, accept = model_path + "/converse-stream", EVENTSTREAM
             else:
