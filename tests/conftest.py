@@ -1,3 +1,3 @@
 """Shared pytest configuration."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.services"]
