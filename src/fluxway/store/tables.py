@@ -1,0 +1,81 @@
+"""The store's tables (SQLAlchemy Core). Migrations under ``migrations/`` create and evolve them.
+
+Times are UTC epoch seconds (double precision): portable across SQLite and PostgreSQL and cheap to
+compare; usage records also carry their UTC day (``YYYY-MM-DD``) for grouping without date functions.
+Money is USD as double precision.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),  # the team's name; keys refer to it
+    sa.Column("models", sa.JSON, nullable=True),  # allowed model globs; null: all
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("budget_usd", sa.Double, nullable=True),
+    sa.Column("budget_period", sa.String(16), nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+virtual_keys = sa.Table(
+    "virtual_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=True),
+    sa.Column("prefix", sa.String(32), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("team", sa.String(128), nullable=True, index=True),
+    sa.Column("models", sa.JSON, nullable=True),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("budget_usd", sa.Double, nullable=True),
+    sa.Column("budget_period", sa.String(16), nullable=True),
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.UniqueConstraint("key_hash", name="uq_virtual_keys_key_hash"),
+)
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("request_id", sa.String(128), primary_key=True),  # inserts are idempotent on it
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=True),
+    sa.Column("team", sa.String(128), nullable=True),
+    sa.Column("endpoint", sa.String(32), nullable=True),
+    sa.Column("model", sa.String(256), nullable=True),  # the public model the caller asked for
+    sa.Column("provider", sa.String(128), nullable=True),
+    sa.Column("upstream_model", sa.String(256), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False, default=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cost_usd", sa.Double, nullable=False, default=0.0),
+    sa.Column("price_known", sa.Boolean, nullable=False, default=True),
+    sa.Column("estimated", sa.Boolean, nullable=False, default=False),
+    sa.Column("latency_ms", sa.Double, nullable=True),
+    sa.Column("ttft_ms", sa.Double, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("cache", sa.String(8), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_usage_key_time", "key_id", "created_at"),
+    sa.Index("ix_usage_team_time", "team", "created_at"),
+    sa.Index("ix_usage_time", "created_at", "request_id"),
+    sa.Index("ix_usage_model", "model"),
+)
+
+USAGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in usage_records.columns)

@@ -1,0 +1,165 @@
+"""Usage records in the store: idempotent batch inserts, spend sums, aggregates and log pages."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fluxway.store.tables import USAGE_COLUMNS, usage_records
+
+GroupBy = Literal["key", "team", "model", "provider", "day"]
+GROUP_COLUMNS: dict[str, str] = {
+    "key": "key_id",
+    "team": "team",
+    "model": "model",
+    "provider": "provider",
+    "day": "day",
+}
+Row = dict[str, Any]
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(created_at: float, request_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at, request_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, rid = orjson.loads(raw)
+        if not isinstance(at, int | float) or not isinstance(rid, str):
+            raise TypeError
+        return float(at), rid
+    except Exception:
+        raise BadCursor("invalid cursor") from None
+
+
+class UsageStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            self._insert: Any = postgresql.insert(usage_records).on_conflict_do_nothing(index_elements=["request_id"])
+        elif dialect == "sqlite":
+            self._insert = sqlite.insert(usage_records).on_conflict_do_nothing(index_elements=["request_id"])
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise ValueError(f"unsupported database {dialect}")
+
+    async def insert(self, records: Sequence[Mapping[str, Any]], batch_size: int = 500) -> None:
+        """Insert records; a request id already stored is skipped (replays are harmless)."""
+        if not records:
+            return
+        rows = [{c: r.get(c) for c in USAGE_COLUMNS} for r in records]
+        async with self._engine.begin() as conn:
+            for i in range(0, len(rows), batch_size):
+                await conn.execute(self._insert, rows[i : i + batch_size])
+
+    async def count(self, **where: Any) -> int:
+        q = sa.select(sa.func.count()).select_from(usage_records)
+        for col, value in where.items():
+            q = q.where(usage_records.c[col] == value)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def request_ids(self) -> list[str]:
+        async with self._engine.connect() as conn:
+            return [r[0] for r in await conn.execute(sa.select(usage_records.c.request_id))]
+
+    async def spend(self, *, key_id: str | None = None, team: str | None = None, since: float | None = None) -> float:
+        """Total cost of the records of a key or a team since a time."""
+        q = sa.select(sa.func.coalesce(sa.func.sum(usage_records.c.cost_usd), 0.0))
+        if key_id is not None:
+            q = q.where(usage_records.c.key_id == key_id)
+        if team is not None:
+            q = q.where(usage_records.c.team == team)
+        if since is not None:
+            q = q.where(usage_records.c.created_at >= since)
+        async with self._engine.connect() as conn:
+            return float((await conn.execute(q)).scalar_one())
+
+    async def aggregate(self, group_by: str, since: float | None = None, until: float | None = None) -> list[Row]:
+        col = usage_records.c[GROUP_COLUMNS[group_by]]
+        c = usage_records.c
+        q = (
+            sa.select(
+                col.label("group"),
+                sa.func.count().label("requests"),
+                sa.func.sum(sa.case((c.status >= 400, 1), else_=0)).label("errors"),
+                sa.func.sum(c.prompt_tokens).label("prompt_tokens"),
+                sa.func.sum(c.completion_tokens).label("completion_tokens"),
+                sa.func.sum(c.cached_tokens).label("cached_tokens"),
+                sa.func.sum(c.cost_usd).label("cost_usd"),
+                sa.func.avg(c.latency_ms).label("avg_latency_ms"),
+            )
+            .group_by(col)
+            .order_by(col)
+        )
+        if since is not None:
+            q = q.where(c.created_at >= since)
+        if until is not None:
+            q = q.where(c.created_at < until)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        out: list[Row] = []
+        for r in rows:
+            out.append(
+                {
+                    "group": r["group"],
+                    "requests": int(r["requests"] or 0),
+                    "errors": int(r["errors"] or 0),
+                    "prompt_tokens": int(r["prompt_tokens"] or 0),
+                    "completion_tokens": int(r["completion_tokens"] or 0),
+                    "cached_tokens": int(r["cached_tokens"] or 0),
+                    "cost_usd": float(r["cost_usd"] or 0.0),
+                    "avg_latency_ms": None if r["avg_latency_ms"] is None else float(r["avg_latency_ms"]),
+                }
+            )
+        return out
+
+    async def logs(
+        self,
+        *,
+        key_id: str | None = None,
+        model: str | None = None,
+        status: int | Literal["success", "error"] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Row], str | None]:
+        """Newest first; returns one page and the cursor of the next page (None at the end)."""
+        c = usage_records.c
+        q = sa.select(usage_records).order_by(c.created_at.desc(), c.request_id.desc()).limit(limit + 1)
+        if key_id is not None:
+            q = q.where(c.key_id == key_id)
+        if model is not None:
+            q = q.where(c.model == model)
+        if status == "success":
+            q = q.where(c.status < 400)
+        elif status == "error":
+            q = q.where(c.status >= 400)
+        elif status is not None:
+            q = q.where(c.status == status)
+        if since is not None:
+            q = q.where(c.created_at >= since)
+        if until is not None:
+            q = q.where(c.created_at < until)
+        if cursor is not None:
+            at, rid = decode_cursor(cursor)
+            q = q.where(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.request_id < rid)))
+        async with self._engine.connect() as conn:
+            rows = [dict(r) for r in (await conn.execute(q)).mappings()]
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1]["created_at"], rows[-1]["request_id"])
+        return rows, nxt
