@@ -16,6 +16,7 @@ Isolation (several developers' sessions may share one server):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import threading
@@ -43,7 +44,7 @@ def in_ci() -> bool:
 
 def unavailable(what: str, why: str) -> NoReturn:
     """Skip locally, fail in CI."""
-    msg = f"{what} is not available: {why} (start it with `eval \"$(scripts/services.sh)\"`)"
+    msg = f'{what} is not available: {why} (start it with `eval "$(scripts/services.sh)"`)'
     if in_ci():
         pytest.fail(f"CI=true: {msg}", pytrace=False)
     pytest.skip(msg)
@@ -209,10 +210,8 @@ def postgres_url(service_urls: ServiceURLs) -> Iterator[str]:
     except Exception as exc:
         unavailable("PostgreSQL", f"{base}: {type(exc).__name__}: {exc}")
     yield url
-    try:
+    with contextlib.suppress(Exception):  # the server may already be gone at the very end of a session
         drop_database(base, url)
-    except Exception:  # the server may already be gone at the very end of a session
-        pass
 
 
 @pytest.fixture(scope="module")
