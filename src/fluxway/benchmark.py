@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import math
 import os
@@ -738,8 +739,12 @@ def ensure_tool(name: str, package: str, log: list[str]) -> str:
     if found:
         return found
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        log.append(f"installing {package} with apt-get")
-        subprocess.run(["apt-get", "install", "-y", "-q", package], check=False, capture_output=True)
+        log.append(f"installed {package} with apt-get")
+        for step in (["apt-get", "install", "-y", "-q", package], ["apt-get", "update", "-q"],
+                     ["apt-get", "install", "-y", "-q", package]):
+            done = subprocess.run(step, check=False, capture_output=True)
+            if step[1] == "install" and done.returncode == 0:
+                break
         found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
         if found:
             return found
@@ -845,6 +850,9 @@ class Harness:
         port = free_port()
         local = f"http://127.0.0.1:{port}"
         if target == "passthrough":
+            if self.s.passthrough_server == "granian" and importlib.util.find_spec("granian") is None:
+                self.notes.append("installed granian with pip")
+                subprocess.run([sys.executable, "-m", "pip", "install", "-q", "granian"], check=False)
             origin = next(iter(upstreams.values())).removesuffix("/v1")
             app = ["env", f"PASSTHROUGH_UPSTREAM={origin}"]
             if self.s.passthrough_server == "uvicorn":
