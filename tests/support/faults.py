@@ -1,0 +1,485 @@
+"""A fault-injecting OpenAI-compatible upstream for the resilience tests.
+
+``FaultyUpstream`` serves ``POST /v1/chat/completions`` (and ``/chat/completions``) with a JSON
+``chat.completion`` or, when the body asks for ``stream``, an SSE stream. Each request is answered
+in one of these modes:
+
+=================  ==========================================================================
+``ok``             an answer (``delay`` before it, ``first_byte_delay`` before the headers,
+                   ``chunk_delay`` between stream chunks)
+``500`` ``503``    an OpenAI-shaped error with that status
+``429``            rate limited, with ``retry-after: <retry_after>``
+``400``            an invalid_request_error (the caller's fault: never worth retrying)
+``context_length`` 400 ``context_length_exceeded``
+``refused``        nothing listens on the port (the listener is closed and open connections dropped)
+``reset_body``     headers and half of the body (streams: half an event, before any chunk), then the
+                   connection is cut
+``reset_stream``   streams: the role chunk and ``partial`` text, then the connection is cut (JSON:
+                   like ``reset_body``)
+``slow``           ``ok`` after a slow first byte (``slow_s``)
+``hang``           never answers (until the client goes away)
+``garbage``        streams: a malformed event first; JSON: a 200 that is not JSON
+``drip``           headers at once, then a byte every ``drip_s`` forever (only a total timeout ends it)
+=================  ==========================================================================
+
+The mode applies to every request, to every ``every``-th one (``every=3``: requests 3, 6, 9, ...),
+or to a seeded-random fraction ``rate`` of them; ``set_mode`` switches it at runtime, so a test can
+make a provider fail and recover. The others are answered ``ok``.
+
+Every request is recorded (``requests``, as :class:`~tests.support.upstream.Recorded`) except those
+refused; ``outcomes`` counts the modes actually applied, ``disconnects`` the requests whose client
+went away before the answer was complete (``disconnected`` is set on the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections import Counter
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.support.upstream import Recorded
+
+MODES = (
+    "ok",
+    "500",
+    "503",
+    "429",
+    "400",
+    "context_length",
+    "refused",
+    "reset_body",
+    "reset_stream",
+    "slow",
+    "hang",
+    "garbage",
+    "drip",
+)
+
+# The failure modes a second, healthy provider must hide from the client.
+FAILURE_MODES = ("500", "503", "429", "refused", "reset_body", "reset_stream", "slow", "hang", "garbage", "drip")
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+class FaultyUpstream:
+    """``async with FaultyUpstream("a", mode="500") as up:`` -> ``up.url``, ``up.requests``, ``up.outcomes``."""
+
+    def __init__(
+        self,
+        name: str = "up",
+        mode: str = "ok",
+        *,
+        rate: float | None = None,
+        every: int | None = None,
+        seed: int = 1,
+        text: str | None = None,
+        partial: str = "Hello ",
+        delay: float = 0.0,
+        first_byte_delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        slow_s: float = 1.0,
+        drip_s: float = 0.05,
+        retry_after: float = 1.0,
+        hang_s: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.text = text if text is not None else f"Hello from {name}"
+        self.partial = partial
+        self.delay = delay
+        self.first_byte_delay = first_byte_delay
+        self.chunk_delay = chunk_delay
+        self.slow_s = slow_s
+        self.drip_s = drip_s
+        self.retry_after = retry_after
+        self.hang_s = hang_s
+        self.requests: list[Recorded] = []
+        self.outcomes: Counter[str] = Counter()
+        self.disconnects = 0
+        self.disconnected = asyncio.Event()
+        self.seen = 0  # requests that reached a handler (refused ones never do)
+        self._rng = random.Random(seed)
+        self._mode = "ok"
+        self._rate: float | None = None
+        self._every: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.port = 0
+        self.url = ""
+        self._initial = (mode, rate, every)
+
+    # -- control ---------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    async def set_mode(self, mode: str, *, rate: float | None = None, every: int | None = None) -> None:
+        """Switch the fault (for every request, every ``every``-th one, or a ``rate`` fraction)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(MODES)}")
+        if rate is not None and every is not None:
+            raise ValueError("give rate or every, not both")
+        if mode == "refused" and (rate is not None or every is not None):
+            raise ValueError("'refused' closes the listener: it applies to every request")
+        was_refused = self._mode == "refused"
+        self._mode, self._rate, self._every = mode, rate, every
+        if mode == "refused" and not was_refused:
+            await self._stop_listening()
+        elif mode != "refused" and was_refused:
+            await self._listen()
+
+    def reset_counts(self) -> None:
+        self.requests.clear()
+        self.outcomes.clear()
+        self.disconnects = 0
+        self.disconnected.clear()
+
+    @property
+    def count(self) -> int:
+        """Requests recorded (refused connections never reach the server)."""
+        return len(self.requests)
+
+    def _decide(self) -> str:
+        self.seen += 1
+        mode = self._mode
+        if mode == "ok":
+            return mode
+        if self._every is not None:
+            return mode if self.seen % self._every == 0 else "ok"
+        if self._rate is not None:
+            return mode if self._rng.random() < self._rate else "ok"
+        return mode
+
+    # -- server ----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FaultyUpstream:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1, handler_cancellation=True)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        mode, rate, every = self._initial
+        if mode == "refused":
+            self._mode = "refused"
+        else:
+            await self._listen()
+            await self.set_mode(mode, rate=rate, every=every)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        for _ in range(100):
+            try:
+                site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+                await site.start()
+            except OSError:  # the port is briefly held after a stop
+                await asyncio.sleep(0.01)
+                continue
+            self._site = site
+            return
+        raise RuntimeError(f"cannot listen on 127.0.0.1:{self.port} again")
+
+    async def _stop_listening(self) -> None:
+        assert self._runner is not None
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        server = self._runner.server
+        if server is not None:
+            for conn in list(server.connections):
+                conn.force_close()
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(
+            Recorded(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+            )
+        )
+        if request.method != "POST" or request.path not in ("/v1/chat/completions", "/chat/completions"):
+            return web.json_response(_error(404, f"no route {request.path}", "invalid_request_error"), status=404)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return web.json_response(_error(400, "bad json", "invalid_request_error"), status=400)
+        mode = self._decide()
+        self.outcomes[mode] += 1
+        try:
+            return await self._answer(request, payload, mode)
+        except asyncio.CancelledError:
+            self._gone()
+            raise
+        except (ConnectionResetError, RuntimeError) as exc:  # writing to a closed connection
+            if isinstance(exc, RuntimeError) and "closing" not in str(exc).lower():
+                raise
+            self._gone()
+            raise
+
+    def _gone(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+
+    async def _answer(self, request: web.Request, payload: dict[str, Any], mode: str) -> web.StreamResponse:
+        stream = bool(payload.get("stream"))
+        model = str(payload.get("model", "model"))
+        if mode == "500":
+            return web.json_response(_error(500, f"{self.name}: internal error", "server_error"), status=500)
+        if mode == "503":
+            return web.json_response(
+                _error(503, f"{self.name}: service unavailable", "server_error"), status=503
+            )
+        if mode == "429":
+            return web.json_response(
+                _error(429, f"{self.name}: rate limit reached", "requests", "rate_limit_exceeded"),
+                status=429,
+                headers={"retry-after": f"{self.retry_after:g}"},
+            )
+        if mode == "400":
+            return web.json_response(
+                _error(400, f"{self.name}: invalid 'temperature'", "invalid_request_error"), status=400
+            )
+        if mode == "context_length":
+            return web.json_response(
+                _error(
+                    400,
+                    f"{self.name}: This model's maximum context length is 8192 tokens.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                ),
+                status=400,
+            )
+        if mode == "refused":  # a connection accepted just before the listener closed
+            self._abort(request)
+            return web.Response()
+        if mode == "hang":
+            await asyncio.sleep(self.hang_s)
+            return web.json_response(self._completion(model))
+        if mode == "reset_body" or (mode == "reset_stream" and not stream):
+            return await self._reset_body(request, model, stream)
+        if mode == "reset_stream":
+            return await self._stream(request, model, payload, cut=True)
+        if mode == "garbage":
+            if stream:
+                resp = await self._start_sse(request)
+                await resp.write(b"data: {this is not json\n\n")
+                await resp.write(b"data: [DONE]\n\n")
+                await resp.write_eof()
+                return resp
+            return web.Response(body=b"<html>upstream exploded</html>", content_type="text/html")
+        if mode == "drip":
+            resp = web.StreamResponse(
+                headers={"content-type": "text/event-stream" if stream else "application/json"}
+            )
+            await resp.prepare(request)
+            for _ in range(int(self.hang_s / self.drip_s)):
+                await resp.write(b"\n" if stream else b" ")
+                await asyncio.sleep(self.drip_s)
+            await resp.write_eof()
+            return resp
+        # ok / slow
+        wait = self.first_byte_delay + (self.slow_s if mode == "slow" else 0.0)
+        if wait:
+            await asyncio.sleep(wait)
+        if not stream:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return web.Response(body=orjson.dumps(self._completion(model)), content_type="application/json")
+        return await self._stream(request, model, payload, cut=False)
+
+    def _abort(self, request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _reset_body(self, request: web.Request, model: str, stream: bool) -> web.StreamResponse:
+        if stream:
+            resp = await self._start_sse(request)
+            frame = b"data: " + orjson.dumps(self._chunk(model, {"role": "assistant", "content": ""}))
+            await resp.write(frame[: len(frame) // 2])
+        else:
+            body = orjson.dumps(self._completion(model))
+            resp = web.StreamResponse(headers={"content-type": "application/json"})
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            await resp.write(body[: len(body) // 2])
+        await asyncio.sleep(0.005)  # let the partial bytes leave before the cut
+        self._abort(request)
+        return resp
+
+    async def _start_sse(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await resp.prepare(request)
+        return resp
+
+    async def _stream(
+        self, request: web.Request, model: str, payload: dict[str, Any], *, cut: bool
+    ) -> web.StreamResponse:
+        resp = await self._start_sse(request)
+        frames = [self._chunk(model, {"role": "assistant", "content": ""})]
+        if cut:
+            frames.append(self._chunk(model, {"content": self.partial}))
+        else:
+            words = self.text.split(" ")
+            pieces = [w + " " for w in words[:-1]] + [words[-1]]
+            frames.extend(self._chunk(model, {"content": p}) for p in pieces if p)
+            frames.append(self._chunk(model, {}, finish="stop"))
+            opts = payload.get("stream_options")
+            if isinstance(opts, dict) and opts.get("include_usage"):
+                usage = self._chunk(model, {})
+                usage["choices"] = []
+                usage["usage"] = {"prompt_tokens": 5, "completion_tokens": len(pieces), "total_tokens": 5 + len(pieces)}
+                frames.append(usage)
+        for i, frame in enumerate(frames):
+            if i and self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            await resp.write(b"data: " + orjson.dumps(frame) + b"\n\n")
+        if cut:
+            await asyncio.sleep(0.005)
+            self._abort(request)
+            return resp
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    def _completion(self, model: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{self.name}",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }
+
+    def _chunk(self, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{self.name}",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the end-to-end scenarios
+
+MODEL_A = "model-a"
+MODEL_B = "model-b"
+
+
+def pair_config(
+    a: FaultyUpstream,
+    b: FaultyUpstream,
+    *,
+    model: dict[str, Any] | None = None,
+    timeout: dict[str, float] | None = None,
+    extra_models: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Providers ``a`` and ``b`` (one key each, small timeouts) behind public model ``m``
+    (targets ``a/model-a`` then ``b/model-b``, 2 attempts each with ~1 ms backoff).
+
+    ``model`` updates the model's entry; ``extra`` updates the top level.
+    """
+    t = {"connect": 1.0, "first_token": 0.3, "total": 2.0, **(timeout or {})}
+    m: dict[str, Any] = {
+        "name": "m",
+        "strategy": "fallback",
+        "targets": [{"provider": "a", "model": MODEL_A}, {"provider": "b", "model": MODEL_B}],
+        "retry": {"attempts": 2, "backoff_ms": 1, "max_backoff_ms": 5},
+    }
+    m.update(model or {})
+    cfg: dict[str, Any] = {
+        "providers": [
+            {"name": "a", "type": "openai", "base_url": a.url + "/v1", "api_keys": ["sk-a"], "timeout": t},
+            {"name": "b", "type": "openai", "base_url": b.url + "/v1", "api_keys": ["sk-b"], "timeout": t},
+        ],
+        "models": [m, *(extra_models or [])],
+    }
+    cfg.update(extra)
+    return cfg
+
+
+class Load:
+    """What a batch of client requests saw."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+        self.providers: Counter[str] = Counter()
+        self.texts: Counter[str] = Counter()
+        self.attempts: Counter[int] = Counter()
+
+    @property
+    def ok(self) -> int:
+        return sum(self.providers.values())
+
+
+async def run_load(
+    client: Any,
+    n: int = 200,
+    *,
+    concurrency: int = 32,
+    stream: bool = False,
+    model: str = "m",
+    content: str = "Hi",
+) -> Load:
+    """``n`` chat requests through the openai SDK ``client``, at most ``concurrency`` at once.
+
+    Errors are collected, not raised; a stream counts as an error if it raises before its end.
+    """
+    out = Load()
+    sem = asyncio.Semaphore(concurrency)
+    messages = [{"role": "user", "content": content}]
+
+    async def one() -> None:
+        async with sem:
+            try:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=model, messages=messages, stream=stream
+                )
+                if stream:
+                    text = ""
+                    async for c in raw.parse():
+                        if c.choices:
+                            text += c.choices[0].delta.content or ""
+                else:
+                    text = raw.parse().choices[0].message.content or ""
+            except Exception as exc:  # every failure is what the test counts
+                out.errors.append(exc)
+                return
+            out.providers[raw.headers.get("x-fluxway-provider", "?")] += 1
+            out.attempts[int(raw.headers.get("x-fluxway-attempts", "0"))] += 1
+            out.texts[text] += 1
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return out
