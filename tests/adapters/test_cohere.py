@@ -327,3 +327,33 @@ def test_error_statuses(status: int, kind: ErrorKind) -> None:
     err = ADAPTER.classify_error(status, {}, b'{"message": "something"}')
     assert err.kind is kind and err.message == "something"
     assert ADAPTER.classify_error(status, {}, b"<html>").message == "<html>"
+
+
+async def test_gateway_embeddings_end_to_end() -> None:
+    """openai SDK embeddings (base64 by default) -> gateway -> a local Cohere /v2/embed."""
+    import openai
+
+    from tests.support.gateway import run_gateway
+    from tests.support.upstream import FakeUpstream, json_reply
+
+    answer = orjson.loads((FIX / "embed_response.json").read_bytes())
+
+    async def embed(request: Any) -> Any:
+        return json_reply(answer)
+
+    async with FakeUpstream() as up:
+        up.route("POST", "/v2/embed", embed)
+        config = {
+            "providers": [{"name": "co", "type": "cohere", "base_url": up.url, "api_keys": ["co-key"]}],
+            "models": [{"name": "emb", "targets": [{"provider": "co", "model": "embed-v4.0"}]}],
+        }
+        async with run_gateway(config) as gw:
+            client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+            resp = await client.embeddings.create(model="emb", input=["hello", "goodbye"])
+            assert [d.index for d in resp.data] == [0, 1]
+            assert resp.data[0].embedding == pytest.approx([0.016296387, -0.008354187, -0.04699707])
+            assert resp.usage.prompt_tokens == 2
+        sent = up.requests[0]
+        assert sent.headers["authorization"] == "Bearer co-key"
+        assert sent.json() == {"model": "embed-v4.0", "texts": ["hello", "goodbye"],
+                               "input_type": "search_document", "embedding_types": ["float"]}
