@@ -15,9 +15,10 @@ from fluxway.api.asgi import JSON_CT, ASGIApp, Receive, Scope, Send, request_hea
 from fluxway.api.inference import handle
 from fluxway.canonical import Endpoint
 from fluxway.config import Config
-from fluxway.errors import GatewayError
-from fluxway.ingress.base import Ingress
-from fluxway.ingress.openai import OpenAIIngress
+from fluxway.errors import GatewayError, forbidden
+from fluxway.ingress.base import Ingress, bearer_token
+from fluxway.ingress.openai import OpenAIIngress, openai_error_body
+from fluxway.observability import render as render_metrics
 from fluxway.runtime import Runtime
 
 log = logging.getLogger("fluxway")
@@ -43,7 +44,43 @@ async def _live(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
 async def _ready(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
     checks = rt.ready()
     ok = all(checks.values())
-    await _json(send, 200 if ok else 503, {"status": "ok" if ok else "unavailable", "checks": checks})
+    body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    if not checks.get("targets", True):
+        body["unhealthy_models"] = rt.unhealthy_models()
+    await _json(send, 200 if ok else 503, body)
+
+
+async def _metrics(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    await respond(send, 200, render_metrics(rt), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+
+
+async def _admin_principal(rt: Runtime, scope: Scope, send: Send) -> bool:
+    """True if the caller may use admin routes; otherwise answers 401/403 and returns False."""
+    headers = request_headers(scope)
+    try:
+        principal = await rt.principal(bearer_token(headers) or headers.get("x-api-key"))
+    except GatewayError as err:
+        await respond(send, err.status, orjson.dumps(openai_error_body(err)), [JSON_CT])
+        return False
+    if not principal.is_admin:
+        denied = forbidden("this route needs an admin key")
+        await respond(send, denied.status, orjson.dumps(openai_error_body(denied)), [JSON_CT])
+        return False
+    return True
+
+
+async def _providers(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    if not await _admin_principal(rt, scope, send):
+        return
+    snap = rt.executor.board.snapshot()
+    full = snap.to_dict()
+    providers = [
+        {"name": p.name, "type": p.type, "keys": len(p.api_keys), "health_check": p.health_check is not None}
+        for p in rt.cfg.providers
+    ]
+    targets = {k: snap.targets[k].to_dict() for k in sorted(snap.targets)}
+    await _json(send, 200, {"providers": providers, "targets": targets, "keys": full["keys"],
+                            "unhealthy_models": rt.unhealthy_models()})
 
 
 def _models_handler(ingress: OpenAIIngress) -> Handler:
@@ -78,6 +115,8 @@ class FluxwayApp:
             ("GET", "/v1/models"): _models_handler(openai),
             ("GET", "/health/live"): _live,
             ("GET", "/health/ready"): _ready,
+            ("GET", "/metrics"): _metrics,
+            ("GET", "/admin/providers"): _providers,
         }
         self._anthropic_ingress()
         # Also answer without the /v1 prefix, as several SDKs and gateways do.

@@ -85,6 +85,13 @@ class PriceConfig(_Strict):
         return Price(self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok)
 
 
+class HealthCheckConfig(_Strict):
+    interval_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    # The upstream model to probe; default: every model of this provider named in `models`.
+    model: str | None = None
+
+
 class ProviderConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     type: str
@@ -101,6 +108,8 @@ class ProviderConfig(_Strict):
     aws_session_token: str | None = None
     # Parameters this provider rejects; dropped from requests before sending (added to the preset's).
     drop_params: tuple[str, ...] = ()
+    # Optional active health checks: a one-token chat request to each of this provider's targets.
+    health_check: HealthCheckConfig | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -163,9 +172,25 @@ class ModelConfig(_Strict):
         return v
 
 
+class BreakerConfig(_Strict):
+    """Circuit breakers per target and per provider key (see routing/health.py)."""
+
+    failure_threshold: int = Field(5, ge=1)
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    window_s: float = Field(30.0, gt=0)
+    min_volume: int = Field(10, ge=1)
+    open_cooldown_s: float = Field(10.0, ge=0)
+    max_open_cooldown_s: float = Field(300.0, ge=0)
+    half_open_probes: int = Field(1, ge=1)
+    rate_limit_cooldown_s: float = Field(5.0, ge=0)
+
+
 class RoutingConfig(_Strict):
     # Let clients address "<provider>/<model>" directly.
     allow_direct: bool = True
+    breaker: BreakerConfig = BreakerConfig()
+    # Share of latency-strategy picks spent exploring untried or stale targets.
+    explore: float = Field(0.05, ge=0, le=1)
 
 
 class Config(_Strict):

@@ -5,6 +5,8 @@ Nothing here is module-level: tests build as many runtimes as they like, side by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +14,11 @@ from typing import Any
 from fluxway.adapters.base import Adapter
 from fluxway.adapters.registry import create_adapter
 from fluxway.config import Config
+from fluxway.observability import RequestStats
 from fluxway.policy.auth import MasterKeyAuth
 from fluxway.policy.hooks import Hook, Principal
 from fluxway.routing.executor import Executor
+from fluxway.routing.health import BreakerState
 from fluxway.transport import Transport
 
 log = logging.getLogger("fluxway")
@@ -28,7 +32,9 @@ class Runtime:
     hooks: list[Hook]
     auth: MasterKeyAuth
     in_flight: int = 0
+    stats: RequestStats = field(default_factory=RequestStats)
     extras: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, cfg: Config) -> Runtime:
@@ -38,6 +44,8 @@ class Runtime:
         auth = MasterKeyAuth(cfg.auth.master_key)
         hooks: list[Hook] = [auth]
         rt = cls(cfg, transport, executor, hooks, auth)
+        if any(p.health_check for p in cfg.providers):
+            rt.tasks.append(asyncio.create_task(executor.run_health_checks(), name="fluxway-health-checks"))
         log.info(
             "fluxway runtime ready: %d providers, %d models", len(cfg.providers), len(cfg.models)
         )
@@ -47,8 +55,23 @@ class Runtime:
         """Who a key belongs to (for routes outside the hook pipeline, like /v1/models)."""
         return await self.auth.resolve(api_key)
 
+    def unhealthy_models(self) -> list[str]:
+        """Public models none of whose targets has a closed or half-open breaker."""
+        board = self.executor.board
+        out = []
+        for name, route in self.executor.routes.items():
+            snap = board.snapshot([t.key for t in route.targets])
+            if all(snap.target(t.key).state is BreakerState.OPEN for t in route.targets):
+                out.append(name)
+        return out
+
     def ready(self) -> dict[str, bool]:
-        return {"targets": bool(self.cfg.models) or bool(self.cfg.providers)}
+        return {"targets": not self.unhealthy_models()}
 
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.transport.close()

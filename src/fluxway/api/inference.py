@@ -16,7 +16,7 @@ from fluxway.canonical import Endpoint, UpstreamError, Usage
 from fluxway.errors import GatewayError, overloaded
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
-from fluxway.routing.executor import OpenedStream, Trace
+from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
 
 log = logging.getLogger("fluxway.request")
@@ -125,6 +125,15 @@ async def handle(
         outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
     finally:
         rt.in_flight -= 1
+        if outcome is not None:
+            # Only configured names become labels: arbitrary client input must not grow the series.
+            model = ctx.request.model if ctx is not None else ""
+            if model not in rt.executor.routes:
+                model = "(direct)" if "/" in model else "(none)"
+            rt.stats.requests[(ingress.name, model, outcome.status)] += 1
+            if outcome.usage is not None:
+                rt.stats.prompt_tokens[model] += outcome.usage.prompt_tokens
+                rt.stats.completion_tokens[model] += outcome.usage.completion_tokens
         if ctx is not None and outcome is not None:
             for hook in rt.hooks:
                 try:
@@ -150,7 +159,7 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 async def _stream(
-    ctx: CallContext, ingress: Ingress, opened: OpenedStream, receive: Receive, send: Send
+    ctx: CallContext, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send
 ) -> Outcome:
     enc = ingress.stream_encoder(ctx.request, ctx.request_id)
     hdrs = _routed_headers(ctx, opened.trace, opened.target.provider, opened.target.model, "miss")
@@ -182,7 +191,7 @@ async def _stream(
     return outcome
 
 
-async def _pump(enc: StreamEncoder, opened: OpenedStream, send: Send, outcome: Outcome) -> None:
+async def _pump(enc: StreamEncoder, opened: RoutedStream, send: Send, outcome: Outcome) -> None:
     first = b"".join(enc.chunk(c) for c in opened.first)
     if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})

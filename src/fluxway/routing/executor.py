@@ -1,7 +1,11 @@
-"""The executor: owns the I/O of a routed call — build, send, parse, retry, fall back.
+"""The executor: owns the I/O of a routed call — build, send, parse, retry, hedge, fall back.
 
-Routing decisions (which target next) come from the planner; the executor only carries them out and
-reports every attempt's outcome back to the health board.
+Which target comes next is decided by the pure planner (:mod:`.plan`) from a health snapshot; the
+executor carries the plan out and reports every attempt's outcome to the :class:`HealthBoard`.
+
+Order of attempts for a public model: its targets as planned (each tried ``retry.attempts`` times
+for retryable errors, with backoff), then its ``fallbacks`` models' targets; a context-length error
+moves to the ``context_fallback`` chain instead. A caller fault (bad request) stops at once.
 """
 
 from __future__ import annotations
@@ -12,23 +16,31 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from fluxway.adapters.base import Adapter, StreamDecoder
 from fluxway.canonical import (
     CanonicalRequest,
     CanonicalResponse,
     Credentials,
+    Endpoint,
     ErrorKind,
+    Price,
     StreamChunk,
     Target,
     UpstreamError,
     Usage,
 )
-from fluxway.config import Config, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
+from fluxway.config import Config, HedgeConfig, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
 from fluxway.errors import GatewayError, model_not_found
+from fluxway.routing.clock import Clock
+from fluxway.routing.health import HealthBoard, HealthSettings, Permit
+from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, hedge_delay_s, plan
 from fluxway.transport import Timeouts, Transport, UpstreamStream
 
 log = logging.getLogger("fluxway.executor")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +55,23 @@ class Route:
     timeout: TimeoutConfig | None = None
     model: ModelConfig | None = None
 
+    @property
+    def hedge(self) -> HedgeConfig | None:
+        return self.model.hedge if self.model is not None else None
+
+    @property
+    def stream_failover(self) -> bool:
+        return self.model is not None and self.model.stream_failover
+
 
 @dataclass(slots=True)
 class Trace:
     """What the attempts of one call did (for headers, errors and usage records)."""
 
     attempts: int = 0
+    planned: int = 0  # targets planned that support the endpoint
     upstream_s: float = 0.0
+    hedged: int = 0
     tried: list[str] = field(default_factory=list)
     errors: list[UpstreamError] = field(default_factory=list)
 
@@ -62,19 +84,61 @@ class Completed:
 
 
 @dataclass(slots=True)
-class OpenedStream:
-    """A stream that has produced its first chunks; ``rest()`` yields the others."""
+class Counters:
+    """Executor events for metrics."""
+
+    attempts: int = 0
+    failures: int = 0
+    hedges: int = 0
+    hedge_wins: int = 0
+    stream_failovers: int = 0
+
+
+class _CallerFault(Exception):
+    """The request itself is at fault: no other target will do better."""
+
+
+class _ContextTooLong(Exception):
+    """The request is too long for this model: move to the context_fallback chain."""
+
+
+@dataclass(slots=True)
+class _Leg:
+    """One upstream stream after its first chunk."""
 
     target: Target
-    trace: Trace
+    permit: Permit
+    upstream: UpstreamStream
+    decoder: StreamDecoder
+    chunks: AsyncIterator[bytes]
     first: list[StreamChunk]
-    _upstream: UpstreamStream
-    _decoder: StreamDecoder
-    _chunks: AsyncIterator[bytes]
-    usage: Usage | None = None
-    finished: bool = False
-    ended: bool = False  # the upstream closed while the first chunks were read
-    text_chars: int = 0  # streamed text, for estimating usage when the upstream sends none
+    ended: bool = False
+
+    def close(self) -> None:
+        self.upstream.close()
+
+
+class RoutedStream:
+    """A stream that has produced its first chunks; ``rest()`` yields the others.
+
+    With ``stream_failover`` on, a leg that breaks after partial output is continued on another
+    target (the partial answer sent as an assistant prefix), unseen by the client.
+    """
+
+    def __init__(self, executor: Executor, req: CanonicalRequest, route: Route, leg: _Leg, trace: Trace) -> None:
+        self._executor = executor
+        self._req = req
+        self._route = route
+        self._leg = leg
+        self.target = leg.target
+        self.trace = trace
+        self.first = leg.first
+        self.usage: Usage | None = None
+        self.text_chars = 0
+        self.failovers: list[dict[str, object]] = []
+        self._text: list[str] = []
+        self._done = False
+        self._track(leg.first)
 
     def _track(self, chunks: list[StreamChunk]) -> list[StreamChunk]:
         for c in chunks:
@@ -85,73 +149,75 @@ class OpenedStream:
             for choice in data.get("choices") or ():
                 delta = choice.get("delta") or choice
                 text = delta.get("content") or delta.get("text")
-                if isinstance(text, str):
+                if isinstance(text, str) and text:
                     self.text_chars += len(text)
+                    if self._route.stream_failover:
+                        self._text.append(text)
+                if self.failovers and choice.get("finish_reason"):
+                    data["x_fluxway"] = {"stream_failover": self.failovers}
+                    c.raw = None
         return chunks
 
     async def rest(self) -> AsyncIterator[StreamChunk]:
         """The remaining chunks; raises UpstreamError if the upstream breaks mid-stream."""
-        if self.ended:
-            self.finished = True
-            self._upstream.release()
-            return
-        try:
-            async for data in self._chunks:
-                for c in self._track(self._decoder.feed(data)):
+        board = self._executor.board
+        while True:
+            leg = self._leg
+            try:
+                if not leg.ended:
+                    async for data in leg.chunks:
+                        for c in self._track(leg.decoder.feed(data)):
+                            yield c
+                    for c in self._track(leg.decoder.close()):
+                        yield c
+            except UpstreamError as err:
+                err.target = err.target or leg.target.key
+                self.trace.errors.append(err)
+                board.record_failure(leg.permit, err.kind, err.retry_after)
+                leg.close()
+                nxt = await self._failover(err) if self._route.stream_failover else None
+                if nxt is None:
+                    raise
+                self._leg = nxt
+                for c in self._track(nxt.first):
                     yield c
-            for c in self._track(self._decoder.close()):
-                yield c
-            self.finished = True
-            self._upstream.release()
-        finally:
-            if not self.finished:
-                self._upstream.close()
+                continue
+            except BaseException:
+                board.release(leg.permit)
+                leg.close()
+                raise
+            board.record_success(leg.permit)
+            leg.upstream.release()
+            self._done = True
+            return
+
+    async def _failover(self, err: UpstreamError) -> _Leg | None:
+        """Continue on another target with the partial answer as an assistant prefix."""
+        if self._req.endpoint is not Endpoint.CHAT:
+            return None
+        partial = "".join(self._text)
+        body = dict(self._req.body)
+        body["messages"] = [*body.get("messages", ()), {"role": "assistant", "content": partial}]
+        req = CanonicalRequest(self._req.endpoint, self._req.model, body, True, self._req.include_usage)
+        failed = self._leg.target.key
+        try:
+            leg = await self._executor._run(
+                req, self._route, self._executor._open_leg, self.trace, exclude=frozenset(self.trace.tried)
+            )
+        except (GatewayError, UpstreamError):
+            log.warning("mid-stream failover from %s found no target", failed)
+            return None
+        self._executor.counters.stream_failovers += 1
+        self.failovers.append({"from": failed, "to": leg.target.key, "error": err.kind.value,
+                               "after_chars": len(partial)})
+        self.target = leg.target
+        log.info("stream continued on %s after %s broke (%s)", leg.target.key, failed, err.kind.value)
+        return leg
 
     def close(self) -> None:
-        self._upstream.close()
-
-
-class KeyRing:
-    """Rotates a provider's API keys round-robin."""
-
-    __slots__ = ("_i", "_keys")
-
-    def __init__(self, keys: tuple[str, ...]) -> None:
-        self._keys = [Credentials(k) for k in keys] or [Credentials(None)]
-        self._i = 0
-
-    def next(self) -> Credentials:
-        creds = self._keys[self._i % len(self._keys)]
-        self._i += 1
-        return creds
-
-
-class SmoothWeighted:
-    """Nginx's smooth weighted round-robin over a fixed list of targets."""
-
-    __slots__ = ("_current", "_targets", "_total")
-
-    def __init__(self, targets: tuple[Target, ...]) -> None:
-        self._targets = targets
-        self._current = [0.0] * len(targets)
-        self._total = sum(t.weight for t in targets)
-
-    def order(self) -> list[Target]:
-        if len(self._targets) == 1:
-            return list(self._targets)
-        best = 0
-        for i, t in enumerate(self._targets):
-            self._current[i] += t.weight
-            if self._current[i] > self._current[best]:
-                best = i
-        self._current[best] -= self._total
-        first = self._targets[best]
-        return [first, *(t for t in self._targets if t is not first)]
-
-
-def _timeouts(provider: ProviderConfig, route: Route) -> Timeouts:
-    t = route.timeout or provider.timeout
-    return Timeouts(t.connect, t.first_token, t.total)
+        if not self._done:
+            self._executor.board.release(self._leg.permit)
+            self._leg.close()
 
 
 class Executor:
@@ -163,6 +229,7 @@ class Executor:
         adapters: dict[str, Adapter],
         transport: Transport,
         *,
+        clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -170,15 +237,32 @@ class Executor:
         self.adapters = adapters
         self.transport = transport
         self._sleep = sleep
+        b = cfg.routing.breaker
+        self.board = HealthBoard(
+            clock,
+            HealthSettings(
+                failure_threshold=b.failure_threshold,
+                failure_rate=b.failure_rate,
+                window_s=b.window_s,
+                min_volume=b.min_volume,
+                open_cooldown_s=b.open_cooldown_s,
+                max_open_cooldown_s=max(b.max_open_cooldown_s, b.open_cooldown_s),
+                half_open_probes=b.half_open_probes,
+                rate_limit_cooldown_s=b.rate_limit_cooldown_s,
+            ),
+        )
         self._rng = rng or random.Random()
+        self.planner = PlannerState(self._rng, explore=cfg.routing.explore)
+        self.counters = Counters()
         self._providers = {p.name: p for p in cfg.providers}
-        self._keys = {p.name: KeyRing(p.api_keys) for p in cfg.providers}
+        self._creds = {p.name: [Credentials(k) for k in p.api_keys] for p in cfg.providers}
         self.routes: dict[str, Route] = {}
         for m in cfg.models:
             targets = tuple(t.to_target() for t in m.targets)
             self.routes[m.name] = Route(m.name, targets, m.strategy, m.retry, m.fallbacks, m.timeout, m)
-        self._weighted = {name: SmoothWeighted(r.targets) for name, r in self.routes.items()}
         self.public_models = sorted(self.routes)
+        self.models_by_name = {m.name: m for m in cfg.models}
+        self.price_of: Callable[[Target], Price | None] | None = None
 
     # -- resolving ----------------------------------------------------------------------------
 
@@ -192,11 +276,6 @@ class Executor:
                 return Route(model, (Target(provider, upstream_model),))
         raise model_not_found(model, self.public_models)
 
-    def plan(self, route: Route) -> list[Target]:
-        if route.strategy == "weighted" and route.name in self._weighted:
-            return self._weighted[route.name].order()
-        return list(route.targets)
-
     def _chain(self, route: Route) -> list[Route]:
         chain = [route]
         seen = {route.name}
@@ -209,31 +288,220 @@ class Executor:
             i += 1
         return chain
 
-    def _attempts(self, route: Route, req: CanonicalRequest) -> list[tuple[Route, Target, Adapter]]:
-        out: list[tuple[Route, Target, Adapter]] = []
-        for r in self._chain(route):
-            for target in self.plan(r):
-                adapter = self.adapters[target.provider]
-                if adapter.supports(req.endpoint):
-                    out.append((r, target, adapter))
-        return out
+    def plan(self, route: Route, endpoint: Endpoint, exclude: frozenset[str] = frozenset()) -> list[Target]:
+        snapshot = self.board.snapshot([t.key for t in route.targets])
+        targets = plan(route, snapshot, self.planner, snapshot.at, price_of=self.price_of, exclude=exclude)
+        return [t for t in targets if self.adapters[t.provider].supports(endpoint)]
 
-    # -- failure handling ---------------------------------------------------------------------
+    # -- the attempt loop ---------------------------------------------------------------------
 
-    def _backoff(self, retry: RetryConfig, n: int, err: UpstreamError) -> float:
-        if err.retry_after is not None and err.kind is ErrorKind.RATE_LIMITED:
-            return float(min(err.retry_after, retry.max_backoff_ms / 1000.0))
-        base = retry.backoff_ms / 1000.0 * (2.0**n)
-        return min(base, retry.max_backoff_ms / 1000.0) * (0.5 + self._rng.random() / 2)
+    def _timeouts(self, target: Target, route: Route) -> Timeouts:
+        t = route.timeout or self._providers[target.provider].timeout
+        return Timeouts(t.connect, t.first_token, t.total)
+
+    def _acquire(self, target: Target, force: bool = False) -> Permit | None:
+        return self.board.acquire(target.key, n_keys=len(self._creds[target.provider]), force=force)
+
+    def _credentials(self, target: Target, permit: Permit) -> Credentials:
+        keys = self._creds[target.provider]
+        return keys[permit.key_index] if permit.key_index is not None and keys else Credentials(None)
+
+    async def _one(
+        self,
+        req: CanonicalRequest,
+        route: Route,
+        target: Target,
+        permit: Permit,
+        attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
+        trace: Trace,
+    ) -> T:
+        trace.attempts += 1
+        trace.tried.append(target.key)
+        self.counters.attempts += 1
+        try:
+            return await attempt(req, route, target, permit, trace)
+        except UpstreamError as err:
+            err.target = target.key
+            trace.errors.append(err)
+            self.counters.failures += 1
+            self.board.record_failure(permit, err.kind, err.retry_after)
+            log.info("attempt %d at %s failed: %s %s", trace.attempts, target.key, err.kind.value, err.message)
+            raise
+        except BaseException:
+            self.board.release(permit)
+            raise
+
+    def _after_failure(self, err: UpstreamError) -> None:
+        """Raise the control-flow signal an error calls for, if any."""
+        if err.kind is ErrorKind.CONTEXT_LENGTH:
+            raise _ContextTooLong from None
+        if not err.kind.try_next_target:
+            raise _CallerFault from None
+
+    async def _run(
+        self,
+        req: CanonicalRequest,
+        route: Route,
+        attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
+        trace: Trace,
+        exclude: frozenset[str] = frozenset(),
+    ) -> T:
+        chain = self._chain(route)
+        context_switched = False
+        i = 0
+        while i < len(chain):
+            r = chain[i]
+            i += 1
+            try:
+                return await self._run_route(req, r, attempt, trace, exclude)
+            except _ContextTooLong:
+                if context_switched:
+                    break
+                context_switched = True
+                chain = [self.routes[n] for n in context_fallback_chain(r.name, self.models_by_name)]
+                i = 0
+            except _CallerFault:
+                break
+            except LookupError:
+                continue  # no target of this route could be tried
+        raise self.failure(route, trace)
+
+    async def _run_route(
+        self,
+        req: CanonicalRequest,
+        r: Route,
+        attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
+        trace: Trace,
+        exclude: frozenset[str],
+    ) -> T:
+        targets = self.plan(r, req.endpoint, exclude)
+        trace.planned += len(targets)
+        if not targets:
+            raise LookupError(r.name)
+        start = 0
+        acquired_any = False
+        hedge = r.hedge
+        if hedge is not None and len(targets) > 1:
+            result, start = await self._hedged(req, r, targets, attempt, trace, hedge)
+            if result is not None:
+                return result[0]
+            acquired_any = start > 0
+        for target in targets[start:]:
+            for n in range(r.retry.attempts):
+                permit = self._acquire(target)
+                if permit is None:
+                    break
+                acquired_any = True
+                try:
+                    return await self._one(req, r, target, permit, attempt, trace)
+                except UpstreamError as err:
+                    self._after_failure(err)
+                    if not err.kind.retryable:
+                        break
+                    if n + 1 < r.retry.attempts:
+                        await self._sleep(
+                            backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng, err.retry_after)
+                        )
+        if not acquired_any:
+            # Every target's breaker is open: one early probe at the soonest to recover.
+            permit = self._acquire(targets[0], force=True)
+            if permit is not None:
+                try:
+                    return await self._one(req, r, targets[0], permit, attempt, trace)
+                except UpstreamError as err:
+                    self._after_failure(err)
+        raise LookupError(r.name)
+
+    async def _hedged(
+        self,
+        req: CanonicalRequest,
+        r: Route,
+        targets: list[Target],
+        attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
+        trace: Trace,
+        hedge: HedgeConfig,
+    ) -> tuple[tuple[T] | None, int]:
+        """Race the first target against later ones started after the hedge delay.
+
+        Returns ((result,), targets used) for a success, or (None, targets used) when every started
+        attempt failed (the caller goes on with the remaining targets).
+        """
+        delay = hedge_delay_s(hedge.after_ms, self.board.target(targets[0].key))
+        if delay is None:
+            return None, 0
+        pending: set[asyncio.Task[T]] = set()
+        started: list[asyncio.Task[T]] = []
+        used = 0
+        extra = 0
+
+        def launch() -> None:
+            nonlocal used
+            while used < len(targets):
+                target = targets[used]
+                used += 1
+                permit = self._acquire(target)
+                if permit is not None:
+                    task = asyncio.ensure_future(self._one(req, r, target, permit, attempt, trace))
+                    pending.add(task)
+                    started.append(task)
+                    return
+
+        launch()
+        try:
+            while pending:
+                can_hedge = extra < hedge.max_extra and used < len(targets)
+                done, _ = await asyncio.wait(
+                    pending, timeout=delay if can_hedge else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    extra += 1
+                    trace.hedged += 1
+                    self.counters.hedges += 1
+                    log.info("hedging %s after %.0f ms", r.name, delay * 1000)
+                    launch()
+                    continue
+                for task in done:
+                    pending.discard(task)
+                    exc = task.exception()
+                    if exc is None:
+                        if task is not started[0]:
+                            self.counters.hedge_wins += 1
+                        return (task.result(),), used
+                    if isinstance(exc, UpstreamError):
+                        self._after_failure(exc)
+                    else:
+                        raise exc
+            return None, used
+        finally:
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                try:
+                    res = await task
+                except BaseException:
+                    continue
+                if isinstance(res, _Leg):  # a losing stream that opened anyway
+                    self.board.release(res.permit)
+                    res.close()
+
+    # -- failure ------------------------------------------------------------------------------
 
     def failure(self, route: Route, trace: Trace) -> GatewayError:
         """The answer when every attempt failed."""
         if not trace.errors:
+            if not trace.planned:
+                return GatewayError(
+                    400,
+                    f"no target of model '{route.name}' supports this endpoint",
+                    param="model",
+                    code="unsupported_endpoint",
+                )
             return GatewayError(
-                400,
-                f"no target of model '{route.name}' supports this endpoint",
-                param="model",
-                code="unsupported_endpoint",
+                503,
+                f"every target of model '{route.name}' is unavailable (circuit open); retry shortly",
+                type="server_error",
+                code="no_healthy_target",
+                headers={"retry-after": "1"},
             )
         last = trace.errors[-1]
         tried = "; ".join(f"{e.target}: {e.kind.value} ({e.message})" for e in trace.errors)
@@ -260,7 +528,7 @@ class Executor:
                 code="upstream_rate_limited",
                 headers={"retry-after": str(max(1, int(retry_after + 0.999)))},
             )
-        if last.kind is ErrorKind.TIMEOUT:
+        if all(e.kind is ErrorKind.TIMEOUT for e in trace.errors):
             return GatewayError(
                 504, f"every target of model '{route.name}' timed out: {tried}", type="server_error", code="timeout"
             )
@@ -275,62 +543,34 @@ class Executor:
 
     async def complete(self, req: CanonicalRequest, route: Route) -> Completed:
         trace = Trace()
-        for r, target, adapter in self._attempts(route, req):
-            provider = self._providers[target.provider]
-            timeouts = _timeouts(provider, r)
-            for n in range(r.retry.attempts):
-                trace.attempts += 1
-                trace.tried.append(target.key)
-                try:
-                    call = adapter.build(req, target, self._keys[target.provider].next())
-                    reply = await self.transport.send(call, timeouts)
-                    trace.upstream_s += reply.elapsed
-                    resp = adapter.parse(req, target, reply.status, reply.headers, reply.body)
-                    return Completed(resp, target, trace)
-                except UpstreamError as err:
-                    err.target = target.key
-                    trace.errors.append(err)
-                    log.info("attempt %d at %s failed: %s %s", trace.attempts, target.key, err.kind, err.message)
-                    if not err.kind.retryable:
-                        break
-                    if n + 1 < r.retry.attempts:
-                        await self._sleep(self._backoff(r.retry, n, err))
-            if trace.errors and not trace.errors[-1].kind.try_next_target:
-                break
-        raise self.failure(route, trace)
+        return await self._run(req, route, self._complete_once, trace)
+
+    async def _complete_once(
+        self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
+    ) -> Completed:
+        adapter = self.adapters[target.provider]
+        call = adapter.build(req, target, self._credentials(target, permit))
+        reply = await self.transport.send(call, self._timeouts(target, route))
+        trace.upstream_s += reply.elapsed
+        resp = adapter.parse(req, target, reply.status, reply.headers, reply.body)
+        self.board.record_success(permit, total_s=reply.elapsed)
+        return Completed(resp, target, trace)
 
     # -- streams ------------------------------------------------------------------------------
 
-    async def open_stream(self, req: CanonicalRequest, route: Route) -> OpenedStream:
+    async def open_stream(self, req: CanonicalRequest, route: Route) -> RoutedStream:
         """Try targets until one produces its first chunk; the client sees none of the failures."""
         trace = Trace()
-        for r, target, adapter in self._attempts(route, req):
-            provider = self._providers[target.provider]
-            timeouts = _timeouts(provider, r)
-            for n in range(r.retry.attempts):
-                trace.attempts += 1
-                trace.tried.append(target.key)
-                try:
-                    opened = await self._first_chunks(req, target, adapter, timeouts, trace)
-                    return opened
-                except UpstreamError as err:
-                    err.target = target.key
-                    trace.errors.append(err)
-                    log.info("stream attempt %d at %s failed: %s %s", trace.attempts, target.key, err.kind, err.message)
-                    if not err.kind.retryable:
-                        break
-                    if n + 1 < r.retry.attempts:
-                        await self._sleep(self._backoff(r.retry, n, err))
-            if trace.errors and not trace.errors[-1].kind.try_next_target:
-                break
-        raise self.failure(route, trace)
+        leg = await self._run(req, route, self._open_leg, trace)
+        return RoutedStream(self, req, route, leg, trace)
 
-    async def _first_chunks(
-        self, req: CanonicalRequest, target: Target, adapter: Adapter, timeouts: Timeouts, trace: Trace
-    ) -> OpenedStream:
-        call = adapter.build(req, target, self._keys[target.provider].next())
+    async def _open_leg(
+        self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
+    ) -> _Leg:
+        adapter = self.adapters[target.provider]
+        call = adapter.build(req, target, self._credentials(target, permit))
         t0 = time.perf_counter()
-        upstream = await self.transport.open_stream(call, timeouts)
+        upstream = await self.transport.open_stream(call, self._timeouts(target, route))
         ok = False
         try:
             if upstream.status >= 400:
@@ -350,11 +590,67 @@ class Executor:
                         raise UpstreamError(ErrorKind.PROTOCOL, "upstream stream ended without any event") from None
                     break
                 first = decoder.feed(data)
-            trace.upstream_s += time.perf_counter() - t0
-            opened = OpenedStream(target, trace, first, upstream, decoder, chunks, ended=ended)
-            opened._track(first)
+            elapsed = time.perf_counter() - t0
+            trace.upstream_s += elapsed
+            self.board.record_first_byte(permit, elapsed)
             ok = True
-            return opened
+            return _Leg(target, permit, upstream, decoder, chunks, first, ended)
         finally:
             if not ok:
                 upstream.close()
+
+    # -- active health checks -----------------------------------------------------------------
+
+    def health_check_targets(self, provider: ProviderConfig) -> list[Target]:
+        hc = provider.health_check
+        if hc is None:
+            return []
+        if hc.model:
+            return [Target(provider.name, hc.model)]
+        seen: dict[str, Target] = {}
+        for route in self.routes.values():
+            for t in route.targets:
+                if t.provider == provider.name:
+                    seen.setdefault(t.key, Target(t.provider, t.model))
+        return list(seen.values())
+
+    async def probe(self, target: Target, timeout_s: float) -> UpstreamError | None:
+        """One cheap request to ``target``; its outcome feeds the health board."""
+        req = CanonicalRequest(
+            Endpoint.CHAT, target.key, {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        )
+        permit = self._acquire(target, force=True)
+        if permit is None:
+            return None
+        route = Route(target.key, (target,), timeout=TimeoutConfig(connect=timeout_s, first_token=timeout_s,
+                                                                   total=timeout_s))
+        try:
+            await self._complete_once(req, route, target, permit, Trace())
+            return None
+        except UpstreamError as err:
+            if err.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTER, ErrorKind.CONTEXT_LENGTH):
+                self.board.record_success(permit)  # it answered: alive
+                return None
+            self.board.record_failure(permit, err.kind, err.retry_after)
+            return err
+        finally:
+            self.board.release(permit)
+
+    async def run_health_checks(self) -> None:
+        """Forever: probe every provider that has ``health_check`` on its interval."""
+        jobs = [
+            self._check_loop(p) for p in self.cfg.providers if p.health_check is not None
+        ]
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def _check_loop(self, provider: ProviderConfig) -> None:
+        hc = provider.health_check
+        assert hc is not None
+        targets = self.health_check_targets(provider)
+        while True:
+            for target in targets:
+                err = await self.probe(target, hc.timeout_s)
+                if err is not None:
+                    log.warning("health check of %s failed: %s %s", target.key, err.kind.value, err.message)
+            await self._sleep(hc.interval_s)
