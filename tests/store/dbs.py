@@ -1,8 +1,8 @@
 """Database fixtures for governance tests: ``db_url`` runs a test on SQLite and on PostgreSQL.
 
 Each PostgreSQL test gets a fresh database (created from the service's URL, dropped afterwards), so
-tests never see each other's rows. Bind both fixtures in a test module to use them:
-``db_url = dbs.db_url`` and ``postgres_url = dbs.postgres_url``.
+tests never see each other's rows. ``postgres_url`` comes from the
+shared services plugin (tests/support/services.py); bind ``db_url = dbs.db_url`` in a test module.
 """
 
 from __future__ import annotations
@@ -14,18 +14,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
-
-try:  # the shared service fixtures (skip locally when unavailable, fail in CI)
-    from tests.support.services import postgres_url as postgres_url
-except ImportError:  # pragma: no cover - before tests/support/services.py exists
-    import os
-
-    @pytest.fixture(scope="session")
-    def postgres_url() -> str:
-        url = os.environ.get("FLUXWAY_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("PostgreSQL not available (run scripts/services.sh)")
-        return url
 
 
 def _dsn(url: str) -> str:

@@ -14,7 +14,6 @@ from fluxway.store.usage import BadCursor, decode_cursor, encode_cursor
 from tests.store import dbs
 
 db_url = dbs.db_url
-postgres_url = dbs.postgres_url
 
 
 def test_async_urls() -> None:
@@ -33,7 +32,8 @@ def test_async_urls() -> None:
 
 def _record(rid: str, **kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "request_id": rid,
+        "id": rid,
+        "request_id": "x-" + rid,
         "created_at": 1_700_000_000.0,
         "day": "2023-11-14",
         "key_id": "key_a",
@@ -169,12 +169,12 @@ async def test_usage_aggregates_and_log_pages(db_url: str) -> None:
         pages = 0
         while True:
             rows, cursor = await store.usage.logs(limit=7, cursor=cursor)
-            seen.extend(r["request_id"] for r in rows)
+            seen.extend(r["id"] for r in rows)
             pages += 1
             if cursor is None:
                 break
         assert pages == 4
-        assert seen == sorted((r["request_id"] for r in recs), reverse=True)  # newest first, no gaps or repeats
+        assert seen == sorted((r["id"] for r in recs), reverse=True)  # newest first, no gaps or repeats
 
         errors, nxt = await store.usage.logs(status="error", limit=100)
         assert {r["status"] for r in errors} == {429} and len(errors) == 5 and nxt is None

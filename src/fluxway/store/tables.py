@@ -50,7 +50,8 @@ virtual_keys = sa.Table(
 usage_records = sa.Table(
     "usage_records",
     metadata,
-    sa.Column("request_id", sa.String(128), primary_key=True),  # inserts are idempotent on it
+    sa.Column("id", sa.String(32), primary_key=True),  # made when the call ends; replays are idempotent on it
+    sa.Column("request_id", sa.String(128), nullable=False),  # x-request-id (a client may reuse one)
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("day", sa.String(10), nullable=False),
     sa.Column("key_id", sa.String(64), nullable=True),
@@ -74,7 +75,8 @@ usage_records = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Index("ix_usage_key_time", "key_id", "created_at"),
     sa.Index("ix_usage_team_time", "team", "created_at"),
-    sa.Index("ix_usage_time", "created_at", "request_id"),
+    sa.Index("ix_usage_time", "created_at", "id"),
+    sa.Index("ix_usage_request", "request_id"),
     sa.Index("ix_usage_model", "model"),
 )
 

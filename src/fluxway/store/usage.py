@@ -28,8 +28,8 @@ class BadCursor(ValueError):
     pass
 
 
-def encode_cursor(created_at: float, request_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([created_at, request_id])).decode().rstrip("=")
+def encode_cursor(created_at: float, record_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at, record_id])).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
@@ -48,14 +48,14 @@ class UsageStore:
         self._engine = engine
         dialect = engine.dialect.name
         if dialect == "postgresql":
-            self._insert: Any = postgresql.insert(usage_records).on_conflict_do_nothing(index_elements=["request_id"])
+            self._insert: Any = postgresql.insert(usage_records).on_conflict_do_nothing(index_elements=["id"])
         elif dialect == "sqlite":
-            self._insert = sqlite.insert(usage_records).on_conflict_do_nothing(index_elements=["request_id"])
+            self._insert = sqlite.insert(usage_records).on_conflict_do_nothing(index_elements=["id"])
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             raise ValueError(f"unsupported database {dialect}")
 
     async def insert(self, records: Sequence[Mapping[str, Any]], batch_size: int = 500) -> None:
-        """Insert records; a request id already stored is skipped (replays are harmless)."""
+        """Insert records; a record id already stored is skipped (replays are harmless)."""
         if not records:
             return
         rows = [{c: r.get(c) for c in USAGE_COLUMNS} for r in records]
@@ -70,9 +70,11 @@ class UsageStore:
         async with self._engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
-    async def request_ids(self) -> list[str]:
+    async def ids(self) -> list[tuple[str, str]]:
+        """(record id, request id) of every record."""
         async with self._engine.connect() as conn:
-            return [r[0] for r in await conn.execute(sa.select(usage_records.c.request_id))]
+            q = sa.select(usage_records.c.id, usage_records.c.request_id)
+            return [(r[0], r[1]) for r in await conn.execute(q)]
 
     async def spend(self, *, key_id: str | None = None, team: str | None = None, since: float | None = None) -> float:
         """Total cost of the records of a key or a team since a time."""
@@ -138,7 +140,7 @@ class UsageStore:
     ) -> tuple[list[Row], str | None]:
         """Newest first; returns one page and the cursor of the next page (None at the end)."""
         c = usage_records.c
-        q = sa.select(usage_records).order_by(c.created_at.desc(), c.request_id.desc()).limit(limit + 1)
+        q = sa.select(usage_records).order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
         if key_id is not None:
             q = q.where(c.key_id == key_id)
         if model is not None:
@@ -155,11 +157,11 @@ class UsageStore:
             q = q.where(c.created_at < until)
         if cursor is not None:
             at, rid = decode_cursor(cursor)
-            q = q.where(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.request_id < rid)))
+            q = q.where(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < rid)))
         async with self._engine.connect() as conn:
             rows = [dict(r) for r in (await conn.execute(q)).mappings()]
         nxt = None
         if len(rows) > limit:
             rows = rows[:limit]
-            nxt = encode_cursor(rows[-1]["created_at"], rows[-1]["request_id"])
+            nxt = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
         return rows, nxt

@@ -53,7 +53,8 @@ def upgrade() -> None:
     op.create_index("ix_virtual_keys_team", "virtual_keys", ["team"])
     op.create_table(
         "usage_records",
-        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("request_id", sa.String(128), nullable=False),
         sa.Column("created_at", sa.Double, nullable=False),
         sa.Column("day", sa.String(10), nullable=False),
         sa.Column("key_id", sa.String(64), nullable=True),
@@ -78,7 +79,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_usage_key_time", "usage_records", ["key_id", "created_at"])
     op.create_index("ix_usage_team_time", "usage_records", ["team", "created_at"])
-    op.create_index("ix_usage_time", "usage_records", ["created_at", "request_id"])
+    op.create_index("ix_usage_time", "usage_records", ["created_at", "id"])
+    op.create_index("ix_usage_request", "usage_records", ["request_id"])
     op.create_index("ix_usage_model", "usage_records", ["model"])
 
 
