@@ -1,0 +1,374 @@
+"""Rate limits: requests and tokens per minute per key, per team and per (key, model).
+
+The auth hook puts the caller's limits into ``principal.metadata["limits"]``, a list of
+``{"scope": "key:<id>" | "team:<id>" | "key:<id>:model:<glob>", "rpm": int | None, "tpm": int | None}``.
+``None`` means unlimited; ``0`` refuses every call.
+
+Each (scope, requests|tokens) pair is a bucket of ``limit`` units that drains continuously at
+``limit`` units per minute (GCRA, the leaky-bucket form). A call costs 1 request and its estimated
+tokens (prompt characters / 4 + max_tokens); it is admitted only when *every* bucket it touches has
+room, and then it is charged to all of them at once, so a call is allowed exactly up to the threshold
+and refused right after. ``post`` settles the token charge to the actual usage (a refund or a debt).
+
+Backends: :class:`MemoryLimiter` (one process; injected clock) and
+:class:`fluxway.policy.limits_redis.RedisLimiter` (one Lua script per call, shared by every process).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fluxway.errors import GatewayError, rate_limited
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from fluxway.config import Config
+
+log = logging.getLogger("fluxway.limits")
+
+WINDOW_S = 60.0
+NEVER = math.inf  # wait for a call that can never fit (it costs more than the whole limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One counter a call is charged to: ``key`` names it (scope + kind), ``cost`` is this call's share."""
+
+    key: str
+    limit: int
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """A bucket after the decision: whole units left, seconds until empty, seconds to wait (0: fits)."""
+
+    remaining: int
+    reset_s: float
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    states: tuple[BucketState, ...]  # one per bucket, in the order given
+
+    @property
+    def retry_after(self) -> float:
+        return max((s.wait_s for s in self.states), default=0.0)
+
+
+class LimiterBackend(Protocol):
+    async def acquire(self, buckets: Sequence[Bucket]) -> Decision:
+        """Admit (and charge every bucket) or refuse (and charge none), atomically."""
+        ...
+
+    async def adjust(self, buckets: Sequence[Bucket]) -> None:
+        """Add ``cost`` (negative: a refund) to each bucket without checking its limit."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# The bucket arithmetic, shared by the in-memory backend (the Lua script mirrors it).
+
+
+def drained(level: float, elapsed_s: float, limit: int, window_s: float) -> float:
+    if elapsed_s <= 0:
+        return level
+    return max(0.0, level - elapsed_s * limit / window_s)
+
+
+def bucket_state(level: float, limit: int, cost: int, window_s: float, admitted: bool) -> BucketState:
+    """``level`` is after the charge when admitted, before it otherwise."""
+    if limit <= 0:
+        return BucketState(0, 0.0, NEVER)
+    remaining = max(0, math.floor(limit - level + 1e-9))
+    reset_s = level * window_s / limit
+    if admitted or level + cost <= limit:
+        wait = 0.0
+    elif cost > limit:
+        wait = NEVER
+    else:
+        wait = (level + cost - limit) * window_s / limit
+    return BucketState(remaining, reset_s, wait)
+
+
+class MemoryLimiter:
+    """All buckets in this process's memory. ``clock`` returns seconds (monotonic by default)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S) -> None:
+        self._clock = clock
+        self._window = window_s
+        self._levels: dict[str, tuple[float, float]] = {}  # key -> (level, at)
+        self._next_sweep = 0.0
+
+    def _level(self, key: str, limit: int, now: float) -> float:
+        entry = self._levels.get(key)
+        if entry is None or limit <= 0:
+            return 0.0
+        level, at = entry
+        return drained(level, now - at, limit, self._window)
+
+    def acquire_now(self, buckets: Sequence[Bucket]) -> Decision:
+        now = self._clock()
+        levels = [self._level(b.key, b.limit, now) for b in buckets]
+        allowed = all(b.limit > 0 and lv + b.cost <= b.limit for b, lv in zip(buckets, levels, strict=True))
+        if allowed:
+            levels = [lv + b.cost for b, lv in zip(buckets, levels, strict=True)]
+            for b, lv in zip(buckets, levels, strict=True):
+                self._levels[b.key] = (lv, now)
+            self._maybe_sweep(now)
+        states = tuple(
+            bucket_state(lv, b.limit, b.cost, self._window, allowed) for b, lv in zip(buckets, levels, strict=True)
+        )
+        return Decision(allowed, states)
+
+    def adjust_now(self, buckets: Sequence[Bucket]) -> None:
+        now = self._clock()
+        for b in buckets:
+            if b.limit > 0:
+                level = self._level(b.key, b.limit, now) + b.cost
+                if level > 0:
+                    self._levels[b.key] = (level, now)
+                else:
+                    self._levels.pop(b.key, None)
+
+    async def acquire(self, buckets: Sequence[Bucket]) -> Decision:
+        return self.acquire_now(buckets)
+
+    async def adjust(self, buckets: Sequence[Bucket]) -> None:
+        self.adjust_now(buckets)
+
+    def _maybe_sweep(self, now: float) -> None:
+        """Forget buckets idle for a whole window (they have drained empty) once a window at most."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._window
+        stale = [k for k, (_, at) in self._levels.items() if now - at >= self._window]
+        for k in stale:
+            del self._levels[k]
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+
+# ---------------------------------------------------------------------------------------------
+# From the principal's limits to buckets
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    scope: str
+    rpm: int | None = None
+    tpm: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> LimitSpec | None:
+        scope = raw.get("scope")
+        if not isinstance(scope, str) or not scope:
+            return None
+        return cls(scope, _as_limit(raw.get("rpm")), _as_limit(raw.get("tpm")))
+
+    def applies_to(self, model: str) -> bool:
+        _, sep, pattern = self.scope.partition(":model:")
+        return not sep or fnmatchcase(model, pattern)
+
+
+def _as_limit(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return max(0, int(v))
+    except (TypeError, ValueError):
+        return None
+
+
+def applicable(raw_limits: Iterable[Any], model: str) -> list[LimitSpec]:
+    out: list[LimitSpec] = []
+    for raw in raw_limits:
+        spec = raw if isinstance(raw, LimitSpec) else LimitSpec.parse(raw) if isinstance(raw, Mapping) else None
+        if spec is not None and (spec.rpm is not None or spec.tpm is not None) and spec.applies_to(model):
+            out.append(spec)
+    return out
+
+
+def _text_chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    if isinstance(value, dict):
+        n = 0
+        for k in ("content", "text", "input", "arguments"):
+            if k in value:
+                n += _text_chars(value[k])
+        calls = value.get("tool_calls")
+        if isinstance(calls, list):
+            n += sum(_text_chars(c.get("function")) for c in calls if isinstance(c, dict))
+        return n
+    return 0
+
+
+def estimate_tokens(body: Mapping[str, Any]) -> int:
+    """Worst-case tokens of a call before it runs: prompt characters / 4 + the completion allowance."""
+    prompt = body.get("messages")
+    if prompt is None:
+        prompt = body.get("prompt") if "prompt" in body else body.get("input")
+    chars = _text_chars(prompt) + _text_chars(body.get("system"))
+    completion = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    n = body.get("n") or 1
+    try:
+        completion_tokens = max(0, int(completion)) * max(1, int(n))
+    except (TypeError, ValueError):
+        completion_tokens = 0
+    return max(1, (chars + 3) // 4) + completion_tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: ``20ms``, ``1s``, ``6.5s``, ``1m0s``."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(round(seconds, 3), 60.0)
+    secs = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{secs}s" if minutes else f"{secs}s"
+
+
+def _tightest(buckets: Sequence[Bucket], states: Sequence[BucketState]) -> tuple[Bucket, BucketState] | None:
+    pairs = sorted(zip(buckets, states, strict=True), key=lambda p: (p[1].remaining, -p[1].reset_s))
+    return pairs[0] if pairs else None
+
+
+def ratelimit_headers(
+    requests: Sequence[tuple[Bucket, BucketState]], tokens: Sequence[tuple[Bucket, BucketState]]
+) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, pairs in (("requests", requests), ("tokens", tokens)):
+        tight = _tightest([b for b, _ in pairs], [s for _, s in pairs])
+        if tight is None:
+            continue
+        b, s = tight
+        headers[f"x-ratelimit-limit-{kind}"] = str(b.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(s.remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = duration(s.reset_s)
+    return headers
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook
+
+
+@dataclass(slots=True)
+class _Charged:
+    tokens: list[Bucket]  # token buckets charged, cost = tokens reserved
+
+
+class RateLimitHook:
+    """``pre`` admits or refuses (429) and reserves tokens; ``post`` settles tokens to the actual usage."""
+
+    name = "limits"
+
+    def __init__(self, backend: LimiterBackend, *, key_prefix: str = "") -> None:
+        self.backend = backend
+        self._prefix = key_prefix
+
+    def buckets(self, specs: Sequence[LimitSpec], tokens: int) -> tuple[list[Bucket], list[Bucket]]:
+        requests = [Bucket(f"{self._prefix}{s.scope}|r", s.rpm, 1) for s in specs if s.rpm is not None]
+        token = [Bucket(f"{self._prefix}{s.scope}|t", s.tpm, tokens) for s in specs if s.tpm is not None]
+        return requests, token
+
+    async def pre(self, ctx: CallContext) -> ShortCircuit | None:
+        principal = ctx.principal
+        if principal is None:
+            return None
+        raw = principal.metadata.get("limits")
+        if not raw:
+            return None
+        specs = applicable(raw, ctx.request.model)
+        if not specs:
+            return None
+        tokens = estimate_tokens(ctx.request.body) if any(s.tpm is not None for s in specs) else 0
+        req_buckets, tok_buckets = self.buckets(specs, tokens)
+        everything = [*req_buckets, *tok_buckets]
+        decision = await self.backend.acquire(everything)
+        n = len(req_buckets)
+        headers = ratelimit_headers(
+            list(zip(req_buckets, decision.states[:n], strict=True)),
+            list(zip(tok_buckets, decision.states[n:], strict=True)),
+        )
+        if not decision.allowed:
+            raise _refusal(everything, decision, self._prefix, headers)
+        ctx.response_headers.update(headers)
+        if tok_buckets:
+            ctx.state[self.name] = _Charged(tok_buckets)
+        return None
+
+    async def post(self, ctx: CallContext, outcome: Outcome) -> None:
+        charged = ctx.state.get(self.name)
+        if not isinstance(charged, _Charged):
+            return
+        if outcome.usage is not None:
+            actual = outcome.usage.total_tokens
+        elif outcome.error is not None or outcome.status >= 400:
+            actual = 0  # nothing was generated: give the reservation back
+        else:
+            return  # a success without usage: keep the estimate
+        fixes = [Bucket(b.key, b.limit, actual - b.cost) for b in charged.tokens if actual != b.cost]
+        if fixes:
+            await self.backend.adjust(fixes)
+
+
+def _refusal(buckets: Sequence[Bucket], decision: Decision, prefix: str, headers: dict[str, str]) -> GatewayError:
+    worst = max(range(len(buckets)), key=lambda i: decision.states[i].wait_s)
+    b, s = buckets[worst], decision.states[worst]
+    scope, _, kind = b.key.removeprefix(prefix).rpartition("|")
+    unit = "requests" if kind == "r" else "tokens"
+    if s.wait_s == NEVER:
+        if b.limit <= 0:
+            message = f"rate limit for {scope}: no {unit} allowed"
+        else:
+            message = f"request too large for {scope}: needs ~{b.cost} tokens, the limit is {b.limit} tokens per minute"
+        retry = WINDOW_S
+    else:
+        message = f"rate limit exceeded for {scope}: {b.limit} {unit} per minute; retry in {s.wait_s:.2f}s"
+        retry = s.wait_s
+    extra = dict(headers)
+    extra["retry-after-ms"] = str(max(1, math.ceil(retry * 1000)))
+    return rate_limited(message, retry, extra)
+
+
+def build_rate_limiter(cfg: Config, redis: Redis | None) -> RateLimitHook:
+    """Redis-backed (shared by every process) when a client is given, else in this process's memory."""
+    if redis is not None:
+        from fluxway.policy.limits_redis import RedisLimiter
+
+        return RateLimitHook(RedisLimiter(redis))
+    return RateLimitHook(MemoryLimiter())
+
+
+__all__ = [
+    "Bucket",
+    "BucketState",
+    "Decision",
+    "LimitSpec",
+    "LimiterBackend",
+    "MemoryLimiter",
+    "RateLimitHook",
+    "build_rate_limiter",
+    "duration",
+    "estimate_tokens",
+    "ratelimit_headers",
+]
