@@ -16,6 +16,7 @@ from typing import Any
 
 from fluxway.canonical import Price, Target, Usage
 from fluxway.config import Config
+from fluxway.policy.hooks import CallContext, Outcome
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 _BOUNDARY = frozenset("-:@._/")
@@ -194,3 +195,33 @@ class Pricer:
             if sep and model and self._cfg.routing.allow_direct and self._cfg.provider(provider) is not None:
                 out.append(Target(provider, model))
         return out
+
+
+@dataclass(slots=True)
+class CallCost:
+    usd: float
+    known: bool  # the price was in the table or the config
+    usage: Usage | None
+    estimated: bool  # the usage was estimated (no usage from the upstream)
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """About four characters a token over the request's text (messages, prompt or input)."""
+    text = body.get("messages") or body.get("prompt") or body.get("input") or ""
+    return max(1, len(str(text)) // 4)
+
+
+def call_cost(pricer: Pricer, ctx: CallContext, outcome: Outcome) -> CallCost:
+    """What one call cost; computed once per call and shared by the budget and usage hooks."""
+    hit = ctx.state.get("cost")
+    if isinstance(hit, CallCost):
+        return hit
+    usage = outcome.usage
+    estimated = bool(usage is not None and usage.estimated)
+    if usage is None and outcome.status < 400 and outcome.target is not None:
+        usage = Usage(prompt_tokens=estimate_prompt_tokens(ctx.request.body), estimated=True)
+        estimated = True
+    usd, known = pricer.cost(outcome.target, usage)
+    out = CallCost(usd, known, usage, estimated)
+    ctx.state["cost"] = out
+    return out

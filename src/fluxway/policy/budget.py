@@ -1,0 +1,387 @@
+"""Budgets that never overshoot: reserve a call's worst-case cost first, settle to the real cost after.
+
+Amounts are integer nano-dollars so that reservations add and subtract exactly. A budget line
+(``key:<id>`` or ``team:<name>``, an amount and a period) maps to one bucket per period (UTC day,
+UTC month, or all time) holding what was spent and what is reserved by calls in flight.
+
+- :class:`MemoryLedger` (one instance): the check-and-reserve over every bucket of a call runs
+  without an ``await`` in between, so it is atomic on the event loop.
+- :class:`RedisLedger` (several instances): one Lua script checks and reserves every bucket
+  atomically; reservations carry a deadline so that a crashed instance's holds expire.
+
+A bucket starts from the spend recorded in the store (usage records), so spend survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+
+from fluxway.canonical import Endpoint, Usage
+from fluxway.errors import GatewayError, rate_limited
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.policy.keys import BudgetLine
+from fluxway.policy.pricing import Pricer, call_cost, cost_usd
+
+log = logging.getLogger("fluxway.budget")
+
+NANO = 1_000_000_000
+SpendLoader = Callable[[str, float | None], Awaitable[float]]  # (scope, since) -> USD spent
+
+
+def to_nano(usd: float) -> int:
+    return round(usd * NANO)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    key: str  # "d:2025-01-31" | "m:2025-01" | "total"
+    start: float | None
+    end: float | None
+
+
+def period_window(period: str, now: float) -> Window:
+    dt = datetime.fromtimestamp(now, UTC)
+    if period == "daily":
+        start = dt.replace(hour=0, minute=0, second=0, microsecond=0)
+        return Window(f"d:{start:%Y-%m-%d}", start.timestamp(), (start + timedelta(days=1)).timestamp())
+    if period == "monthly":
+        start = dt.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        nxt = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return Window(f"m:{start:%Y-%m}", start.timestamp(), nxt.timestamp())
+    return Window("total", None, None)
+
+
+@dataclass(slots=True)
+class Reservation:
+    rid: str
+    amount: int
+    buckets: tuple[tuple[str, str], ...]  # (scope, window key) of each bucket held
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    line: BudgetLine
+    window: Window
+    spent: int
+    reserved: int
+    needed: int
+    now: float
+
+    @property
+    def retry_after(self) -> float:
+        limit = to_nano(self.line.amount_usd)
+        if self.spent + self.needed <= limit:
+            return 1.0  # calls in flight hold the rest; it frees up when they finish
+        if self.window.end is not None:
+            return max(1.0, self.window.end - self.now)
+        return 3600.0
+
+    def error(self) -> GatewayError:
+        line = self.line
+        err = rate_limited(
+            f"budget exceeded for {line.scope}: ${self.spent / NANO:.6f} spent and ${self.reserved / NANO:.6f} "
+            f"reserved of ${line.amount_usd:.6f} ({line.period}); this call may cost up to ${self.needed / NANO:.6f}",
+            self.retry_after,
+        )
+        err.code = "budget_exceeded"
+        return err
+
+
+def _bucket_id(scope: str, window: Window) -> str:
+    return f"{scope}|{window.key}"
+
+
+def _held(lines: Sequence[BudgetLine], windows: Sequence[Window]) -> tuple[tuple[str, str], ...]:
+    return tuple((ln.scope, w.key) for ln, w in zip(lines, windows, strict=True))
+
+
+class Ledger(Protocol):
+    async def reserve(self, lines: Sequence[BudgetLine], amount: int, now: float) -> Reservation | Refusal: ...
+
+    def settle(self, res: Reservation, actual: int) -> None:
+        """Release the reservation and charge the actual cost (may complete in the background)."""
+        ...
+
+    async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
+        """(spent, reserved) of a line's current bucket."""
+        ...
+
+    async def drain(self) -> None: ...
+
+
+class MemoryLedger:
+    def __init__(self, loader: SpendLoader) -> None:
+        self._loader = loader
+        self._buckets: dict[str, list[int]] = {}  # id -> [spent, reserved]
+        self._current: dict[str, str] = {}  # scope -> id of its bucket for the current window
+        self._loading: dict[str, asyncio.Future[None]] = {}
+
+    async def _ensure(self, scope: str, window: Window) -> None:
+        bid = _bucket_id(scope, window)
+        if bid in self._buckets:
+            return
+        pending = self._loading.get(bid)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loading[bid] = fut
+        try:
+            spent = await self._loader(scope, window.start)
+            if bid not in self._buckets:
+                self._buckets[bid] = [to_nano(spent), 0]
+            old = self._current.get(scope)
+            self._current[scope] = bid
+            if old is not None and old != bid and self._buckets.get(old, [0, 0])[1] <= 0:
+                self._buckets.pop(old, None)
+            fut.set_result(None)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            self._loading.pop(bid, None)
+
+    async def reserve(self, lines: Sequence[BudgetLine], amount: int, now: float) -> Reservation | Refusal:
+        windows = [period_window(line.period, now) for line in lines]
+        ids = [_bucket_id(line.scope, w) for line, w in zip(lines, windows, strict=True)]
+        for _ in range(3):
+            for line, w in zip(lines, windows, strict=True):
+                await self._ensure(line.scope, w)
+            if all(i in self._buckets for i in ids):
+                break
+        # From here to the return there is no await: check-and-reserve is atomic.
+        held: list[list[int]] = []
+        for line, w, bid in zip(lines, windows, ids, strict=True):
+            b = self._buckets[bid]
+            limit = to_nano(line.amount_usd)
+            if b[0] >= limit or b[0] + b[1] + amount > limit:
+                return Refusal(line, w, b[0], b[1], amount, now)
+            held.append(b)
+        for b in held:
+            b[1] += amount
+        return Reservation(os.urandom(8).hex(), amount, _held(lines, windows))
+
+    def settle(self, res: Reservation, actual: int) -> None:
+        for scope, wkey in res.buckets:
+            b = self._buckets.get(f"{scope}|{wkey}")
+            if b is not None:
+                b[1] -= res.amount
+                b[0] += actual
+
+    async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
+        w = period_window(line.period, now)
+        await self._ensure(line.scope, w)
+        b = self._buckets[_bucket_id(line.scope, w)]
+        return b[0], b[1]
+
+    async def drain(self) -> None:
+        return None
+
+
+_RESERVE = """
+local n = #KEYS / 2
+local amount = tonumber(ARGV[1])
+local now = tonumber(ARGV[3])
+for i = 1, n do
+  local h, z = KEYS[2*i-1], KEYS[2*i]
+  if redis.call('HEXISTS', h, 's') == 0 then return {-1, i, 0, 0} end
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+  for _, id in ipairs(expired) do
+    local a = redis.call('HGET', h, 'r:' .. id)
+    if a then
+      redis.call('HINCRBY', h, 'r', -tonumber(a))
+      redis.call('HDEL', h, 'r:' .. id)
+    end
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', now) end
+end
+for i = 1, n do
+  local h = KEYS[2*i-1]
+  local s = tonumber(redis.call('HGET', h, 's'))
+  local r = tonumber(redis.call('HGET', h, 'r') or '0')
+  local limit = tonumber(ARGV[4 + i])
+  if s >= limit or s + r + amount > limit then return {0, i, tostring(s), tostring(r)} end
+end
+for i = 1, n do
+  local h, z = KEYS[2*i-1], KEYS[2*i]
+  redis.call('HINCRBY', h, 'r', amount)
+  redis.call('HSET', h, 'r:' .. ARGV[2], amount)
+  redis.call('ZADD', z, ARGV[4], ARGV[2])
+end
+return {1, 0, 0, 0}
+"""
+
+_SETTLE = """
+local n = #KEYS / 2
+for i = 1, n do
+  local h, z = KEYS[2*i-1], KEYS[2*i]
+  local a = redis.call('HGET', h, 'r:' .. ARGV[1])
+  if a then
+    redis.call('HINCRBY', h, 'r', -tonumber(a))
+    redis.call('HDEL', h, 'r:' .. ARGV[1])
+  end
+  redis.call('ZREM', z, ARGV[1])
+  if redis.call('HEXISTS', h, 's') == 1 then redis.call('HINCRBY', h, 's', ARGV[2]) end
+end
+return 1
+"""
+
+
+def connect_redis(url: str, max_connections: int = 64) -> Any:
+    """A Redis client whose pool makes callers wait for a connection instead of failing."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
+    return Redis(connection_pool=pool)
+
+
+class RedisLedger:
+    """Budgets shared by every instance on one Redis; reserve and settle are single Lua scripts."""
+
+    def __init__(
+        self, redis: Any, loader: SpendLoader, *, hold_seconds: float = 900.0, prefix: str = "fw:budget"
+    ) -> None:
+        self._redis = redis
+        self._loader = loader
+        self._hold = hold_seconds
+        self._prefix = prefix
+        self._reserve = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def _keys(self, scope: str, window: Window) -> tuple[str, str]:
+        h = f"{self._prefix}:{scope}:{window.key}"
+        return h, h + ":z"
+
+    async def _init(self, scope: str, window: Window, now: float) -> None:
+        h, z = self._keys(scope, window)
+        spent = to_nano(await self._loader(scope, window.start))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(h, "s", spent)
+            pipe.hsetnx(h, "r", 0)
+            if window.end is not None:
+                ttl = int(window.end - now) + 86400
+                pipe.expire(h, ttl)
+                pipe.expire(z, ttl)
+            await pipe.execute()
+
+    async def reserve(self, lines: Sequence[BudgetLine], amount: int, now: float) -> Reservation | Refusal:
+        windows = [period_window(line.period, now) for line in lines]
+        keys: list[str] = []
+        for line, w in zip(lines, windows, strict=True):
+            keys.extend(self._keys(line.scope, w))
+        rid = os.urandom(8).hex()
+        args: list[Any] = [amount, rid, now, now + self._hold, *(to_nano(line.amount_usd) for line in lines)]
+        for _ in range(3):
+            ok, idx, s, r = await self._reserve(keys=keys, args=args)
+            ok, idx = int(ok), int(idx)
+            if ok == 1:
+                return Reservation(rid, amount, _held(lines, windows))
+            if ok == 0:
+                return Refusal(lines[idx - 1], windows[idx - 1], int(float(s)), int(float(r)), amount, now)
+            await self._init(lines[idx - 1].scope, windows[idx - 1], now)
+        raise GatewayError(
+            503, "budget store is not answering consistently", type="server_error", code="budget_unavailable"
+        )
+
+    def settle(self, res: Reservation, actual: int) -> None:
+        task = asyncio.ensure_future(self._settle_now(res, actual))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _settle_now(self, res: Reservation, actual: int) -> None:
+        keys: list[str] = []
+        for scope, wkey in res.buckets:
+            h = f"{self._prefix}:{scope}:{wkey}"
+            keys.extend((h, h + ":z"))
+        for attempt in range(5):
+            try:
+                await self._settle(keys=keys, args=[res.rid, actual])
+                return
+            except Exception as exc:
+                if attempt == 4:
+                    log.error("could not settle budget reservation %s: %s (it expires on its own)", res.rid, exc)
+                    return
+                await asyncio.sleep(0.05 * 2**attempt)
+
+    async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
+        w = period_window(line.period, now)
+        h, _ = self._keys(line.scope, w)
+        s, r = await self._redis.hmget(h, ["s", "r"])
+        if s is None:
+            await self._init(line.scope, w, now)
+            s, r = await self._redis.hmget(h, ["s", "r"])
+        return int(s or 0), int(r or 0)
+
+    async def drain(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def worst_case_tokens(ctx: CallContext, default_output: int) -> Usage:
+    """The most a call can use: its whole body as prompt (chars / 4) plus its output cap."""
+    body = ctx.request.body
+    prompt = len(orjson.dumps(body)) // 4 + 1
+    if ctx.request.endpoint is Endpoint.EMBEDDINGS:
+        return Usage(prompt_tokens=prompt)
+    out = default_output
+    for name in ("max_completion_tokens", "max_tokens"):
+        v = body.get(name)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            out = v
+            break
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        out *= n
+    return Usage(prompt_tokens=prompt, completion_tokens=out)
+
+
+class BudgetHook:
+    """Reserves before the call (429 ``budget_exceeded`` when it does not fit), settles after."""
+
+    name = "budget"
+
+    def __init__(self, ledger: Ledger, pricer: Pricer, clock: Callable[[], float] = time.time) -> None:
+        self.ledger = ledger
+        self._pricer = pricer
+        self._clock = clock
+
+    def worst_case(self, ctx: CallContext) -> int:
+        info = self._pricer.worst_case(ctx.request.model)
+        return math.ceil(cost_usd(info.price, worst_case_tokens(ctx, info.max_output_tokens)) * NANO)
+
+    async def pre(self, ctx: CallContext) -> ShortCircuit | None:
+        p = ctx.principal
+        if p is None:
+            return None
+        lines = p.metadata.get("budgets")
+        if not lines:
+            return None
+        res = await self.ledger.reserve(lines, self.worst_case(ctx), self._clock())
+        if isinstance(res, Refusal):
+            raise res.error()
+        ctx.state["budget"] = res
+        return None
+
+    async def post(self, ctx: CallContext, outcome: Outcome) -> None:
+        res = ctx.state.pop("budget", None)
+        if not isinstance(res, Reservation):
+            return
+        cost = call_cost(self._pricer, ctx, outcome)
+        self.ledger.settle(res, to_nano(cost.usd))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ledger.drain()
