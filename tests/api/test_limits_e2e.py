@@ -1,0 +1,157 @@
+"""End to end: rate limits through the gateway, seen by the official SDKs.
+
+The callers' limits are given by a small hook standing in for the key store (it builds the
+principal the virtual-key auth hook would), followed by the real :class:`RateLimitHook`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from aiohttp import web
+
+from fluxway.policy.hooks import CallContext, Outcome, Principal, ShortCircuit
+from fluxway.policy.limits import MemoryLimiter, RateLimitHook
+from fluxway.policy.limits_redis import RedisLimiter
+from fluxway.redis_client import create_redis
+from tests.support.gateway import Gateway, run_gateway
+from tests.support.upstream import FakeUpstream, json_reply
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+}
+HI = [{"role": "user", "content": "Hi"}]
+
+
+class FrozenClock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class KeyLimits:
+    """Stands in for the virtual-key auth hook: api key -> principal with its limits."""
+
+    name = "test-keys"
+
+    def __init__(self, limits: dict[str, list[dict[str, Any]]]) -> None:
+        self.limits = limits
+
+    async def pre(self, ctx: CallContext) -> ShortCircuit | None:
+        key = ctx.api_key or ""
+        ctx.principal = Principal(id=key, metadata={"limits": self.limits.get(key, [])})
+        return None
+
+    async def post(self, ctx: CallContext, outcome: Outcome) -> None:
+        return None
+
+
+def config(url: str) -> dict[str, Any]:
+    return {
+        "providers": [{"name": "up", "type": "openai", "base_url": url + "/v1", "api_keys": ["sk-up"]}],
+        "models": [{"name": "smart", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
+    }
+
+
+async def completion(request: web.Request) -> web.StreamResponse:
+    return json_reply(COMPLETION)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream() as up:
+        up.route("POST", "/v1/chat/completions", completion)
+        yield up
+
+
+def install(gw: Gateway, limits: dict[str, list[dict[str, Any]]], limiter: RateLimitHook) -> None:
+    gw.runtime.hooks[:] = [KeyLimits(limits), limiter]
+
+
+async def test_rpm_5_gives_five_200_then_429_through_the_openai_sdk(upstream: FakeUpstream) -> None:
+    async with run_gateway(config(upstream.url)) as gw:
+        install(gw, {"sk-a": [{"scope": "key:a", "rpm": 5, "tpm": None}]}, RateLimitHook(MemoryLimiter()))
+        client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-a", max_retries=0)
+        for i in range(5):
+            raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HI)
+            assert raw.parse().choices[0].message.content == "ok"
+            assert raw.headers["x-ratelimit-limit-requests"] == "5"
+            assert raw.headers["x-ratelimit-remaining-requests"] == str(4 - i)
+            assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="smart", messages=HI)
+        err = info.value
+        assert err.status_code == 429
+        assert err.code == "rate_limit_exceeded"
+        assert 11 <= int(err.response.headers["retry-after"]) <= 12
+        assert err.response.headers["x-ratelimit-limit-requests"] == "5"
+        assert err.response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert err.response.headers["x-request-id"]
+        # Another key is not affected, and the refused call never reached the upstream.
+        other = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-b", max_retries=0)
+        raw = await other.chat.completions.with_raw_response.create(model="smart", messages=HI)
+        assert "x-ratelimit-limit-requests" not in raw.headers
+    assert len(upstream.requests) == 6
+
+
+async def test_anthropic_shape_gets_its_own_429(upstream: FakeUpstream) -> None:
+    async with run_gateway(config(upstream.url)) as gw:
+        install(gw, {"sk-a": [{"scope": "key:a", "rpm": 1}]}, RateLimitHook(MemoryLimiter()))
+        client = anthropic.AsyncAnthropic(base_url=gw.url, api_key="sk-a", max_retries=0)
+        await client.messages.create(model="smart", max_tokens=10, messages=HI)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await client.messages.create(model="smart", max_tokens=10, messages=HI)
+        assert info.value.status_code == 429
+        assert info.value.response.headers["retry-after"] == "60"
+
+
+async def test_tokens_are_reserved_then_settled_to_the_upstream_usage(upstream: FakeUpstream) -> None:
+    clock = FrozenClock()
+    async with run_gateway(config(upstream.url)) as gw:
+        install(gw, {"sk-a": [{"scope": "key:a", "tpm": 100}]}, RateLimitHook(MemoryLimiter(clock)))
+        client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-a", max_retries=0)
+        # "Hi": 1 prompt token (estimated) + max_tokens 50 = 51 reserved; the upstream then reports 12.
+        raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HI, max_tokens=50)
+        assert raw.headers["x-ratelimit-limit-tokens"] == "100"
+        assert raw.headers["x-ratelimit-remaining-tokens"] == "49"
+        raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HI, max_tokens=50)
+        assert raw.headers["x-ratelimit-remaining-tokens"] == "37"  # 100 - 12 - 51
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="smart", messages=HI, max_tokens=80)
+        assert "tokens per minute" in info.value.message
+
+
+async def test_two_gateways_sharing_redis_enforce_one_limit(upstream: FakeUpstream, clean_redis_url: str) -> None:
+    limits = {"sk-a": [{"scope": "key:a", "rpm": 20}]}
+    r1, r2 = create_redis(clean_redis_url), create_redis(clean_redis_url)
+    try:
+        async with run_gateway(config(upstream.url)) as g1, run_gateway(config(upstream.url)) as g2:
+            install(g1, limits, RateLimitHook(RedisLimiter(r1)))
+            install(g2, limits, RateLimitHook(RedisLimiter(r2)))
+            clients = [openai.AsyncOpenAI(base_url=g.url + "/v1", api_key="sk-a", max_retries=0) for g in (g1, g2)]
+
+            async def call(i: int) -> int:
+                try:
+                    await clients[i % 2].chat.completions.create(model="smart", messages=HI)
+                except openai.RateLimitError:
+                    return 429
+                return 200
+
+            statuses = await asyncio.gather(*(call(i) for i in range(50)))
+        assert statuses.count(200) == 20
+        assert statuses.count(429) == 30
+    finally:
+        await r1.aclose()
+        await r2.aclose()
