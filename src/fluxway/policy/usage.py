@@ -1,0 +1,317 @@
+"""Usage records that are never lost: one per call, through a durable local spool into the store.
+
+The post hook appends the record to the current spool segment with one ``write`` (the bytes are in
+the kernel before the hook returns, so a ``kill -9`` of the process cannot lose them) and returns.
+A background task then, every ``flush_interval_ms`` or every ``batch_size`` records: rotates the
+segment, fsyncs it (a batch per fsync), inserts its records into the store in batches, and deletes it.
+At start, segments left by a dead process are replayed; inserts are idempotent on the record id, so
+a segment replayed twice yields no duplicate.
+
+Each process holds an ``flock`` on its own segments, so several workers can share a spool directory:
+only segments nobody holds are replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.policy.pricing import Pricer, call_cost
+from fluxway.store.usage import UsageStore
+
+log = logging.getLogger("fluxway.usage")
+
+Record = dict[str, Any]
+_SUFFIX = ".jsonl"
+
+
+@dataclass
+class Segment:
+    path: Path
+    fd: int  # held open (and flock'ed) until the segment is deleted
+    records: list[Record] | None = field(default_factory=list)  # None: read them back from the file
+
+
+def read_segment(path: Path) -> list[Record]:
+    """The records of a segment file; a torn or garbled line (a crash mid-write) is skipped."""
+    out: list[Record] = []
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            log.warning("spool %s: skipping an unreadable line (%d bytes)", path.name, len(line))
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+            out.append(rec)
+    return out
+
+
+class Spool:
+    """Append-only segment files in one directory."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self._seq = 0
+        self._current: Segment | None = None
+
+    def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self._current is None:
+            self._current = self._new_segment()
+
+    def _new_segment(self) -> Segment:
+        self._seq += 1
+        name = f"usage-{os.getpid()}-{time.time_ns()}-{self._seq}"
+        tmp = self.dir / (name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        final = self.dir / (name + _SUFFIX)
+        os.rename(tmp, final)  # locked before any replayer can see it
+        return Segment(final, fd)
+
+    @property
+    def pending(self) -> int:
+        seg = self._current
+        return len(seg.records) if seg is not None and seg.records is not None else 0
+
+    def append(self, record: Record) -> None:
+        seg = self._current
+        if seg is None:
+            raise RuntimeError("spool is not open")
+        data = orjson.dumps(record) + b"\n"
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(seg.fd, view)
+                view = view[n:]
+        except OSError as exc:  # disk full: the record still goes to the store from memory
+            log.error("usage spool write failed: %s", exc)
+        assert seg.records is not None
+        seg.records.append(record)
+
+    def rotate(self) -> Segment | None:
+        """Close the current segment (if it holds anything) and start a new one."""
+        seg = self._current
+        if seg is None or not seg.records:
+            return None
+        self._current = self._new_segment()
+        return seg
+
+    @staticmethod
+    def sync(seg: Segment) -> None:
+        os.fsync(seg.fd)
+
+    @staticmethod
+    def remove(seg: Segment) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            seg.path.unlink()
+        os.close(seg.fd)
+
+    def orphans(self) -> list[Segment]:
+        """Segments no live process holds (left by a crash), locked for us to replay."""
+        out: list[Segment] = []
+        mine = self._current.path if self._current else None
+        for path in sorted(self.dir.glob("*" + _SUFFIX)):
+            if path == mine:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # a live process owns it
+                continue
+            if not path.exists():  # replayed and deleted by someone else meanwhile
+                os.close(fd)
+                continue
+            out.append(Segment(path, fd, None))
+        return out
+
+    def close(self) -> None:
+        seg = self._current
+        self._current = None
+        if seg is None:
+            return
+        if seg.records:
+            os.fsync(seg.fd)
+            os.close(seg.fd)  # kept on disk: replayed at the next start
+        else:
+            self.remove(seg)
+
+
+def _day(t: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+
+class UsageRecorder:
+    """The usage hook: builds one record per call and spools it; a background task stores them."""
+
+    name = "usage"
+
+    def __init__(
+        self,
+        store: UsageStore,
+        pricer: Pricer,
+        spool_dir: str | Path,
+        *,
+        flush_interval: float = 0.2,
+        batch_size: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._pricer = pricer
+        self.spool = Spool(spool_dir)
+        self._interval = flush_interval
+        self._batch = batch_size
+        self._clock = clock
+        self._backlog: list[Segment] = []  # rotated, not yet in the store
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.healthy = True
+        self.stored = 0  # records inserted by this process (replays included)
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Open the spool, replay what a dead process left, start flushing. Returns records replayed."""
+        await asyncio.to_thread(self.spool.open)
+        replayed = await self.replay()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="fluxway-usage-flusher")
+        return replayed
+
+    async def replay(self) -> int:
+        orphans = await asyncio.to_thread(self.spool.orphans)
+        total = 0
+        async with self._lock:
+            for seg in orphans:
+                records = await asyncio.to_thread(read_segment, seg.path)
+                await self._store.insert(records, self._batch)
+                total += len(records)
+                self.stored += len(records)
+                await asyncio.to_thread(Spool.remove, seg)
+        if total:
+            log.info("usage spool: replayed %d records left by an earlier run", total)
+        return total
+
+    async def close(self) -> None:
+        """Flush everything (graceful shutdown); what cannot be stored stays spooled for next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.error("usage records not stored at shutdown (kept in the spool for the next start): %s", exc)
+        for seg in self._backlog:
+            with contextlib.suppress(OSError):
+                os.fsync(seg.fd)
+                os.close(seg.fd)
+        self._backlog.clear()
+        self.spool.close()
+
+    # hook ----------------------------------------------------------------------------------
+
+    async def pre(self, ctx: CallContext) -> ShortCircuit | None:
+        return None
+
+    async def post(self, ctx: CallContext, outcome: Outcome) -> None:
+        self.spool.append(self.record(ctx, outcome))
+        if self.spool.pending >= self._batch:
+            self._wake.set()
+
+    def record(self, ctx: CallContext, outcome: Outcome) -> Record:
+        cost = call_cost(self._pricer, ctx, outcome)
+        usage = cost.usage
+        p = ctx.principal
+        target = outcome.target
+        now = self._clock()
+        err = outcome.error
+        return {
+            "id": os.urandom(12).hex(),
+            "request_id": ctx.request_id,
+            "created_at": now,
+            "day": _day(now),
+            "key_id": p.id if p is not None else None,
+            "team": p.team if p is not None else None,
+            "endpoint": ctx.request.endpoint.value,
+            "model": ctx.request.model,
+            "provider": target.provider if target is not None else None,
+            "upstream_model": target.model if target is not None else None,
+            "status": outcome.status,
+            "stream": ctx.request.stream,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "cost_usd": cost.usd,
+            "price_known": cost.known,
+            "estimated": cost.estimated,
+            "latency_ms": round(outcome.latency_ms, 3),
+            "ttft_ms": None if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
+            "attempts": outcome.attempts,
+            "cache": outcome.cache,
+            "error": err.message[:1000] if err is not None else None,
+        }
+
+    # flushing ------------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Store everything spooled so far; returns the records stored."""
+        async with self._lock:
+            seg = self.spool.rotate()
+            if seg is not None:
+                self._backlog.append(seg)
+            stored = 0
+            while self._backlog:
+                seg = self._backlog[0]
+                records = seg.records
+                if records is None:
+                    records = await asyncio.to_thread(read_segment, seg.path)
+                try:
+                    await asyncio.to_thread(Spool.sync, seg)
+                    await self._store.insert(records, self._batch)
+                except Exception:
+                    seg.records = None  # on disk; read back on the next try instead of holding memory
+                    self.healthy = False
+                    raise
+                self.healthy = True
+                self._backlog.pop(0)
+                stored += len(records)
+                self.stored += len(records)
+                await asyncio.to_thread(Spool.remove, seg)
+            return stored
+
+    async def _run(self) -> None:
+        delay = self._interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+            try:
+                await self.flush()
+                delay = self._interval
+            except Exception as exc:
+                delay = min(max(delay * 2, self._interval), 10.0)
+                log.warning("usage records not stored yet (retrying in %.1fs): %s", delay, exc)
