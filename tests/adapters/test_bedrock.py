@@ -264,6 +264,11 @@ def test_json_object_forces_the_json_tool() -> None:
     body = converse(chat(response_format={"type": "json_object"}))
     assert body["toolConfig"]["toolChoice"] == {"tool": {"name": JSON_TOOL}}
     assert [t["toolSpec"]["name"] for t in body["toolConfig"]["tools"]] == [JSON_TOOL]
+    history = [{"role": "user", "content": "x"},
+               {"role": "assistant", "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "t", "content": "1"}]
+    body = converse(chat(response_format={"type": "json_object"}, messages=history))
+    assert [t["toolSpec"]["name"] for t in body["toolConfig"]["tools"]] == ["f", JSON_TOOL]
 
 
 def test_empty_or_bad_messages() -> None:

@@ -271,16 +271,16 @@ def _tool_config(body: JSON, turns: list[JSON], json_mode: bool) -> JSON | None:
     used = {b["toolUse"]["name"] for t in turns for b in t["content"] if "toolUse" in b}
     has_history = bool(used) or any("toolResult" in b for t in turns for b in t["content"])
     choice = body.get("tool_choice")
+    if not tools and has_history:
+        # Converse needs a toolConfig whenever the history has tool blocks.
+        tools = [{"toolSpec": {"name": n, "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+                 for n in sorted(used) or ["tool"]]
     if json_mode:
         tools.append({"toolSpec": {"name": JSON_TOOL, "description": "Answer with one JSON object.",
                                    "inputSchema": {"json": {"type": "object"}}}})
         return {"tools": tools, "toolChoice": {"tool": {"name": JSON_TOOL}}}
     if choice == "none" and not has_history:
         return None
-    if not tools and has_history:
-        # Converse needs a toolConfig whenever the history has tool blocks.
-        tools = [{"toolSpec": {"name": n, "inputSchema": {"json": {"type": "object", "properties": {}}}}}
-                 for n in sorted(used) or ["tool"]]
     if not tools:
         return None
     config: JSON = {"tools": tools}
