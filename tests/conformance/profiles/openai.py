@@ -1,0 +1,113 @@
+"""OpenAI itself and OpenAI-compatible presets (groq, mistral, ollama): one wire format, a few dialects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conformance.profile import (
+    API_KEY,
+    IMAGE_URI,
+    JSON_SCHEMA,
+    MAX_TOKENS,
+    SYSTEM,
+    TOOL_NAME,
+    TOOL_RESULT,
+    USER,
+    WEATHER_SCHEMA,
+    Ctx,
+    Profile,
+    Reply,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
+
+
+def provider(url: str, variant: str) -> dict[str, Any]:
+    return {"type": variant, "base_url": url + "/v1", "api_keys": [API_KEY]}
+
+
+def auth(variant: str) -> tuple[str, str] | None:
+    return None if variant == "ollama" else ("authorization", "Bearer " + API_KEY)
+
+
+def simple_chat(ctx: Ctx) -> None:
+    b = ctx.body
+    assert b["model"] == ctx.model
+    assert b["messages"] == [{"role": "user", "content": "Say hello"}]
+    if ctx.variant == "mistral":  # Mistral's dialect: max_tokens, and no user field
+        assert b["max_tokens"] == MAX_TOKENS
+        assert "max_completion_tokens" not in b and "user" not in b
+    else:
+        assert b["max_completion_tokens"] == MAX_TOKENS
+        assert b["user"] == USER
+
+
+def system_prompt(ctx: Ctx) -> None:
+    assert ctx.body["messages"] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Say hello"}]
+
+
+def multi_turn(ctx: Ctx) -> None:
+    assert [m["role"] for m in ctx.body["messages"]] == ["user", "assistant", "user"]
+    assert ctx.body["messages"][1]["content"] == "Nice to meet you, Ada."
+
+
+def tool_call(ctx: Ctx) -> None:
+    assert ctx.body["tools"] == [{"type": "function", "function": {
+        "name": TOOL_NAME, "description": "Current weather for a city", "parameters": WEATHER_SCHEMA}}]
+    assert ctx.body["tool_choice"] == "auto"
+
+
+def tool_result(ctx: Ctx) -> None:
+    assistant, tool = ctx.body["messages"][-2:]
+    assert assistant["tool_calls"][0]["id"] == ctx.tool_call_id
+    assert assistant["tool_calls"][0]["function"]["name"] == TOOL_NAME
+    assert tool == {"role": "tool", "tool_call_id": ctx.tool_call_id, "content": TOOL_RESULT}
+    assert ctx.body["tools"][0]["function"]["name"] == TOOL_NAME
+
+
+def json_schema(ctx: Ctx) -> None:
+    assert ctx.body["response_format"]["type"] == "json_schema"
+    assert ctx.body["response_format"]["json_schema"]["schema"] == JSON_SCHEMA
+
+
+def image_input(ctx: Ctx) -> None:
+    assert ctx.body["messages"][0]["content"][1] == {"type": "image_url", "image_url": {"url": IMAGE_URI}}
+
+
+def streaming(ctx: Ctx) -> None:
+    assert ctx.body["stream"] is True
+    assert ctx.body["stream_options"]["include_usage"] is True
+
+
+PROFILE = Profile(
+    name="openai",
+    fixtures=FIXTURES,
+    model="gpt-4o-mini",
+    provider=provider,
+    path=lambda model, stream: "/v1/chat/completions",
+    auth=auth,
+    replies={
+        "text": Reply("chat_text.json"),
+        "tool_call": Reply("chat_tool_call.json"),
+        "json": Reply("chat_json.json"),
+        "stream": Reply("chat_stream.sse"),
+        "error_400": Reply("error_400.json", 400),
+        "error_401": Reply("error_401.json", 401),
+        "error_429": Reply("error_429.json", 429, {"retry-after": "17"}),
+        "error_500": Reply("error_500.json", 500),
+        "error_overloaded": Reply("error_503_overloaded.json", 503),
+    },
+    checks={
+        "simple_chat": simple_chat,
+        "system_prompt": system_prompt,
+        "multi_turn": multi_turn,
+        "tool_call": tool_call,
+        "tool_result": tool_result,
+        "json_schema": json_schema,
+        "image_input": image_input,
+        "streaming": streaming,
+    },
+    retry_after=17,
+    variants=("openai", "groq", "mistral", "ollama"),
+)
