@@ -312,13 +312,14 @@ _AWS_ENV = (
 def _aws_env_defaults(cfg: Config, env: Mapping[str, str]) -> Config:
     """Bedrock providers take unset AWS credentials and region from the standard AWS_* variables.
 
-    Static keys come from the environment only as a pair, and a session token only with them.
+    Static keys come from the environment only as a pair, and a session token only with them;
+    ``AWS_BEARER_TOKEN_BEDROCK`` (a Bedrock API key) is preferred over environment keys.
     """
     providers: list[ProviderConfig] = []
     changed = False
     for p in cfg.providers:
         if p.type == "bedrock":
-            update: dict[str, str] = {}
+            update: dict[str, Any] = {}
             for field, var in _AWS_ENV:
                 if field == "region" and (p.region or "region" in update):
                     continue
@@ -330,6 +331,10 @@ def _aws_env_defaults(cfg: Config, env: Mapping[str, str]) -> Config:
                 update.pop("aws_access_key_id", None)
                 update.pop("aws_secret_access_key", None)
                 update.pop("aws_session_token", None)
+            bearer = env.get("AWS_BEARER_TOKEN_BEDROCK")  # a Bedrock API key, preferred as boto3 does
+            if bearer and not (p.api_keys or p.aws_access_key_id or p.aws_secret_access_key):
+                update = {k: v for k, v in update.items() if k == "region"}
+                update["api_keys"] = (bearer,)
             if update:
                 p = p.model_copy(update=update)
                 changed = True

@@ -657,3 +657,12 @@ def test_conformance_stream_fixture_matches_its_source() -> None:
     events = [(m.headers[":event-type"], orjson.loads(m.payload)) for m in buf]
     lines = [orjson.loads(line) for line in (folder / "converse_stream.jsonl").read_text().splitlines()]
     assert events == [(e["event"], e["payload"]) for e in lines]
+
+
+def test_config_bedrock_api_key_from_env() -> None:
+    env = {"AWS_BEARER_TOKEN_BEDROCK": "bedrock-api-key", "AWS_ACCESS_KEY_ID": "AKIDENV",
+           "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}
+    p = _provider(env)
+    assert p.api_keys == ("bedrock-api-key",) and p.aws_access_key_id is None and p.region == "us-east-1"
+    configured = _provider(env, aws_access_key_id="AKIDCFG", aws_secret_access_key="s")
+    assert configured.api_keys == () and configured.aws_access_key_id == "AKIDCFG"
