@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from fluxway.errors import GatewayError, rate_limited
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
@@ -38,8 +38,7 @@ WINDOW_S = 60.0
 NEVER = math.inf  # wait for a call that can never fit (it costs more than the whole limit)
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):
     """One counter a call is charged to: ``key`` names it (scope + kind), ``cost`` is this call's share."""
 
     key: str
@@ -47,8 +46,7 @@ class Bucket:
     cost: int
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+class BucketState(NamedTuple):
     """A bucket after the decision: whole units left, seconds until empty, seconds to wait (0: fits)."""
 
     remaining: int
@@ -119,15 +117,17 @@ class MemoryLimiter:
 
     def acquire_now(self, buckets: Sequence[Bucket]) -> Decision:
         now = self._clock()
-        levels = [self._level(b.key, b.limit, now) for b in buckets]
-        allowed = all(b.limit > 0 and lv + b.cost <= b.limit for b, lv in zip(buckets, levels, strict=True))
+        levels = [self._level(key, limit, now) for key, limit, _ in buckets]
+        allowed = all(limit > 0 and lv + cost <= limit for (_, limit, cost), lv in zip(buckets, levels, strict=True))
         if allowed:
-            levels = [lv + b.cost for b, lv in zip(buckets, levels, strict=True)]
-            for b, lv in zip(buckets, levels, strict=True):
-                self._levels[b.key] = (lv, now)
-            self._maybe_sweep(now)
+            for i, (key, _, cost) in enumerate(buckets):
+                levels[i] += cost
+                self._levels[key] = (levels[i], now)
+            if now >= self._next_sweep:
+                self._sweep(now)
+        window = self._window
         states = tuple(
-            bucket_state(lv, b.limit, b.cost, self._window, allowed) for b, lv in zip(buckets, levels, strict=True)
+            bucket_state(lv, limit, cost, window, allowed) for (_, limit, cost), lv in zip(buckets, levels, strict=True)
         )
         return Decision(allowed, states)
 
@@ -147,10 +147,8 @@ class MemoryLimiter:
     async def adjust(self, buckets: Sequence[Bucket]) -> None:
         self.adjust_now(buckets)
 
-    def _maybe_sweep(self, now: float) -> None:
-        """Forget buckets idle for a whole window (they have drained empty) once a window at most."""
-        if now < self._next_sweep:
-            return
+    def _sweep(self, now: float) -> None:
+        """Forget buckets idle for a whole window (they have drained empty); runs once a window at most."""
         self._next_sweep = now + self._window
         stale = [k for k, (_, at) in self._levels.items() if now - at >= self._window]
         for k in stale:
@@ -164,39 +162,34 @@ class MemoryLimiter:
 # From the principal's limits to buckets
 
 
-@dataclass(frozen=True, slots=True)
-class LimitSpec:
-    scope: str
-    rpm: int | None = None
-    tpm: int | None = None
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> LimitSpec | None:
-        scope = raw.get("scope")
-        if not isinstance(scope, str) or not scope:
-            return None
-        return cls(scope, _as_limit(raw.get("rpm")), _as_limit(raw.get("tpm")))
-
-    def applies_to(self, model: str) -> bool:
-        _, sep, pattern = self.scope.partition(":model:")
-        return not sep or fnmatchcase(model, pattern)
-
-
-def _as_limit(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
+def as_limit(value: Any) -> int | None:
+    """A limit as configured: ``None`` (or junk) is unlimited, negatives count as 0."""
+    if value is None:
+        return None
+    if type(value) is int:
+        return value if value > 0 else 0
+    if isinstance(value, bool):
         return None
     try:
-        return max(0, int(v))
+        return max(0, int(value))
     except (TypeError, ValueError):
         return None
 
 
-def applicable(raw_limits: Iterable[Any], model: str) -> list[LimitSpec]:
-    out: list[LimitSpec] = []
+def applicable(raw_limits: Iterable[Any], model: str) -> list[tuple[str, int | None, int | None]]:
+    """``(scope, rpm, tpm)`` of the limits that apply to a call for ``model`` (``:model:<glob>`` scopes)."""
+    out: list[tuple[str, int | None, int | None]] = []
     for raw in raw_limits:
-        spec = raw if isinstance(raw, LimitSpec) else LimitSpec.parse(raw) if isinstance(raw, Mapping) else None
-        if spec is not None and (spec.rpm is not None or spec.tpm is not None) and spec.applies_to(model):
-            out.append(spec)
+        if not isinstance(raw, Mapping):
+            continue
+        scope = raw.get("scope")
+        if not isinstance(scope, str) or not scope:
+            continue
+        if ":model:" in scope and not fnmatchcase(model, scope.partition(":model:")[2]):
+            continue
+        rpm, tpm = as_limit(raw.get("rpm")), as_limit(raw.get("tpm"))
+        if rpm is not None or tpm is not None:
+            out.append((scope, rpm, tpm))
     return out
 
 
@@ -247,23 +240,18 @@ def duration(seconds: float) -> str:
     return f"{int(minutes)}m{secs}s" if minutes else f"{secs}s"
 
 
-def _tightest(buckets: Sequence[Bucket], states: Sequence[BucketState]) -> tuple[Bucket, BucketState] | None:
-    pairs = sorted(zip(buckets, states, strict=True), key=lambda p: (p[1].remaining, -p[1].reset_s))
-    return pairs[0] if pairs else None
-
-
 def ratelimit_headers(
     requests: Sequence[tuple[Bucket, BucketState]], tokens: Sequence[tuple[Bucket, BucketState]]
 ) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers, each kind from its tightest bucket (fewest left, longest reset)."""
     headers: dict[str, str] = {}
     for kind, pairs in (("requests", requests), ("tokens", tokens)):
-        tight = _tightest([b for b, _ in pairs], [s for _, s in pairs])
-        if tight is None:
+        if not pairs:
             continue
-        b, s = tight
+        b, st = min(pairs, key=lambda p: (p[1].remaining, -p[1].reset_s))
         headers[f"x-ratelimit-limit-{kind}"] = str(b.limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(s.remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = duration(s.reset_s)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(st.remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = duration(st.reset_s)
     return headers
 
 
@@ -285,23 +273,26 @@ class RateLimitHook:
         self.backend = backend
         self._prefix = key_prefix
 
-    def buckets(self, specs: Sequence[LimitSpec], tokens: int) -> tuple[list[Bucket], list[Bucket]]:
-        requests = [Bucket(f"{self._prefix}{s.scope}|r", s.rpm, 1) for s in specs if s.rpm is not None]
-        token = [Bucket(f"{self._prefix}{s.scope}|t", s.tpm, tokens) for s in specs if s.tpm is not None]
-        return requests, token
+    def buckets(self, limits: Iterable[Any], model: str, body: Mapping[str, Any]) -> tuple[list[Bucket], list[Bucket]]:
+        """The request buckets and token buckets a call is charged to."""
+        specs = applicable(limits, model)
+        p = self._prefix
+        requests = [Bucket(f"{p}{scope}|r", rpm, 1) for scope, rpm, _ in specs if rpm is not None]
+        if not any(tpm is not None for _, _, tpm in specs):
+            return requests, []
+        cost = estimate_tokens(body)
+        return requests, [Bucket(f"{p}{scope}|t", tpm, cost) for scope, _, tpm in specs if tpm is not None]
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:
         principal = ctx.principal
         if principal is None:
             return None
-        raw = principal.metadata.get("limits")
-        if not raw:
+        limits = principal.metadata.get("limits")
+        if not limits:
             return None
-        specs = applicable(raw, ctx.request.model)
-        if not specs:
+        req_buckets, tok_buckets = self.buckets(limits, ctx.request.model, ctx.request.body)
+        if not req_buckets and not tok_buckets:
             return None
-        tokens = estimate_tokens(ctx.request.body) if any(s.tpm is not None for s in specs) else 0
-        req_buckets, tok_buckets = self.buckets(specs, tokens)
         everything = [*req_buckets, *tok_buckets]
         decision = await self.backend.acquire(everything)
         n = len(req_buckets)
@@ -363,10 +354,11 @@ __all__ = [
     "Bucket",
     "BucketState",
     "Decision",
-    "LimitSpec",
     "LimiterBackend",
     "MemoryLimiter",
     "RateLimitHook",
+    "applicable",
+    "as_limit",
     "build_rate_limiter",
     "duration",
     "estimate_tokens",
