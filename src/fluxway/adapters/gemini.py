@@ -510,7 +510,7 @@ def embeddings_from_gemini(data: JSON, req: CanonicalRequest, model: str) -> tup
     if estimated:
         inp = req.body.get("input")
         texts = [inp] if isinstance(inp, str) else inp if isinstance(inp, list) else []
-        prompt = sum(len(t) for t in texts if isinstance(t, str)) // 4
+        prompt = sum((len(t) + 3) // 4 for t in texts if isinstance(t, str))  # ~4 characters a token
     body: JSON = {
         "object": "list",
         "data": items,
