@@ -1,0 +1,252 @@
+"""The admin API (FastAPI, off the hot path): keys, teams, budgets, usage and logs; docs at ``/docs``.
+
+Every route needs the master key or an admin-role key (``Authorization: Bearer``); errors use the
+OpenAI error shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fluxway.errors import GatewayError, bad_request, forbidden
+from fluxway.ingress.base import bearer_token
+from fluxway.policy.accounts import (
+    KeyCreate,
+    KeyUpdate,
+    TeamCreate,
+    TeamUpdate,
+    epoch,
+    iso,
+    key_out,
+    team_out,
+)
+from fluxway.policy.budget import NANO, period_window
+from fluxway.policy.hooks import Principal
+from fluxway.policy.keys import BudgetLine
+from fluxway.store.usage import BadCursor
+
+if TYPE_CHECKING:
+    from fluxway.policy.governance import Governance
+
+log = logging.getLogger("fluxway.admin")
+
+GroupBy = Literal["key", "team", "model", "provider", "day"]
+
+
+def error_body(err: GatewayError) -> dict[str, Any]:
+    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+def _error_response(err: GatewayError) -> JSONResponse:
+    return JSONResponse(error_body(err), status_code=err.status, headers=err.headers or None)
+
+
+def parse_time(value: str | None, param: str) -> float | None:
+    """ISO 8601 (``2025-01-31`` or ``2025-01-31T12:00:00Z``) or epoch seconds; naive times are UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        raise bad_request(f"'{param}' must be an ISO 8601 time or epoch seconds", param=param) from None
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+async def require_admin(request: Request) -> Principal:
+    """FastAPI dependency: the caller's principal, if it is the master key or an admin key."""
+    gov: Governance = request.app.state.governance
+    headers = request.headers
+    principal = await gov.auth.resolve(bearer_token(headers) or headers.get("x-api-key"))
+    if not principal.is_admin:
+        raise forbidden("this route needs the master key or an admin key")
+    return principal
+
+
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def build_admin_app(gov: Governance) -> FastAPI:
+    app = FastAPI(
+        title="Fluxway admin API",
+        version="1",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        description="Virtual keys, teams, budgets, usage and request logs. "
+        "Authenticate with the master key or an admin key: `Authorization: Bearer <key>`.",
+    )
+    app.state.governance = gov
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = _loc(first.get("loc", ()))
+        msg = "unknown field" if first.get("type") == "extra_forbidden" else first.get("msg", "invalid")
+        return _error_response(bad_request(f"{where}: {msg}", param=where))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+        message = f"no route {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return _error_response(GatewayError(exc.status_code, message, code=code))
+
+    # keys --------------------------------------------------------------------------------
+
+    @app.post("/admin/keys", status_code=201, tags=["keys"], summary="Create a virtual key (the secret is shown once)")
+    async def create_key(body: KeyCreate, _: Admin) -> dict[str, Any]:
+        row, secret = await gov.accounts.create_key(body)
+        return {**key_out(row), "key": secret}
+
+    @app.get("/admin/keys", tags=["keys"], summary="List keys")
+    async def list_keys(
+        _: Admin, team: str | None = None, include_revoked: bool = True
+    ) -> dict[str, Any]:
+        rows = await gov.accounts.list_keys(team=team, include_revoked=include_revoked)
+        return {"object": "list", "data": [key_out(r) for r in rows]}
+
+    @app.get("/admin/keys/{key_id}", tags=["keys"], summary="One key")
+    async def get_key(key_id: str, _: Admin) -> dict[str, Any]:
+        return key_out(await gov.accounts.get_key(key_id))
+
+    @app.patch("/admin/keys/{key_id}", tags=["keys"], summary="Update a key (fields sent change; null clears)")
+    async def update_key(key_id: str, body: KeyUpdate, _: Admin) -> dict[str, Any]:
+        return key_out(await gov.accounts.update_key(key_id, body))
+
+    @app.delete("/admin/keys/{key_id}", tags=["keys"], summary="Revoke a key (it answers 401 from then on)")
+    async def revoke_key(key_id: str, _: Admin) -> dict[str, Any]:
+        return key_out(await gov.accounts.revoke_key(key_id))
+
+    # teams -------------------------------------------------------------------------------
+
+    @app.post("/admin/teams", status_code=201, tags=["teams"], summary="Create a team")
+    async def create_team(body: TeamCreate, _: Admin) -> dict[str, Any]:
+        return team_out(await gov.accounts.create_team(body))
+
+    @app.get("/admin/teams", tags=["teams"], summary="List teams")
+    async def list_teams(_: Admin) -> dict[str, Any]:
+        return {"object": "list", "data": [team_out(r) for r in await gov.accounts.list_teams()]}
+
+    @app.get("/admin/teams/{team_id}", tags=["teams"], summary="One team")
+    async def get_team(team_id: str, _: Admin) -> dict[str, Any]:
+        return team_out(await gov.accounts.get_team(team_id))
+
+    @app.patch("/admin/teams/{team_id}", tags=["teams"], summary="Update a team")
+    async def update_team(team_id: str, body: TeamUpdate, _: Admin) -> dict[str, Any]:
+        return team_out(await gov.accounts.update_team(team_id, body))
+
+    @app.delete("/admin/teams/{team_id}", tags=["teams"], summary="Delete a team without active keys")
+    async def delete_team(team_id: str, _: Admin) -> dict[str, Any]:
+        await gov.accounts.delete_team(team_id)
+        return {"id": team_id, "object": "team", "deleted": True}
+
+    # budgets, usage, logs ----------------------------------------------------------------
+
+    @app.get("/admin/budgets", tags=["spend"], summary="Spend against budget, per key and team")
+    async def budgets(_: Admin, scope: str | None = None) -> dict[str, Any]:
+        now = gov.clock()
+        entries: list[tuple[str, str, str | None, Any, Any]] = []
+        for r in await gov.accounts.list_keys(include_revoked=False):
+            entries.append(("key", r["id"], r.get("name"), r.get("budget_usd"), r.get("budget_period")))
+        for r in await gov.accounts.list_teams():
+            entries.append(("team", r["id"], r["id"], r.get("budget_usd"), r.get("budget_period")))
+        data = []
+        for kind, ident, name, amount, period in entries:
+            if amount is None:
+                continue
+            line = BudgetLine(f"{kind}:{ident}", float(amount), str(period or "monthly"))
+            if scope is not None and line.scope != scope:
+                continue
+            spent, reserved = await gov.budget.ledger.state(line, now)
+            w = period_window(line.period, now)
+            data.append(
+                {
+                    "scope": line.scope,
+                    "type": kind,
+                    "id": ident,
+                    "name": name,
+                    "period": line.period,
+                    "amount_usd": line.amount_usd,
+                    "spent_usd": spent / NANO,
+                    "reserved_usd": reserved / NANO,
+                    "remaining_usd": max(0.0, line.amount_usd - (spent + reserved) / NANO),
+                    "period_start": iso(w.start),
+                    "resets_at": iso(w.end),
+                }
+            )
+        return {"object": "list", "data": data}
+
+    async def _flush() -> None:
+        try:
+            await gov.usage.flush()  # show what is still spooled too
+        except Exception as exc:
+            log.warning("usage not flushed before an admin query: %s", exc)
+
+    @app.get("/admin/usage", tags=["spend"], summary="Usage aggregates by key, team, model, provider or day")
+    async def usage(
+        _: Admin,
+        group_by: GroupBy = "key",
+        since: Annotated[str | None, Query(description="ISO 8601 or epoch seconds")] = None,
+        until: Annotated[str | None, Query(description="ISO 8601 or epoch seconds (exclusive)")] = None,
+    ) -> dict[str, Any]:
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        await _flush()
+        rows = await gov.store.usage.aggregate(group_by, t0, t1)
+        data = [{group_by: r.pop("group"), **r} for r in rows]
+        return {"object": "list", "group_by": group_by, "since": iso(t0), "until": iso(t1), "data": data}
+
+    @app.get("/admin/logs", tags=["spend"], summary="Request logs, newest first, paginated by cursor")
+    async def logs(
+        _: Admin,
+        key: str | None = None,
+        model: str | None = None,
+        status: Annotated[str | None, Query(description="an HTTP status, or 'success' / 'error'")] = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        st: int | Literal["success", "error"] | None = None
+        if status in ("success", "error"):
+            st = status  # type: ignore[assignment]
+        elif status:
+            try:
+                st = int(status)
+            except ValueError:
+                raise bad_request("'status' must be an HTTP status, 'success' or 'error'", param="status") from None
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        await _flush()
+        try:
+            rows, nxt = await gov.store.usage.logs(
+                key_id=key, model=model, status=st, since=t0, until=t1, limit=limit, cursor=cursor
+            )
+        except BadCursor:
+            raise bad_request("invalid cursor", param="cursor") from None
+        for r in rows:
+            r["created_at"] = iso(r["created_at"])
+        return {"object": "list", "data": rows, "next_cursor": nxt, "has_more": nxt is not None}
+
+    return app

@@ -1,0 +1,137 @@
+"""Governance, assembled: store, key cache + auth, budgets, usage records and the admin API.
+
+The app builds one with :func:`build_governance`, puts ``hooks`` in its pipeline (auth first), mounts
+``admin_app`` for ``/admin/*`` and ``/docs``, calls ``start()`` at startup and ``close()`` at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from fluxway.config import Config
+from fluxway.errors import GatewayError
+from fluxway.policy.accounts import Accounts
+from fluxway.policy.budget import BudgetHook, Ledger, MemoryLedger, RedisLedger, connect_redis
+from fluxway.policy.hooks import Hook
+from fluxway.policy.keys import KeyCache, RedisInvalidation, VirtualKeyAuth
+from fluxway.policy.pricing import Pricer
+from fluxway.policy.usage import UsageRecorder
+from fluxway.store import Store
+from fluxway.store.engine import sqlite_path
+
+log = logging.getLogger("fluxway.governance")
+
+Clock = Callable[[], float]
+
+
+def spool_dir_for(cfg: Config) -> Path:
+    if cfg.usage.spool_dir:
+        return Path(cfg.usage.spool_dir)
+    db = sqlite_path(cfg.store.url)
+    if db is not None:
+        return db.with_name(db.name + ".spool")
+    if cfg.store.url.startswith("sqlite"):  # in-memory SQLite: nothing outlives the process anyway
+        return Path(tempfile.mkdtemp(prefix="fluxway-spool-"))
+    return Path("fluxway-spool")
+
+
+def _hold_seconds(cfg: Config) -> float:
+    totals = [p.timeout.total for p in cfg.providers]
+    totals += [m.timeout.total for m in cfg.models if m.timeout is not None]
+    return max(totals, default=600.0) + 60.0
+
+
+class Governance:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        *,
+        clock: Clock = time.time,
+        key_cache_ttl: float = 5.0,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.pricer = Pricer(cfg)
+        self.cache = KeyCache(store.keys, ttl=key_cache_ttl)
+        self.auth = VirtualKeyAuth(cfg.auth.master_key, self.cache, clock)
+        self.redis: Any = None
+        self.invalidation: RedisInvalidation | None = None
+        ledger: Ledger
+        if cfg.redis.url:
+            self.redis = connect_redis(cfg.redis.url)
+            self.invalidation = RedisInvalidation(cfg.redis.url, self.cache)
+            ledger = RedisLedger(self.redis, self.spend, hold_seconds=_hold_seconds(cfg))
+        else:
+            ledger = MemoryLedger(self.spend)
+        self.budget = BudgetHook(ledger, self.pricer, clock)
+        self.usage = UsageRecorder(
+            store.usage,
+            self.pricer,
+            spool_dir_for(cfg),
+            flush_interval=cfg.usage.flush_interval_ms / 1000.0,
+            batch_size=cfg.usage.batch_size,
+            clock=clock,
+        )
+        notify = self.invalidation.publish if self.invalidation is not None else None
+        self.accounts = Accounts(store, self.cache, clock=clock, notify=notify)
+        self.hooks: list[Hook] = [self.auth, self.budget, self.usage]
+        from fluxway.api.admin import build_admin_app
+
+        self.admin_app: ASGIApp = build_admin_app(self)
+        self._started = False
+
+    async def start(self) -> None:
+        revision = await self.store.upgrade()
+        log.info("store %s at revision %s", self.store.dialect, revision)
+        await self.usage.start()
+        await self.cache.refresh()
+        self.cache.start()
+        if self.invalidation is not None:
+            self.invalidation.start()
+        self._started = True
+
+    async def close(self) -> None:
+        await self.budget.close()
+        await self.usage.close()
+        await self.cache.close()
+        if self.invalidation is not None:
+            await self.invalidation.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.store.close()
+        self._started = False
+
+    def ready(self) -> dict[str, bool]:
+        return {"store": self._started and self.cache.healthy and self.usage.healthy}
+
+    async def spend(self, scope: str, since: float | None) -> float:
+        """USD recorded for ``key:<id>`` or ``team:<name>`` since a time (budget buckets start from it)."""
+        kind, _, ident = scope.partition(":")
+        try:
+            try:
+                await self.usage.flush()  # what is still spooled counts too
+            except Exception as exc:
+                log.warning("spend of %s read without the spooled records: %s", scope, exc)
+            if kind == "key":
+                return await self.store.usage.spend(key_id=ident, since=since)
+            return await self.store.usage.spend(team=ident, since=since)
+        except Exception as exc:
+            log.error("cannot read the spend of %s: %s", scope, exc)
+            raise GatewayError(
+                503, "the budget store is unavailable; retry shortly", type="server_error",
+                code="budget_unavailable", headers={"retry-after": "1"},
+            ) from exc
+
+
+async def build_governance(cfg: Config, *, clock: Clock = time.time) -> Governance:
+    """Everything governance needs, not yet started (call ``start()`` in the app's startup)."""
+    return Governance(cfg, Store.open(cfg.store.url), clock=clock)
