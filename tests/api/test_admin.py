@@ -208,5 +208,6 @@ async def test_openapi_docs(client: httpx.AsyncClient) -> None:
     r = await client.get("/docs", headers={"authorization": ""})
     assert r.status_code == 200 and "swagger" in r.text.lower()
     spec = (await client.get("/openapi.json")).json()
-    for path in ["/admin/keys", "/admin/keys/{key_id}", "/admin/teams", "/admin/budgets", "/admin/usage", "/admin/logs"]:
+    paths = ["/admin/keys", "/admin/keys/{key_id}", "/admin/teams", "/admin/budgets", "/admin/usage", "/admin/logs"]
+    for path in paths:
         assert path in spec["paths"]
