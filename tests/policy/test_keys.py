@@ -13,6 +13,7 @@ from fluxway.policy.accounts import (
     BudgetIn,
     KeyCreate,
     KeyUpdate,
+    LimitIn,
     TeamCreate,
     TeamUpdate,
     key_out,
@@ -82,6 +83,7 @@ async def test_auth_resolves_keys_and_refuses_bad_ones(store: Store) -> None:
     await accounts.create_team(TeamCreate(name="search", rpm=100, tpm=None, models=["smart", "cheap"]))
     row, secret = await accounts.create_key(
         KeyCreate(name="bot", team="search", models=["smart", "openai/*"], rpm=60, tpm=1000,
+                  model_limits={"smart": LimitIn(rpm=3), "openai/*": LimitIn(tpm=50)},
                   budget=BudgetIn(amount_usd=5, period="daily"),
                   expires_at=datetime.fromtimestamp(clock.t + 60, UTC))
     )
@@ -92,6 +94,8 @@ async def test_auth_resolves_keys_and_refuses_bad_ones(store: Store) -> None:
     assert (p.id, p.role, p.team, p.name) == (row["id"], "user", "search", "bot")
     assert p.metadata["limits"] == [
         {"scope": f"key:{row['id']}", "rpm": 60, "tpm": 1000},
+        {"scope": f"key:{row['id']}:model:smart", "rpm": 3, "tpm": None},
+        {"scope": f"key:{row['id']}:model:openai/*", "rpm": None, "tpm": 50},
         {"scope": "team:search", "rpm": 100, "tpm": None},
     ]
     assert [b.scope for b in p.metadata["budgets"]] == [f"key:{row['id']}"]

@@ -33,12 +33,18 @@ class BudgetIn(_Payload):
     period: Period = "monthly"
 
 
+class LimitIn(_Payload):
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+
+
 class KeyCreate(_Payload):
     name: str | None = Field(None, max_length=256)
     team: str | None = Field(None, max_length=128)
     models: list[str] | None = None
     rpm: int | None = Field(None, ge=0)
     tpm: int | None = Field(None, ge=0)
+    model_limits: dict[str, LimitIn] | None = Field(None, description="per model glob: {rpm, tpm}")
     budget: BudgetIn | None = None
     expires_at: datetime | None = None
     role: Role = "user"
@@ -53,6 +59,7 @@ class KeyUpdate(_Payload):
     models: list[str] | None = None
     rpm: int | None = Field(None, ge=0)
     tpm: int | None = Field(None, ge=0)
+    model_limits: dict[str, LimitIn] | None = None
     budget: BudgetIn | None = None
     expires_at: datetime | None = None
     role: Role | None = None
@@ -108,6 +115,7 @@ def key_out(row: Row) -> dict[str, Any]:
         "models": row.get("models"),
         "rpm": row.get("rpm"),
         "tpm": row.get("tpm"),
+        "model_limits": row.get("model_limits"),
         "budget": _budget_out(row),
         "expires_at": iso(row.get("expires_at")),
         "metadata": row.get("metadata") or {},
@@ -158,6 +166,8 @@ def _fields(payload: BaseModel) -> Row:
             out["expires_at"] = epoch(value)
         elif name == "metadata":
             out["metadata"] = value or {}
+        elif name == "model_limits":
+            out["model_limits"] = {k: v.model_dump() for k, v in value.items()} if value is not None else None
         elif name != "name" or not isinstance(payload, TeamCreate):
             out[name] = value
     return out
@@ -199,6 +209,7 @@ class Accounts:
             "models": p.models,
             "rpm": p.rpm,
             "tpm": p.tpm,
+            "model_limits": {k: v.model_dump() for k, v in p.model_limits.items()} if p.model_limits else None,
             "budget_usd": p.budget.amount_usd if p.budget else None,
             "budget_period": p.budget.period if p.budget else None,
             "expires_at": epoch(p.expires_at),

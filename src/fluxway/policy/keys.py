@@ -86,6 +86,7 @@ class KeyInfo:
     models: tuple[str, ...] | None = None
     rpm: int | None = None
     tpm: int | None = None
+    model_limits: tuple[tuple[str, int | None, int | None], ...] = ()  # (model glob, rpm, tpm)
     budget: BudgetLine | None = None
     expires_at: float | None = None
     revoked_at: float | None = None
@@ -103,6 +104,7 @@ class KeyInfo:
             models=_globs(row.get("models")),
             rpm=row.get("rpm"),
             tpm=row.get("tpm"),
+            model_limits=_model_limits(row.get("model_limits")),
             budget=_budget(f"key:{kid}", row),
             expires_at=row.get("expires_at"),
             revoked_at=row.get("revoked_at"),
@@ -113,6 +115,16 @@ def _globs(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     return tuple(str(v) for v in value)
+
+
+def _model_limits(value: Any) -> tuple[tuple[str, int | None, int | None], ...]:
+    if not isinstance(value, Mapping):
+        return ()
+    out = []
+    for glob, lim in value.items():
+        if isinstance(lim, Mapping):
+            out.append((str(glob), lim.get("rpm"), lim.get("tpm")))
+    return tuple(out)
 
 
 def _budget(scope: str, row: Mapping[str, Any]) -> BudgetLine | None:
@@ -152,6 +164,9 @@ def _resolve(info: KeyInfo, teams: Mapping[str, TeamInfo]) -> _Resolved:
     limits: list[dict[str, Any]] = []
     if info.rpm is not None or info.tpm is not None:
         limits.append({"scope": f"key:{info.id}", "rpm": info.rpm, "tpm": info.tpm})
+    for glob, rpm, tpm in info.model_limits:
+        if rpm is not None or tpm is not None:
+            limits.append({"scope": f"key:{info.id}:model:{glob}", "rpm": rpm, "tpm": tpm})
     if team is not None and (team.rpm is not None or team.tpm is not None):
         limits.append({"scope": f"team:{team.id}", "rpm": team.rpm, "tpm": team.tpm})
     budgets = tuple(b for b in (info.budget, team.budget if team else None) if b is not None)

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("models", sa.JSON, nullable=True),
         sa.Column("rpm", sa.Integer, nullable=True),
         sa.Column("tpm", sa.Integer, nullable=True),
+        sa.Column("model_limits", sa.JSON, nullable=True),
         sa.Column("budget_usd", sa.Double, nullable=True),
         sa.Column("budget_period", sa.String(16), nullable=True),
         sa.Column("expires_at", sa.Double, nullable=True),
