@@ -241,6 +241,17 @@ def test_memory_limiter_forgets_idle_buckets(clock: Clock) -> None:
     assert len(backend) == 1
 
 
+def test_a_debt_beyond_the_limit_outlives_the_sweep(clock: Clock) -> None:
+    backend = MemoryLimiter(clock)
+    backend.adjust_now([Bucket("a|t", 5, 6)])  # a call used 6 units against a limit of 5
+    clock.advance(60)  # 5 units drained, 1 still owed
+    assert backend.acquire_now([Bucket("b|r", 5, 1)]).allowed  # triggers a sweep
+    assert len(backend) == 2
+    assert not backend.acquire_now([Bucket("a|t", 5, 5)]).allowed
+    clock.advance(12)
+    assert backend.acquire_now([Bucket("a|t", 5, 5)]).allowed
+
+
 def test_decision_states_and_never(clock: Clock) -> None:
     backend = MemoryLimiter(clock)
     d = backend.acquire_now([Bucket("a|r", 2, 1), Bucket("a|t", 10, 11)])

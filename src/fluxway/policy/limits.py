@@ -105,14 +105,14 @@ class MemoryLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S) -> None:
         self._clock = clock
         self._window = window_s
-        self._levels: dict[str, tuple[float, float]] = {}  # key -> (level, at)
+        self._levels: dict[str, tuple[float, float, float]] = {}  # key -> (level, at, empty at)
         self._next_sweep = 0.0
 
     def _level(self, key: str, limit: int, now: float) -> float:
         entry = self._levels.get(key)
         if entry is None or limit <= 0:
             return 0.0
-        level, at = entry
+        level, at, _ = entry
         return drained(level, now - at, limit, self._window)
 
     def acquire_now(self, buckets: Sequence[Bucket]) -> Decision:
@@ -120,9 +120,9 @@ class MemoryLimiter:
         levels = [self._level(key, limit, now) for key, limit, _ in buckets]
         allowed = all(limit > 0 and lv + cost <= limit for (_, limit, cost), lv in zip(buckets, levels, strict=True))
         if allowed:
-            for i, (key, _, cost) in enumerate(buckets):
+            for i, (key, limit, cost) in enumerate(buckets):
                 levels[i] += cost
-                self._levels[key] = (levels[i], now)
+                self._levels[key] = (levels[i], now, now + levels[i] * self._window / limit)
             if now >= self._next_sweep:
                 self._sweep(now)
         window = self._window
@@ -137,7 +137,7 @@ class MemoryLimiter:
             if b.limit > 0:
                 level = self._level(b.key, b.limit, now) + b.cost
                 if level > 0:
-                    self._levels[b.key] = (level, now)
+                    self._levels[b.key] = (level, now, now + level * self._window / b.limit)
                 else:
                     self._levels.pop(b.key, None)
 
@@ -148,9 +148,9 @@ class MemoryLimiter:
         self.adjust_now(buckets)
 
     def _sweep(self, now: float) -> None:
-        """Forget buckets idle for a whole window (they have drained empty); runs once a window at most."""
+        """Forget buckets that have drained empty; runs once a window at most."""
         self._next_sweep = now + self._window
-        stale = [k for k, (_, at) in self._levels.items() if now - at >= self._window]
+        stale = [k for k, (_, _, empty_at) in self._levels.items() if now >= empty_at]
         for k in stale:
             del self._levels[k]
 
