@@ -21,6 +21,7 @@ from fluxway.policy.accounts import Accounts
 from fluxway.policy.budget import BudgetHook, Ledger, MemoryLedger, RedisLedger, connect_redis
 from fluxway.policy.hooks import Hook
 from fluxway.policy.keys import KeyCache, RedisInvalidation, VirtualKeyAuth
+from fluxway.policy.limits import build_rate_limiter
 from fluxway.policy.pricing import Pricer
 from fluxway.policy.usage import UsageRecorder
 from fluxway.store import Store
@@ -72,6 +73,7 @@ class Governance:
             ledger = RedisLedger(self.redis, self.spend, hold_seconds=_hold_seconds(cfg))
         else:
             ledger = MemoryLedger(self.spend)
+        self.limits = build_rate_limiter(cfg, self.redis)
         self.budget = BudgetHook(ledger, self.pricer, clock)
         self.usage = UsageRecorder(
             store.usage,
@@ -83,7 +85,7 @@ class Governance:
         )
         notify = self.invalidation.publish if self.invalidation is not None else None
         self.accounts = Accounts(store, self.cache, clock=clock, notify=notify)
-        self.hooks: list[Hook] = [self.auth, self.budget, self.usage]
+        self.hooks: list[Hook] = [self.auth, self.limits, self.budget, self.usage]
         from fluxway.api.admin import build_admin_app
 
         self.admin_app: ASGIApp = build_admin_app(self)
