@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(func=cmd_check)
 
+    from fluxway.keys_cli import register as register_keys
+
+    register_keys(sub)  # keys create/list/revoke, db upgrade
+
     bench = sub.add_parser("bench", help="the load test against a mock upstream (see bench/README.md)", add_help=False)
     bench.set_defaults(func=None)
     return parser
