@@ -85,7 +85,10 @@ class Governance:
         )
         notify = self.invalidation.publish if self.invalidation is not None else None
         self.accounts = Accounts(store, self.cache, clock=clock, notify=notify)
-        self.hooks: list[Hook] = [self.auth, self.limits, self.budget, self.usage]
+        # Pre order: auth, limits, budget (the recorder's pre does nothing). Post hooks run in the same
+        # order, so the recorder comes right after auth: its record reaches the spool before any
+        # other post hook awaits (a Redis settle), keeping the window before a crash as small as it can be.
+        self.hooks: list[Hook] = [self.auth, self.usage, self.limits, self.budget]
         from fluxway.api.admin import build_admin_app
 
         self.admin_app: ASGIApp = build_admin_app(self)
