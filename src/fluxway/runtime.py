@@ -17,6 +17,7 @@ from fluxway.config import Config
 from fluxway.observability import RequestStats
 from fluxway.policy.auth import MasterKeyAuth
 from fluxway.policy.hooks import Hook, Principal
+from fluxway.policy.keys import VirtualKeyAuth
 from fluxway.routing.executor import Executor
 from fluxway.routing.health import BreakerState
 from fluxway.transport import Transport
@@ -30,7 +31,7 @@ class Runtime:
     transport: Transport
     executor: Executor
     hooks: list[Hook]
-    auth: MasterKeyAuth
+    auth: MasterKeyAuth | VirtualKeyAuth
     in_flight: int = 0
     stats: RequestStats = field(default_factory=RequestStats)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -41,9 +42,14 @@ class Runtime:
         adapters: dict[str, Adapter] = {p.name: create_adapter(p) for p in cfg.providers}
         transport = Transport()
         executor = Executor(cfg, adapters, transport)
-        auth = MasterKeyAuth(cfg.auth.master_key)
-        hooks: list[Hook] = [auth]
-        rt = cls(cfg, transport, executor, hooks, auth)
+        from fluxway.policy.governance import build_governance
+
+        gov = await build_governance(cfg)  # store, keys, limits, budgets, usage records, admin API
+        await gov.start()
+        hooks: list[Hook] = list(gov.hooks)
+        rt = cls(cfg, transport, executor, hooks, gov.auth)
+        rt.extras["governance"] = gov
+        rt.extras["admin_app"] = gov.admin_app
         if any(p.health_check for p in cfg.providers):
             rt.tasks.append(asyncio.create_task(executor.run_health_checks(), name="fluxway-health-checks"))
         log.info(
@@ -66,7 +72,8 @@ class Runtime:
         return out
 
     def ready(self) -> dict[str, bool]:
-        return {"targets": not self.unhealthy_models()}
+        gov = self.extras.get("governance")
+        return {"targets": not self.unhealthy_models(), **(gov.ready() if gov is not None else {})}
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -74,4 +81,7 @@ class Runtime:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        gov = self.extras.pop("governance", None)
+        if gov is not None:
+            await gov.close()  # flushes usage records
         await self.transport.close()

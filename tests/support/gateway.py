@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 import uvicorn
 
 from fluxway.app import FluxwayApp, create_app
-from fluxway.config import Config, parse
+from fluxway.config import Config, StoreConfig, parse
 from fluxway.runtime import Runtime
 
 
@@ -31,7 +32,12 @@ class Gateway:
 async def run_gateway(
     config: Mapping[str, Any] | Config, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[Gateway]:
+    scratch = tempfile.TemporaryDirectory(prefix="fluxway-gw-")  # the store, unless the test names one
+    if not isinstance(config, Config) and "store" not in config:
+        config = {**config, "store": {"url": f"sqlite:///{scratch.name}/fluxway.db"}}
     cfg = config if isinstance(config, Config) else parse(dict(config), env or {})
+    if "store" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"store": StoreConfig(url=f"sqlite:///{scratch.name}/fluxway.db")})
     app = create_app(cfg)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -57,3 +63,4 @@ async def run_gateway(
         server.should_exit = True
         await asyncio.wait_for(task, 10)
         sock.close()
+        scratch.cleanup()
