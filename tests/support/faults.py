@@ -16,6 +16,7 @@ in one of these modes:
                    connection is cut
 ``reset_stream``   streams: the role chunk and ``partial`` text, then the connection is cut (JSON:
                    like ``reset_body``)
+``stall``          streams: the role chunk and ``partial`` text, then nothing more (JSON: like ``hang``)
 ``slow``           ``ok`` after a slow first byte (``slow_s``)
 ``hang``           never answers (until the client goes away)
 ``garbage``        streams: a malformed event first; JSON: a 200 that is not JSON
@@ -54,6 +55,7 @@ MODES = (
     "refused",
     "reset_body",
     "reset_stream",
+    "stall",
     "slow",
     "hang",
     "garbage",
@@ -61,7 +63,19 @@ MODES = (
 )
 
 # The failure modes a second, healthy provider must hide from the client.
-FAILURE_MODES = ("500", "503", "429", "refused", "reset_body", "reset_stream", "slow", "hang", "garbage", "drip")
+FAILURE_MODES = (
+    "500",
+    "503",
+    "429",
+    "refused",
+    "reset_body",
+    "reset_stream",
+    "stall",
+    "slow",
+    "hang",
+    "garbage",
+    "drip",
+)
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> dict[str, Any]:
@@ -246,9 +260,7 @@ class FaultyUpstream:
         if mode == "500":
             return web.json_response(_error(500, f"{self.name}: internal error", "server_error"), status=500)
         if mode == "503":
-            return web.json_response(
-                _error(503, f"{self.name}: service unavailable", "server_error"), status=503
-            )
+            return web.json_response(_error(503, f"{self.name}: service unavailable", "server_error"), status=503)
         if mode == "429":
             return web.json_response(
                 _error(429, f"{self.name}: rate limit reached", "requests", "rate_limit_exceeded"),
@@ -272,13 +284,13 @@ class FaultyUpstream:
         if mode == "refused":  # a connection accepted just before the listener closed
             self._abort(request)
             return web.Response()
-        if mode == "hang":
+        if mode == "hang" or (mode == "stall" and not stream):
             await asyncio.sleep(self.hang_s)
             return web.json_response(self._completion(model))
         if mode == "reset_body" or (mode == "reset_stream" and not stream):
             return await self._reset_body(request, model, stream)
-        if mode == "reset_stream":
-            return await self._stream(request, model, payload, cut=True)
+        if mode in ("reset_stream", "stall"):
+            return await self._stream(request, model, payload, cut=True, stall=mode == "stall")
         if mode == "garbage":
             if stream:
                 resp = await self._start_sse(request)
@@ -288,9 +300,7 @@ class FaultyUpstream:
                 return resp
             return web.Response(body=b"<html>upstream exploded</html>", content_type="text/html")
         if mode == "drip":
-            resp = web.StreamResponse(
-                headers={"content-type": "text/event-stream" if stream else "application/json"}
-            )
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream" if stream else "application/json"})
             await resp.prepare(request)
             for _ in range(int(self.hang_s / self.drip_s)):
                 await resp.write(b"\n" if stream else b" ")
@@ -333,7 +343,7 @@ class FaultyUpstream:
         return resp
 
     async def _stream(
-        self, request: web.Request, model: str, payload: dict[str, Any], *, cut: bool
+        self, request: web.Request, model: str, payload: dict[str, Any], *, cut: bool, stall: bool = False
     ) -> web.StreamResponse:
         resp = await self._start_sse(request)
         frames = [self._chunk(model, {"role": "assistant", "content": ""})]
@@ -354,6 +364,8 @@ class FaultyUpstream:
             if i and self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             await resp.write(b"data: " + orjson.dumps(frame) + b"\n\n")
+        if stall:
+            await asyncio.sleep(self.hang_s)
         if cut:
             await asyncio.sleep(0.005)
             self._abort(request)
@@ -389,7 +401,6 @@ class FaultyUpstream:
         }
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Helpers for the end-to-end scenarios
 
@@ -403,15 +414,19 @@ def pair_config(
     *,
     model: dict[str, Any] | None = None,
     timeout: dict[str, float] | None = None,
+    timeout_b: dict[str, float] | None = None,
     extra_models: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Providers ``a`` and ``b`` (one key each, small timeouts) behind public model ``m``
-    (targets ``a/model-a`` then ``b/model-b``, 2 attempts each with ~1 ms backoff).
+    """Providers ``a`` and ``b`` (one key each) behind public model ``m`` (strategy ``fallback``:
+    targets ``a/model-a`` then ``b/model-b``, 2 attempts each with ~1 ms backoff).
 
-    ``model`` updates the model's entry; ``extra`` updates the top level.
+    ``a`` has small timeouts (first token 0.3 s, total 2 s; ``timeout`` updates them), ``b`` generous
+    ones (``timeout_b``): on a busy machine a healthy upstream must not time out. ``model`` updates
+    the model's entry; ``extra`` updates the top level.
     """
-    t = {"connect": 1.0, "first_token": 0.3, "total": 2.0, **(timeout or {})}
+    ta = {"connect": 1.0, "first_token": 0.3, "total": 2.0, **(timeout or {})}
+    tb = {"connect": 2.0, "first_token": 10.0, "total": 20.0, **(timeout_b or {})}
     m: dict[str, Any] = {
         "name": "m",
         "strategy": "fallback",
@@ -421,8 +436,8 @@ def pair_config(
     m.update(model or {})
     cfg: dict[str, Any] = {
         "providers": [
-            {"name": "a", "type": "openai", "base_url": a.url + "/v1", "api_keys": ["sk-a"], "timeout": t},
-            {"name": "b", "type": "openai", "base_url": b.url + "/v1", "api_keys": ["sk-b"], "timeout": t},
+            {"name": "a", "type": "openai", "base_url": a.url + "/v1", "api_keys": ["sk-a"], "timeout": ta},
+            {"name": "b", "type": "openai", "base_url": b.url + "/v1", "api_keys": ["sk-b"], "timeout": tb},
         ],
         "models": [m, *(extra_models or [])],
     }
