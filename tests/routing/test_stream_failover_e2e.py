@@ -1,0 +1,180 @@
+"""Mid-stream failover end to end (issue 4): a stream that breaks after partial output continues on
+another target with the partial answer as an assistant prefix; the client sees one stream.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import pytest
+
+from tests.support.faults import FaultyUpstream, pair_config
+from tests.support.gateway import Gateway, run_gateway
+
+HI: list[Any] = [{"role": "user", "content": "Hi"}]
+
+
+def _client(gw: Gateway) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+
+
+async def _metric(gw: Gateway, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(gw.url + "/metrics") as resp:
+        text = await resp.text()
+    m = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    assert m is not None, f"{name} not in /metrics"
+    return float(m.group(1))
+
+
+async def _stream(gw: Gateway, **kwargs: Any) -> tuple[Any, list[Any]]:
+    raw: Any = await _client(gw).chat.completions.with_raw_response.create(
+        model="m", messages=HI, stream=True, **kwargs
+    )
+    return raw, [c async for c in raw.parse()]
+
+
+def _text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _failover_config(a: FaultyUpstream, b: FaultyUpstream, **model: Any) -> dict[str, Any]:
+    return pair_config(a, b, model={"stream_failover": True, "retry": {"attempts": 1}, **model})
+
+
+@pytest.mark.parametrize("mode", ["reset_stream", "stall"])
+async def test_broken_stream_continues_on_the_next_target(mode: str) -> None:
+    async with (
+        FaultyUpstream("a", mode, partial="Hello ") as a,
+        FaultyUpstream("b", text="world!") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+    ):
+        raw, chunks = await _stream(gw)
+        failovers = await _metric(gw, "fluxway_stream_failovers_total")
+    assert _text(chunks) == "Hello world!"
+    assert raw.headers["x-fluxway-provider"] == "a"  # sent before A broke
+    # B was asked to continue A's partial answer.
+    sent = b.requests[0].json()
+    assert sent["model"] == "model-b"
+    assert sent["stream"] is True
+    assert sent["messages"] == [*HI, {"role": "assistant", "content": "Hello "}]
+    # One finish, in the last choice chunk, carrying the marker.
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishing) == 1 and finishing[0] is [c for c in chunks if c.choices][-1]
+    marker = (finishing[0].model_extra or {}).get("x_fluxway")
+    assert marker == {
+        "stream_failover": [
+            {
+                "from": "a/model-a",
+                "to": "b/model-b",
+                "error": "timeout" if mode == "stall" else "upstream_5xx",
+                "after_chars": len("Hello "),
+            }
+        ]
+    }
+    assert failovers == 1
+    assert (a.count, b.count) == (1, 1)
+
+
+async def test_unbroken_stream_carries_no_marker() -> None:
+    async with (
+        FaultyUpstream("a") as a,
+        FaultyUpstream("b") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+    ):
+        _, chunks = await _stream(gw)
+        failovers = await _metric(gw, "fluxway_stream_failovers_total")
+    assert _text(chunks) == "Hello from a"
+    assert all("x_fluxway" not in (c.model_extra or {}) for c in chunks)
+    assert failovers == 0
+    assert b.count == 0
+
+
+async def test_usage_is_reported_once_after_a_failover() -> None:
+    async with (
+        FaultyUpstream("a", "reset_stream") as a,
+        FaultyUpstream("b", text="there") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+    ):
+        _, chunks = await _stream(gw, stream_options={"include_usage": True})
+    assert _text(chunks) == "Hello there"
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert len(usage) == 1 and usage[0].total_tokens > 0
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert b.requests[0].json()["messages"][-1] == {"role": "assistant", "content": "Hello "}
+    assert a.count == 1
+
+
+async def test_failover_with_nowhere_to_go_ends_with_an_error_event() -> None:
+    async with (
+        FaultyUpstream("a", "reset_stream") as a,
+        FaultyUpstream("b", "500") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+    ):
+        stream = await _client(gw).chat.completions.create(model="m", messages=HI, stream=True)
+        got = ""
+        with pytest.raises(openai.APIError):
+            async for c in stream:
+                if c.choices:
+                    got += c.choices[0].delta.content or ""
+    assert got == "Hello "
+    assert (a.count, b.count) == (1, 1)
+
+
+async def test_failover_chains_across_several_targets() -> None:
+    async with (
+        FaultyUpstream("a", "reset_stream", partial="One ") as a,
+        FaultyUpstream("b", "reset_stream", partial="two ") as b,
+        FaultyUpstream("c", text="three.") as c,
+    ):
+        cfg = _failover_config(a, b)
+        cfg["providers"].append({"name": "c", "type": "openai", "base_url": c.url + "/v1", "api_keys": ["sk-c"]})
+        cfg["models"][0]["targets"].append({"provider": "c", "model": "model-c"})
+        async with run_gateway(cfg) as gw:
+            _, chunks = await _stream(gw)
+    assert _text(chunks) == "One two three."
+    assert b.requests[0].json()["messages"][-1] == {"role": "assistant", "content": "One "}
+    assert c.requests[0].json()["messages"][-1] == {"role": "assistant", "content": "One two "}
+    last = next(x for x in chunks if x.choices and x.choices[0].finish_reason)
+    marker = (last.model_extra or {})["x_fluxway"]
+    assert [(f["from"], f["to"]) for f in marker["stream_failover"]] == [
+        ("a/model-a", "b/model-b"),
+        ("b/model-b", "c/model-c"),
+    ]
+
+
+async def test_failover_over_raw_sse_is_one_well_formed_stream() -> None:
+    body = {"model": "m", "messages": HI, "stream": True}
+    async with (
+        FaultyUpstream("a", "reset_stream") as a,
+        FaultyUpstream("b", text="world") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+        aiohttp.ClientSession() as http,
+        http.post(gw.url + "/v1/chat/completions", json=body) as resp,
+    ):
+        assert resp.status == 200
+        data = await resp.read()
+    frames = [f for f in data.split(b"\n\n") if f]
+    assert all(f.startswith(b"data: ") for f in frames)
+    assert frames[-1] == b"data: [DONE]"
+    events = [orjson.loads(f[6:]) for f in frames[:-1]]
+    assert all("error" not in e for e in events)
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]) == "Hello world"
+    assert a.count == b.count == 1
+
+
+async def test_the_continued_stream_keeps_its_identity() -> None:
+    """The client sees one stream: the continuation keeps the first leg's id and sends no second role."""
+    async with (
+        FaultyUpstream("a", "reset_stream") as a,
+        FaultyUpstream("b", text="world") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+    ):
+        _, chunks = await _stream(gw)
+    assert _text(chunks) == "Hello world"
+    assert {c.id for c in chunks} == {"chatcmpl-a"}
+    roles = [c.choices[0].delta.role for c in chunks if c.choices and c.choices[0].delta.role]
+    assert roles == ["assistant"]
