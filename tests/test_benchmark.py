@@ -231,9 +231,9 @@ def test_stream_table_ttfb_added() -> None:
 
 def test_failover_table() -> None:
     res = b.summarize_open({"sent": 200, "ok": 200, "latency_all_ms": [1.0] * 200, "statuses": {"200": 200}})
-    rows = [b.FailoverRow("A fails 50%", "fluxway", res, 266), b.FailoverRow("A fails 50%", "litellm", note="x")]
+    rows = [b.FailoverRow("A fails 50%", "fluxway", 10, res, 266), b.FailoverRow("A fails 50%", "litellm", note="x")]
     lines = b.render_failover_table(rows).splitlines()
-    assert "| 100.0% |" in lines[2] and "| 1.33 |" in lines[2] and "200: 200" in lines[2]
+    assert "| fluxway | 10/s | 200 | 100.0% |" in lines[2] and "| 1.33 |" in lines[2] and "200: 200" in lines[2]
     assert "| x |" in lines[3]
 
 
@@ -263,6 +263,7 @@ def test_default_settings() -> None:
     assert (s.duration, s.warmup, s.connections, s.repeat) == (10, 3, 32, 2)
     assert s.out_dir is not None and s.out_dir.name == "results"
     assert s.hedge_after_ms == 100.0
+    assert (s.rate, s.high_rate, s.failover_duration) == (10.0, 100.0, 20)
 
 
 @pytest.mark.parametrize(
@@ -280,3 +281,9 @@ def test_help_documents_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for flag in ("--duration", "--warmup", "--connections", "--smoke", "--governance", "--rate", "--targets"):
         assert flag in out
+
+
+def test_load_line_reports_mean_and_max() -> None:
+    assert b.load_line([]) == ""
+    line = b.load_line([10.0, 30.0])
+    assert "20% of all cores on average" in line and "30% at most" in line

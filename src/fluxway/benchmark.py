@@ -531,26 +531,27 @@ def render_stream_table(rows: Sequence[StreamRow], connections: int) -> str:
 class FailoverRow:
     case: str
     through: str
+    rate: float = 0.0
     result: OpenLoopResult | None = None
     upstream_calls: int = 0
     note: str = ""
 
 
 def render_failover_table(rows: Sequence[FailoverRow]) -> str:
-    header = ["case", "through", "requests", "success", "p50", "p90", "p99", "max", "statuses",
+    header = ["case", "through", "rate", "requests", "success", "p50", "p90", "p99", "max", "statuses",
               "upstream calls / request"]
     body = []
     for r in rows:
         res = r.result
         if res is None:
-            body.append([r.case, r.through, *(["-"] * 6), r.note or "-", "-"])
+            body.append([r.case, r.through, f"{r.rate:g}/s", *(["-"] * 6), r.note or "-", "-"])
             continue
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(res.statuses.items()))
         if res.errors:
             statuses += "; " + ", ".join(f"{k}: {v}" for k, v in sorted(res.errors.items()))
         calls = f"{r.upstream_calls / res.sent:.2f}" if res.sent and r.upstream_calls else "-"
         body.append([
-            r.case, r.through, fmt_int(res.sent), f"{res.success_pct:.1f}%", fmt_ms(res.p50_ms),
+            r.case, r.through, f"{r.rate:g}/s", fmt_int(res.sent), f"{res.success_pct:.1f}%", fmt_ms(res.p50_ms),
             fmt_ms(res.p90_ms), fmt_ms(res.p99_ms), fmt_ms(res.max_ms), statuses, calls,
         ])
     return _table(header, body)
@@ -651,6 +652,55 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _cpu_busy_ticks() -> int:
+    """Busy CPU time of the whole machine (all cores) in clock ticks, steal included."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0
+    vals = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(vals) - vals[3] - vals[4]
+
+
+def _proc_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuMeter:
+    """How much of the machine *other* work used while we measured: busy time minus our processes'."""
+
+    def __init__(self, sessions: Sequence[int]) -> None:
+        self.sessions = list(sessions)
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.ncpu = os.cpu_count() or 1
+        self.t0 = time.monotonic()
+        self.busy0 = _cpu_busy_ticks()
+        self.ours0 = self._ours()
+
+    def _ours(self) -> float:
+        import resource
+
+        ticks = sum(_proc_ticks(p) for sid in self.sessions for p in _session_pids(sid))
+        cpu = 0.0
+        for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF):
+            usage = resource.getrusage(who)
+            cpu += usage.ru_utime + usage.ru_stime
+        return ticks + cpu * self.hz
+
+    def others_pct(self) -> float:
+        """Percent of all cores used by other processes since construction (0-100)."""
+        elapsed = time.monotonic() - self.t0
+        if elapsed <= 0:
+            return 0.0
+        others = (_cpu_busy_ticks() - self.busy0) - (self._ours() - self.ours0)
+        return max(0.0, min(100.0, 100.0 * others / (elapsed * self.hz * self.ncpu)))
 
 
 class Service:
@@ -775,6 +825,8 @@ class Settings:
     upstream_delay_ms: float
     model_extra: dict[str, Any]
     hedge_after_ms: float | None
+    high_rate: float
+    wait_quiet: float
     bench_dir: Path
     litellm: Path | None
     out_dir: Path | None
@@ -801,6 +853,9 @@ class Harness:
         self.notes: list[str] = []
         self.nginx_port = 0
         self.wrk = ""
+        self.services: list[Service] = []
+        # Share of the machine other processes used during each measured run (percent of all cores).
+        self.other_load: list[float] = []
 
     def core(self, which: int) -> int | None:
         return which if self.s.pin else None
@@ -811,7 +866,24 @@ class Harness:
     def service(self, name: str, cmd: Sequence[str], core: int | None, cwd: Path | None = None) -> Service:
         svc = Service(name, cmd, self.work / f"{name}.log", core=core, cwd=cwd).start()
         self.stack.callback(svc.stop)
+        self.services.append(svc)
         return svc
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter([svc.proc.pid for svc in self.services if svc.proc is not None and svc.alive()])
+
+    def wait_quiet(self) -> None:
+        """Before a measured run: wait (up to ``--wait-quiet`` s) until other work uses < 25% of the machine."""
+        deadline = time.monotonic() + self.s.wait_quiet
+        busy = 0.0
+        while time.monotonic() < deadline:
+            meter = self.meter()
+            time.sleep(1.0)
+            busy = meter.others_pct()
+            if busy < 25:
+                return
+        if self.s.wait_quiet > 0:
+            self.log(f"machine still busy with other work ({busy:.0f}% of all cores); measuring anyway")
 
     # -- upstreams ------------------------------------------------------------------------------
 
@@ -917,16 +989,21 @@ class Harness:
         if not ok:
             raise RuntimeError(f"{name}: sanity request answered {status}: {data[:300]!r}")
 
-    def wrk_run(self, url: str, script: Path, connections: int, duration: int, svc: Service | None
-                ) -> tuple[WrkResult, float]:
+    def wrk_run(self, url: str, script: Path, connections: int, duration: int, svc: Service | None,
+                measured: bool = True) -> tuple[WrkResult, float]:
         cmd = _pinned([self.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
                        "-s", str(script), url], self.core(LOAD_CORE))
+        if measured:
+            self.wait_quiet()
+        meter = self.meter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         peak = 0.0
         while proc.poll() is None:
             if svc is not None:
                 peak = max(peak, svc.rss_mb())
             time.sleep(0.25)
+        if measured:
+            self.other_load.append(meter.others_pct())
         out = proc.stdout.read() if proc.stdout else ""
         try:
             return parse_wrk(out), peak
@@ -936,7 +1013,10 @@ class Harness:
 
     def loadgen(self, *args: str) -> dict[str, Any]:
         cmd = _pinned([sys.executable, str(self.s.bench_dir / "loadgen.py"), *args], self.core(LOAD_CORE))
+        self.wait_quiet()
+        meter = self.meter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        self.other_load.append(meter.others_pct())
         if proc.returncode != 0:
             raise RuntimeError(f"loadgen failed: {proc.stderr[-2000:]}")
         result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -970,7 +1050,7 @@ class Harness:
                 script = self.script(f"json-{target}", body, ep.headers)
                 row.rss_idle_mb = svc.rss_mb() if svc else None
                 if self.s.warmup:
-                    self.wrk_run(ep.json_url, script, self.s.connections, self.s.warmup, None)
+                    self.wrk_run(ep.json_url, script, self.s.connections, self.s.warmup, None, measured=False)
                 c32 = [self.wrk_run(ep.json_url, script, self.s.connections, self.s.duration, svc)
                        for _ in range(self.s.repeat)]
                 row.c32 = best_throughput([r for r, _ in c32])
@@ -1001,7 +1081,7 @@ class Harness:
                 self.check(target, ep.stream_url, body, ep.headers, stream=True)
                 script = self.script(f"stream-{target}", body, ep.headers)
                 if self.s.warmup:
-                    self.wrk_run(ep.stream_url, script, self.s.connections, self.s.warmup, None)
+                    self.wrk_run(ep.stream_url, script, self.s.connections, self.s.warmup, None, measured=False)
                 runs = [self.wrk_run(ep.stream_url, script, self.s.connections, self.s.duration, svc)
                         for _ in range(self.s.repeat)]
                 row.c32 = best_throughput([r for r, _ in runs])
@@ -1041,30 +1121,23 @@ class Harness:
                     label = f"fluxway, hedged after {s.hedge_after_ms:g} ms" if hedge else "fluxway, hedged at p95"
                     runs.append((target, label, {**s.model_extra, "hedge": hedge}))
             for target, through, extra in runs:
-                row = FailoverRow(case, through)
-                rows.append(row)
+                rates = [s.rate]
+                if target == "fluxway" and s.high_rate > 0:
+                    rates.append(s.high_rate)
                 self.log(f"failover: {case}: {through}")
                 try:
                     svc, ep = self.start_target(target, upstreams, model_extra=extra)
                 except RuntimeError as exc:
-                    row.note = _first_line(exc)
+                    rows.append(FailoverRow(case, through, s.rate, note=_first_line(exc)))
                     continue
                 try:
-                    key = ep.headers.get("authorization", "").removeprefix("Bearer ")
-                    best: tuple[OpenLoopResult, int] | None = None
-                    for _ in range(s.repeat):
-                        res = summarize_open(self.loadgen(
-                            "open", "--url", ep.json_url, "--model", ep.json_model, "--key", key,
-                            "--rate", str(s.rate), "--duration", str(s.failover_duration),
-                            "--warmup", str(min(s.warmup, s.failover_duration)),
-                            "--reset", url_a + "/stats/reset", "--reset", url_b + "/stats/reset"))
-                        calls = sum(json.loads(http_request(u + "/stats")[1])["requests"] for u in (url_a, url_b))
-                        if best is None or (res.success_pct, -res.p99_ms) > (best[0].success_pct, -best[0].p99_ms):
-                            best = (res, calls)
-                    if best:
+                    for rate in rates:
+                        row = FailoverRow(case, through, rate)
+                        rows.append(row)
+                        best = self.open_loop(ep, rate, (url_a, url_b))
                         row.result, row.upstream_calls = best
                 except (RuntimeError, OSError, ValueError) as exc:
-                    row.note = _first_line(exc)
+                    rows[-1].note = _first_line(exc)
                     self.log(f"failover: {through} failed: {exc}")
                 finally:
                     if svc:
@@ -1074,6 +1147,24 @@ class Harness:
         return rows
 
 
+    def open_loop(self, ep: Endpoint, rate: float, mocks: Sequence[str]) -> tuple[OpenLoopResult, int]:
+        """Open-loop runs at ``rate``; the best (success, then p99) with the upstream calls it caused."""
+        s = self.s
+        key = ep.headers.get("authorization", "").removeprefix("Bearer ")
+        resets = [arg for url in mocks for arg in ("--reset", url + "/stats/reset")]
+        best: tuple[OpenLoopResult, int] | None = None
+        for _ in range(s.repeat):
+            res = summarize_open(self.loadgen(
+                "open", "--url", ep.json_url, "--model", ep.json_model, "--key", key, "--rate", str(rate),
+                "--duration", str(s.failover_duration), "--warmup", str(min(s.warmup, s.failover_duration)),
+                *resets))
+            calls = sum(json.loads(http_request(u + "/stats")[1])["requests"] for u in mocks)
+            if best is None or (res.success_pct, -res.p99_ms) > (best[0].success_pct, -best[0].p99_ms):
+                best = (res, calls)
+        assert best is not None
+        return best
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:160] if text else type(exc).__name__
@@ -1081,6 +1172,15 @@ def _first_line(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Report
+
+
+def load_line(other_load: Sequence[float]) -> str:
+    """One line on how busy the machine was with other work while we measured."""
+    if not other_load:
+        return ""
+    mean = sum(other_load) / len(other_load)
+    return (f"- other work on the machine during the measured runs: {mean:.0f}% of all cores on average, "
+            f"{max(other_load):.0f}% at most in one run (0% = the cores were ours alone)")
 
 
 def report_header(title: str, settings: Settings, info: dict[str, Any], vers: dict[str, str], when: str) -> str:
@@ -1153,8 +1253,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--governance", action="store_true", help="Fluxway with a master key and a virtual key")
     ap.add_argument("--passthrough-server", choices=("granian", "uvicorn"), default="uvicorn",
                     help="server of the minimal pass-through (default uvicorn+httptools: faster here)")
-    ap.add_argument("--rate", type=float, default=50.0, help="failover: open-loop requests per second (default 50)")
-    ap.add_argument("--failover-duration", type=int, default=10, help="failover: seconds of load per run (default 10)")
+    ap.add_argument("--rate", type=float, default=10.0,
+                    help="failover: open-loop requests per second for every target (default 10: below LiteLLM's "
+                    "saturation on 2 shared cores, so its latency is not queueing)")
+    ap.add_argument("--high-rate", type=float, default=100.0,
+                    help="failover: a second rate measured for Fluxway only (default 100; 0: none)")
+    ap.add_argument("--failover-duration", type=int, default=20,
+                    help="failover: seconds of load per run (default 20)")
     ap.add_argument("--fail-rate", type=float, default=0.5, help="failover: fraction target A fails (default 0.5)")
     ap.add_argument("--fail-status", type=int, default=500, choices=(500, 502, 503, 429),
                     help="failover: status target A fails with (default 500)")
@@ -1167,6 +1272,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--hedge-after-ms", type=float, default=100.0,
                     help="failover: also run Fluxway with hedging after this delay in the slow case "
                     "(0: hedge at the observed p95; negative: no hedged row; default 100)")
+    ap.add_argument("--wait-quiet", type=float, default=30.0,
+                    help="before each measured run, wait up to this many seconds for other work on the machine "
+                    "to drop below 25%% of the cores (default 30; 0: do not wait)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
     ap.add_argument("--out", default=None, help="results directory (default bench/results)")
     ap.add_argument("--no-save", action="store_true", help="print only; write no results files")
@@ -1218,6 +1326,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         upstream_delay_ms=args.upstream_delay_ms,
         model_extra=model_extra,
         hedge_after_ms=None if args.hedge_after_ms < 0 else args.hedge_after_ms,
+        high_rate=max(0.0, args.high_rate),
+        wait_quiet=0.0 if smoke else max(0.0, args.wait_quiet),
         bench_dir=bench_dir.resolve(),
         litellm=litellm if litellm.exists() else None,
         out_dir=None if (smoke or args.no_save) else Path(args.out) if args.out else bench_dir / "results",
@@ -1246,9 +1356,11 @@ def render_scenario(name: str, rows: Sequence[Any], s: Settings) -> str:
                 "added column).")
         return "\n".join([table, "", *lines, "", note])
     table = render_failover_table(rows)
-    note = (f"- Two upstreams (`bench/mock_upstream.py`): A injects the fault, B is healthy; open loop at {s.rate:g} "
-            f"req/s for {s.failover_duration} s (`bench/loadgen.py`; latency counted from when each request was due, "
-            "failures included). Fluxway: `weighted` over A and B, retry attempts 2, backoff 0"
+    note = (f"- Two upstreams (`bench/mock_upstream.py`): A injects the fault, B is healthy; open loop at the "
+            f"given rate for {s.failover_duration} s after a {min(s.warmup, s.failover_duration)} s warm-up "
+            "(`bench/loadgen.py`; latency counted from when each request was due, failures included). "
+            "Counters are reset after the warm-up, so a breaker already open shows as 1.00 upstream calls / request. "
+            "Fluxway: `weighted` over A and B, retry attempts 2, backoff 0"
             + (f", plus {json.dumps(s.model_extra)}" if s.model_extra else "")
             + "; LiteLLM: the same two deployments, simple-shuffle, num_retries 2. "
             "Upstream calls / request = requests the mocks saw divided by requests sent.")
@@ -1283,8 +1395,13 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     rows = h.run_failover()
                 suffix = "-governance" if s.governance else ""
+                header = report_header(TITLES[sc], s, info, vers, results["date"])
+                if h.other_load:
+                    header += "\n" + load_line(h.other_load)
+                    results.setdefault("other_load_pct", {})[sc] = [round(x, 1) for x in h.other_load]
+                h.other_load = []
                 md = "\n\n".join([
-                    report_header(TITLES[sc], s, info, vers, results["date"]),
+                    header,
                     render_scenario(sc, rows, s),
                     *(["Notes:\n" + "\n".join(f"- {n}" for n in dict.fromkeys(h.notes))] if h.notes else []),
                 ]) + "\n"
