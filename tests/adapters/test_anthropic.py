@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fluxway.adapters.anthropic import AnthropicAdapter, AnthropicStreamDecoder, build_body, default_max_tokens
 from fluxway.adapters.registry import create_adapter
@@ -480,3 +483,78 @@ def test_error_without_json_body() -> None:
     assert "Bad Gateway" in err.message
     assert err.retry_after is None
     assert adapter().classify_error(529, {}, b"").kind is ErrorKind.OVERLOADED
+
+
+# -- nothing but UpstreamError escapes, whatever the input ----------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _shaped(keys: list[str], kinds: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Dicts with a plausible ``type`` and the keys translation code reads, holding anything."""
+    return st.fixed_dictionaries({"type": st.sampled_from(kinds)}, optional={k: _json for k in keys})
+
+
+_part = _shaped(["text", "image_url", "file", "refusal", "cache_control"],
+                ["text", "image_url", "file", "refusal", "x"])
+_call = st.fixed_dictionaries({}, optional={"id": _json, "type": _json, "function": st.fixed_dictionaries(
+    {}, optional={"name": _json, "arguments": _json | st.just('{"a": 1}')})})
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "function", "x"])},
+    optional={"content": _json | st.lists(_part, max_size=3), "tool_calls": _json | st.lists(_call, max_size=2),
+              "tool_call_id": _json, "thinking_blocks": _json, "name": _json},
+)
+_body = st.fixed_dictionaries(
+    {"messages": st.lists(_message, max_size=4) | _json},
+    optional={k: _json for k in ("tools", "tool_choice", "response_format", "max_tokens", "max_completion_tokens",
+                                 "stop", "temperature", "top_p", "top_k", "n", "reasoning_effort", "thinking",
+                                 "user", "parallel_tool_calls")},
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=_body)
+def test_build_never_raises_anything_else(body: dict[str, Any]) -> None:
+    try:
+        call = adapter().build(CanonicalRequest(Endpoint.CHAT, "m", body), TARGET, CREDS)
+    except UpstreamError as err:
+        assert err.kind is ErrorKind.BAD_REQUEST
+    else:
+        assert isinstance(orjson.loads(call.body or b""), dict)
+
+
+_block = _shaped(["text", "id", "name", "input", "thinking", "signature", "data"],
+                 ["text", "tool_use", "thinking", "redacted_thinking", "server_tool_use"])
+_answer = st.fixed_dictionaries({}, optional={"content": st.lists(_block, max_size=3) | _json, "usage": _json,
+                                              "stop_reason": _json, "id": _json, "model": _json, "type": _json})
+
+
+@settings(max_examples=60, deadline=None)
+@given(answer=_answer, json_mode=st.booleans())
+def test_parse_never_raises_anything_else(answer: dict[str, Any], json_mode: bool) -> None:
+    req = chat(response_format={"type": "json_object"}) if json_mode else chat()
+    with contextlib.suppress(UpstreamError):
+        adapter().parse(req, TARGET, 200, {}, orjson.dumps(answer))
+
+
+_event = st.fixed_dictionaries(
+    {"type": st.sampled_from(["message_start", "content_block_start", "content_block_delta", "message_delta",
+                              "message_stop", "ping", "error", "other"])},
+    optional={"message": _json, "index": _json, "content_block": _block | _json, "usage": _json, "error": _json,
+              "delta": _shaped(["text", "partial_json", "thinking", "stop_reason"],
+                               ["text_delta", "input_json_delta", "thinking_delta"]) | _json},
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=st.lists(_event, max_size=6), junk=st.binary(max_size=40))
+def test_stream_decoder_never_raises_anything_else(events: list[dict[str, Any]], junk: bytes) -> None:
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + junk
+    dec = AnthropicStreamDecoder(MODEL)
+    with contextlib.suppress(UpstreamError):
+        dec.feed(data)
+        dec.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import re
 import struct
@@ -11,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fluxway.adapters.gemini import GeminiAdapter, GeminiStreamDecoder, make_call_id, signature_of
 from fluxway.adapters.registry import create_adapter
@@ -492,3 +495,72 @@ def test_error_without_json_body() -> None:
     err = adapter().classify_error(502, {}, b"<html>502 Bad Gateway</html>")
     assert err.kind is ErrorKind.UPSTREAM_5XX
     assert "Bad Gateway" in err.message
+
+
+# -- nothing but UpstreamError escapes, whatever the input ----------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _shaped(keys: list[str], kinds: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({"type": st.sampled_from(kinds)}, optional={k: _json for k in keys})
+
+
+_part = _shaped(["text", "image_url", "input_audio", "file"], ["text", "image_url", "input_audio", "file", "x"])
+_call = st.fixed_dictionaries({}, optional={"id": _json, "function": st.fixed_dictionaries(
+    {}, optional={"name": _json, "arguments": _json | st.just('{"a": 1}')})})
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "x"])},
+    optional={"content": _json | st.lists(_part, max_size=3), "tool_calls": _json | st.lists(_call, max_size=2),
+              "tool_call_id": _json, "name": _json},
+)
+_body = st.fixed_dictionaries(
+    {"messages": st.lists(_message, max_size=4) | _json},
+    optional={k: _json for k in ("tools", "tool_choice", "response_format", "max_tokens", "stop", "temperature",
+                                 "n", "reasoning_effort", "seed", "input", "dimensions", "encoding_format")},
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=_body, embeddings=st.booleans(), model=st.sampled_from([MODEL, "gemini-3-pro-preview"]))
+def test_build_never_raises_anything_else(body: dict[str, Any], embeddings: bool, model: str) -> None:
+    req = CanonicalRequest(Endpoint.EMBEDDINGS if embeddings else Endpoint.CHAT, "m", body)
+    try:
+        call = adapter().build(req, Target("gem", model), CREDS)
+    except UpstreamError as err:
+        assert err.kind is ErrorKind.BAD_REQUEST
+    else:
+        assert isinstance(orjson.loads(call.body or b""), dict)
+
+
+_gpart = st.fixed_dictionaries({}, optional={k: _json for k in (
+    "text", "thought", "functionCall", "function_call", "thoughtSignature")})
+_candidate = st.fixed_dictionaries({}, optional={
+    "content": st.fixed_dictionaries({}, optional={"parts": st.lists(_gpart, max_size=3) | _json}) | _json,
+    "finishReason": _json, "index": _json})
+_answer = st.fixed_dictionaries({}, optional={
+    "candidates": st.lists(_candidate, max_size=2) | _json, "usageMetadata": _json, "promptFeedback": _json,
+    "embeddings": _json, "responseId": _json, "modelVersion": _json})
+
+
+@settings(max_examples=60, deadline=None)
+@given(answer=_answer, embeddings=st.booleans(), encoding=st.sampled_from(["float", "base64"]))
+def test_parse_never_raises_anything_else(answer: dict[str, Any], embeddings: bool, encoding: str) -> None:
+    body = {"input": ["a"], "encoding_format": encoding}
+    req = CanonicalRequest(Endpoint.EMBEDDINGS, "e", body) if embeddings else chat()
+    with contextlib.suppress(UpstreamError):
+        adapter().parse(req, TARGET, 200, {}, orjson.dumps(answer))
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=st.lists(_answer, max_size=4), junk=st.binary(max_size=40))
+def test_stream_decoder_never_raises_anything_else(events: list[dict[str, Any]], junk: bytes) -> None:
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events) + junk
+    dec = GeminiStreamDecoder(MODEL)
+    with contextlib.suppress(UpstreamError):
+        dec.feed(data)
+        dec.close()

@@ -72,8 +72,16 @@ _ERROR_KINDS = {
 }
 
 
+# What a body of an unexpected shape raises in translation code (orjson's encode error is a TypeError).
+SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
+
+
 def _bad(message: str) -> UpstreamError:
     return UpstreamError(ErrorKind.BAD_REQUEST, message, status=400)
+
+
+def _odd(what: str, exc: BaseException) -> UpstreamError:
+    return UpstreamError(ErrorKind.PROTOCOL, f"anthropic sent {what} of an unexpected shape ({exc!r:.200})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,7 +589,11 @@ class AnthropicAdapter:
             headers["x-api-key"] = creds.api_key
         if req.stream:
             headers["accept"] = "text/event-stream"
-        return HttpCall("POST", self.url, headers, dumps(build_body(req.body, target.model, req.stream)))
+        try:
+            payload = dumps(build_body(req.body, target.model, req.stream))
+        except SHAPE_ERRORS as exc:
+            raise _bad(f"the request cannot be translated for anthropic ({exc!r:.200})") from None
+        return HttpCall("POST", self.url, headers, payload)
 
     def parse(
         self, req: CanonicalRequest, target: Target, status: int, headers: Headers, body: bytes
@@ -591,7 +603,10 @@ class AnthropicAdapter:
         data = loads_object(body)
         if data.get("type") == "error":
             raise error_from_anthropic(502, headers, body)
-        out, usage = response_from_anthropic(data, target.model, uses_json_tool(req.body, target.model))
+        try:
+            out, usage = response_from_anthropic(data, target.model, uses_json_tool(req.body, target.model))
+        except SHAPE_ERRORS as exc:
+            raise _odd("an answer", exc) from None
         return CanonicalResponse(out, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> AnthropicStreamDecoder:
@@ -669,7 +684,10 @@ class AnthropicStreamDecoder:
                 ) from None
             if not isinstance(data, dict):
                 raise UpstreamError(ErrorKind.PROTOCOL, "anthropic sent a stream event that is not an object")
-            self._event(str(data.get("type") or ev.event or ""), data, out)
+            try:
+                self._event(str(data.get("type") or ev.event or ""), data, out)
+            except SHAPE_ERRORS as exc:
+                raise _odd("a stream event", exc) from None
         return out
 
     def _event(self, kind: str, data: JSON, out: list[StreamChunk]) -> None:

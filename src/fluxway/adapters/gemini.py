@@ -98,8 +98,16 @@ _MIME_BY_EXT = {
 _VERSIONED = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
 
 
+# What a body of an unexpected shape raises in translation code (orjson's encode error is a TypeError).
+SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, struct.error)
+
+
 def _bad(message: str) -> UpstreamError:
     return UpstreamError(ErrorKind.BAD_REQUEST, message, status=400)
+
+
+def _odd(what: str, exc: BaseException) -> UpstreamError:
+    return UpstreamError(ErrorKind.PROTOCOL, f"gemini sent {what} of an unexpected shape ({exc!r:.200})")
 
 
 def _pick(d: Any, camel: str, snake: str) -> Any:
@@ -591,15 +599,18 @@ class GeminiAdapter:
         headers = dict(self.static_headers)
         if creds.api_key:
             headers["x-goog-api-key"] = creds.api_key
-        if req.endpoint is Endpoint.EMBEDDINGS:
-            body = build_embeddings(req.body, target.model)
-        elif req.endpoint is Endpoint.CHAT:
-            body = build_body(req.body, target.model)
-            if req.stream:
-                headers["accept"] = "text/event-stream"
-        else:
+        if req.endpoint not in (Endpoint.CHAT, Endpoint.EMBEDDINGS):
             raise _bad(f"gemini does not serve the {req.endpoint.value} endpoint")
-        return HttpCall("POST", self.url(req, target), headers, dumps(body))
+        if req.stream and req.endpoint is Endpoint.CHAT:
+            headers["accept"] = "text/event-stream"
+        try:
+            if req.endpoint is Endpoint.EMBEDDINGS:
+                payload = dumps(build_embeddings(req.body, target.model))
+            else:
+                payload = dumps(build_body(req.body, target.model))
+        except SHAPE_ERRORS as exc:
+            raise _bad(f"the request cannot be translated for gemini ({exc!r:.200})") from None
+        return HttpCall("POST", self.url(req, target), headers, payload)
 
     def parse(
         self, req: CanonicalRequest, target: Target, status: int, headers: Headers, body: bytes
@@ -609,10 +620,13 @@ class GeminiAdapter:
         data = loads_object(body)
         if isinstance(data.get("error"), dict):
             raise error_from_gemini(502, headers, body)
-        if req.endpoint is Endpoint.EMBEDDINGS:
-            out, usage = embeddings_from_gemini(data, req, target.model)
-        else:
-            out, usage = response_from_gemini(data, target.model)
+        try:
+            if req.endpoint is Endpoint.EMBEDDINGS:
+                out, usage = embeddings_from_gemini(data, req, target.model)
+            else:
+                out, usage = response_from_gemini(data, target.model)
+        except SHAPE_ERRORS as exc:
+            raise _odd("an answer", exc) from None
         return CanonicalResponse(out, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> GeminiStreamDecoder:
@@ -658,7 +672,10 @@ class GeminiStreamDecoder:
                 raise err
         if not self._finished:
             raise UpstreamError(ErrorKind.PROTOCOL, "gemini stream ended before a finishReason")
-        usage, _ = usage_from_gemini(self._usage)
+        try:
+            usage, _ = usage_from_gemini(self._usage)
+        except SHAPE_ERRORS as exc:
+            raise _odd("usage", exc) from None
         out.append(
             StreamChunk(
                 {
@@ -713,7 +730,10 @@ class GeminiStreamDecoder:
             usage = _pick(data, "usageMetadata", "usage_metadata")
             if isinstance(usage, dict):
                 self._usage = usage
-            self._response(data, out)
+            try:
+                self._response(data, out)
+            except SHAPE_ERRORS as exc:
+                raise _odd("a stream event", exc) from None
         return out
 
     def _response(self, data: JSON, out: list[StreamChunk]) -> None:
