@@ -287,3 +287,22 @@ def test_load_line_reports_mean_and_max() -> None:
     assert b.load_line([]) == ""
     line = b.load_line([10.0, 30.0])
     assert "20% of all cores on average" in line and "30% at most" in line
+
+
+def test_json_plot_is_valid_svg_with_a_bar_per_target() -> None:
+    import xml.etree.ElementTree as ET
+
+    rows = [
+        b.JsonRow("direct", wrk_result(40000, 0.5), wrk_result(30000, 0.025)),
+        b.JsonRow("fluxway", wrk_result(3000, 9.0), wrk_result(2000, 0.5)),
+        b.JsonRow("litellm", note="not installed"),
+    ]
+    svg = b.scenario_svg("json", rows, 32)
+    assert svg is not None
+    root = ET.fromstring(svg)
+    rects = [el for el in root.iter() if el.tag.endswith("rect")]
+    # background + 2 throughput bars + 1 added-latency bar (direct has none, litellm has no figures)
+    assert len(rects) == 4
+    texts = [el.text for el in root.iter() if el.tag.endswith("text")]
+    assert "3,000" in texts and "0.475" in texts
+    assert b.scenario_svg("failover", [], 32) is None
