@@ -15,7 +15,7 @@ import openai
 import orjson
 import pytest
 
-from tests.support.faults import FAILURE_MODES, MODEL_A, FaultyUpstream, pair_config, run_load
+from tests.support.faults import FAILURE_MODES, MODEL_A, Blackhole, FaultyUpstream, pair_config, run_load
 from tests.support.gateway import Gateway, run_gateway
 
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Hi"}]}
@@ -375,12 +375,12 @@ async def test_breaker_opens_after_repeated_failures_then_probes_and_recovers() 
             a,
             b,
             model={"retry": {"attempts": 1}},
-            routing={"breaker": {"failure_threshold": 3, "open_cooldown_s": 0.5}},
+            routing={"breaker": {"failure_threshold": 3, "open_cooldown_s": 1.0}},
             auth={"master_key": MASTER},
         )
         async with run_gateway(cfg) as gw:
             client = _client(gw, MASTER)
-            for _ in range(10):
+            for _ in range(8):
                 assert (await _ask(client)).headers["x-fluxway-provider"] == "b"
             assert a.count == 3  # then the breaker opened: A saw no more requests
             board = await _providers(gw)
@@ -390,14 +390,14 @@ async def test_breaker_opens_after_repeated_failures_then_probes_and_recovers() 
             await a.set_mode("ok")
             assert (await _ask(client)).headers["x-fluxway-provider"] == "b"  # still open
             assert a.count == 3
-            await asyncio.sleep(0.55)  # the cool-down passes: the next request probes A
-            raw = await _ask(client)
-            assert raw.headers["x-fluxway-provider"] == "a"
-            assert a.count == 4
+            async with asyncio.timeout(5):  # the cool-down passes: a request probes A, and A answers
+                while (await _ask(client)).headers["x-fluxway-provider"] != "a":
+                    await asyncio.sleep(0.05)
+            assert a.count == 4  # exactly one probe
             assert (await _providers(gw))["targets"]["a/model-a"]["state"] == "closed"
             for _ in range(3):
                 assert (await _ask(client)).headers["x-fluxway-provider"] == "a"
-    assert b.count == 11
+    assert a.count == 7
 
 
 async def test_failed_probe_reopens_the_breaker() -> None:
@@ -406,24 +406,25 @@ async def test_failed_probe_reopens_the_breaker() -> None:
             a,
             b,
             model={"retry": {"attempts": 1}},
-            routing={"breaker": {"failure_threshold": 2, "open_cooldown_s": 0.3}},
+            routing={"breaker": {"failure_threshold": 2, "open_cooldown_s": 0.5}},
             auth={"master_key": MASTER},
         )
         async with run_gateway(cfg) as gw:
             client = _client(gw, MASTER)
             for _ in range(4):
-                await _ask(client)
+                assert (await _ask(client)).headers["x-fluxway-provider"] == "b"
             assert a.count == 2
-            await asyncio.sleep(0.35)
-            assert (await _ask(client)).headers["x-fluxway-provider"] == "b"  # the probe failed over
-            assert a.count == 3  # exactly one probe
+            async with asyncio.timeout(5):  # until the cool-down passes and a request probes A
+                while a.count == 2:
+                    assert (await _ask(client)).headers["x-fluxway-provider"] == "b"  # the probe failed over
+                    await asyncio.sleep(0.02)
             for _ in range(4):
-                await _ask(client)
-            assert a.count == 3  # open again (for longer)
+                assert (await _ask(client)).headers["x-fluxway-provider"] == "b"
+            assert a.count == 3  # one probe, failed: open again (for longer)
             view = (await _providers(gw))["targets"]["a/model-a"]
             assert view["state"] == "open"
-            assert view["trips"] >= 2
-    assert b.count == 9
+            assert view["trips"] == 2
+            assert view["open_until"] - view.get("last_failure_at", 0) >= 0.9  # the cool-down doubled
 
 
 async def test_admin_providers_needs_the_master_key() -> None:
@@ -454,6 +455,30 @@ async def test_provider_first_token_timeout_moves_on(stream: bool) -> None:
                 await a.disconnected.wait()  # the gateway hung up on A
     assert load.errors == []
     assert load.providers == {"b": 3}
+
+
+async def test_connect_timeout_moves_on() -> None:
+    async with FaultyUpstream("b") as b:
+        with Blackhole() as hole:
+            a = FaultyUpstream("a")
+            a.url = hole.url  # A's base URL is a port where connecting hangs
+            cfg = pair_config(a, b, model={"retry": {"attempts": 1}}, timeout={"connect": 0.2, "total": 60})
+            async with run_gateway(cfg) as gw, asyncio.timeout(5):  # the total of 60 s would blow this
+                raw = await _ask(_client(gw))
+    assert raw.headers["x-fluxway-provider"] == "b"
+    assert raw.headers["x-fluxway-attempts"] == "2"
+
+
+async def test_connect_timeout_alone_is_a_504() -> None:
+    with Blackhole() as hole:
+        a, b = FaultyUpstream("a"), FaultyUpstream("b")
+        a.url = b.url = hole.url
+        t = {"connect": 0.2, "total": 60}
+        cfg = pair_config(a, b, model={"retry": {"attempts": 1}}, timeout=t, timeout_b=t)
+        async with run_gateway(cfg) as gw:
+            err = await _fail(gw)
+    assert err.status_code == 504
+    assert "a/model-a" in err.message and "b/model-b" in err.message
 
 
 async def test_model_timeout_overrides_the_providers() -> None:

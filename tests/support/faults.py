@@ -35,11 +35,13 @@ went away before the answer was complete (``disconnected`` is set on the first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -401,6 +403,37 @@ class FaultyUpstream:
         }
 
 
+class Blackhole:
+    """A loopback port where connecting hangs: it listens with a full accept queue and never
+    accepts, so the kernel drops further SYNs (a connect timeout, without leaving 127.0.0.1).
+
+    ``with Blackhole() as hole:`` -> ``hole.url``.
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._fillers: list[socket.socket] = []
+        self.url = ""
+
+    def __enter__(self) -> Blackhole:
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(0)
+        port = self._server.getsockname()[1]
+        for _ in range(8):  # fill the accept queue (and the SYN queue behind it)
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            self._fillers.append(c)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for c in self._fillers:
+            c.close()
+        self._server.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Helpers for the end-to-end scenarios
 
@@ -497,4 +530,26 @@ async def run_load(
             out.texts[text] += 1
 
     await asyncio.gather(*(one() for _ in range(n)))
+    return out
+
+
+async def run_raw_load(url: str, n: int, *, concurrency: int = 32, model: str = "m") -> Load:
+    """Like :func:`run_load` with plain aiohttp JSON requests to ``url`` (the gateway's base URL):
+    several times cheaper than the SDK, for counting where many requests land."""
+    out = Load()
+    sem = asyncio.Semaphore(concurrency)
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+    async with aiohttp.ClientSession() as http:
+
+        async def one() -> None:
+            async with sem, http.post(url + "/v1/chat/completions", json=body) as resp:
+                data = await resp.read()
+                if resp.status != 200:
+                    out.errors.append(RuntimeError(f"{resp.status}: {data[:200]!r}"))
+                    return
+                out.providers[resp.headers.get("x-fluxway-provider", "?")] += 1
+                out.attempts[int(resp.headers.get("x-fluxway-attempts", "0"))] += 1
+                out.texts[orjson.loads(data)["choices"][0]["message"]["content"]] += 1
+
+        await asyncio.gather(*(one() for _ in range(n)))
     return out
