@@ -1431,6 +1431,10 @@ def render_scenario(name: str, rows: Sequence[Any], s: Settings) -> str:
     return "\n".join([table, "", note])
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     s = settings_from_args(args)
@@ -1444,6 +1448,7 @@ def main(argv: list[str] | None = None) -> int:
                                "settings": _jsonable(s), "scenarios": {}}
     outputs: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="fluxway-bench-"))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # so SIGTERM still stops every server we started
     try:
         with ExitStack() as stack:
             h = Harness(s, workdir, stack)
@@ -1490,6 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if s.keep_logs:
             print(f"[bench] logs kept in {workdir}", file=sys.stderr)
         else:
