@@ -7,12 +7,19 @@ principal the virtual-key auth hook would), followed by the real :class:`RateLim
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
+import yaml
 from aiohttp import web
 
 from fluxway.policy.hooks import CallContext, Outcome, Principal, ShortCircuit
@@ -155,3 +162,148 @@ async def test_two_gateways_sharing_redis_enforce_one_limit(upstream: FakeUpstre
     finally:
         await r1.aclose()
         await r2.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# The real thing: virtual keys from the admin API, limits from the key store.
+
+MASTER = "sk-master-limits"
+
+
+def governed(url: str, tmp: Path, redis_url: str | None = None) -> dict[str, Any]:
+    cfg = config(url)
+    cfg["auth"] = {"master_key": MASTER}
+    cfg["store"] = {"url": f"sqlite:///{tmp}/fluxway.db"}
+    if redis_url:
+        cfg["redis"] = {"url": redis_url}
+    return cfg
+
+
+async def create_key(base: str, **fields: Any) -> str:
+    async with (
+        aiohttp.ClientSession(headers={"authorization": f"Bearer {MASTER}"}) as s,
+        s.post(base + "/admin/keys", json={"name": "limited", **fields}) as r,
+    ):
+        assert r.status == 201, await r.text()
+        return str((await r.json())["key"])
+
+
+async def test_virtual_key_with_rpm_5(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with run_gateway(governed(upstream.url, tmp_path)) as gw:
+        key = await create_key(gw.url, rpm=5, tpm=100000)
+        client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+        for i in range(5):
+            raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HI)
+            assert raw.headers["x-ratelimit-remaining-requests"] == str(4 - i)
+            assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="smart", messages=HI)
+        assert 11 <= int(info.value.response.headers["retry-after"]) <= 12
+        assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_team_and_per_model_limits_from_the_admin_api(upstream: FakeUpstream, tmp_path: Path) -> None:
+    cfg = governed(upstream.url, tmp_path)
+    cfg["models"].append({"name": "cheap", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]})
+    async with run_gateway(cfg) as gw:
+        async with (
+            aiohttp.ClientSession(headers={"authorization": f"Bearer {MASTER}"}) as s,
+            s.post(gw.url + "/admin/teams", json={"name": "search", "rpm": 3}) as r,
+        ):
+            assert r.status == 201, await r.text()
+        one = await create_key(gw.url, team="search", model_limits={"smart": {"rpm": 1}})
+        two = await create_key(gw.url, team="search")
+        c1, c2 = (openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=k, max_retries=0) for k in (one, two))
+        await c1.chat.completions.create(model="smart", messages=HI)
+        with pytest.raises(openai.RateLimitError) as info:  # key one's limit for "smart"
+            await c1.chat.completions.create(model="smart", messages=HI)
+        assert ":model:smart" in info.value.message
+        await c1.chat.completions.create(model="cheap", messages=HI)  # another model: team 2 of 3
+        await c2.chat.completions.create(model="smart", messages=HI)  # team 3 of 3
+        with pytest.raises(openai.RateLimitError) as info:
+            await c2.chat.completions.create(model="cheap", messages=HI)
+        assert "team:" in info.value.message
+        for c in (c1, c2):
+            await c.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_live(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {proc.returncode}: {log_path.read_text()}")
+            try:
+                async with s.get(url + "/health/live") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"gateway did not answer within 30 s: {log_path.read_text()}")
+
+
+@asynccontextmanager
+async def serve_processes(cfg: dict[str, Any], tmp: Path, n: int) -> AsyncIterator[list[str]]:
+    """``n`` x ``python -m fluxway serve`` in subprocesses, started side by side; yields their base URLs."""
+    path = tmp / "fluxway.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    procs: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    try:
+        for i in range(n):
+            port = free_port()
+            log_path = tmp / f"gateway-{i}.log"
+            with log_path.open("wb") as log:
+                cmd = [sys.executable, "-m", "fluxway", "serve", "--config", str(path), "--port", str(port)]
+                proc = subprocess.Popen([*cmd, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+            procs.append((proc, f"http://127.0.0.1:{port}", log_path))
+        await asyncio.gather(*(wait_live(url, proc, log_path) for proc, url, log_path in procs))
+        yield [url for _, url, _ in procs]
+    finally:
+        for proc, _, _ in procs:
+            proc.terminate()
+        for proc, _, _ in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def test_two_gateway_processes_sharing_redis_enforce_one_limit(
+    upstream: FakeUpstream, tmp_path: Path, clean_redis_url: str
+) -> None:
+    cfg = governed(upstream.url, tmp_path, clean_redis_url)
+    async with serve_processes(cfg, tmp_path, 2) as (a, b):
+        key = await create_key(a, rpm=5)
+        async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as s:
+            for _ in range(200):  # b learns about the new key (Redis invalidation or its cache TTL)
+                async with s.get(b + "/v1/models") as r:
+                    if r.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("gateway b never accepted the key created on gateway a")
+        clients = [openai.AsyncOpenAI(base_url=u + "/v1", api_key=key, max_retries=0) for u in (a, b)]
+
+        async def call(i: int) -> int:
+            try:
+                await clients[i % 2].chat.completions.create(model="smart", messages=HI)
+            except openai.RateLimitError as err:
+                assert err.response.headers["retry-after"]
+                return 429
+            return 200
+
+        statuses = await asyncio.gather(*(call(i) for i in range(20)))
+        assert statuses.count(200) == 5
+        assert statuses.count(429) == 15
+        # Both processes refuse from now on.
+        for c in clients:
+            with pytest.raises(openai.RateLimitError):
+                await c.chat.completions.create(model="smart", messages=HI)
+            await c.close()
