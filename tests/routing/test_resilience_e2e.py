@@ -303,6 +303,19 @@ async def test_all_failing_is_a_fast_error_naming_what_was_tried(
         assert (a.count, b.count) == (2, 2)
 
 
+async def test_all_rate_limited_is_a_429_with_retry_after() -> None:
+    async with (
+        FaultyUpstream("a", "429", retry_after=3) as a,
+        FaultyUpstream("b", "429", retry_after=7) as b,
+        run_gateway(pair_config(a, b, model={"retry": {"attempts": 1}})) as gw,
+    ):
+        err = await _fail(gw)
+    assert isinstance(err, openai.RateLimitError)
+    assert "a/model-a" in err.message and "b/model-b" in err.message
+    assert int(err.response.headers["retry-after"]) >= 3
+    assert (a.count, b.count) == (1, 1)
+
+
 # -- which errors are retried ---------------------------------------------------------------------
 
 
@@ -364,6 +377,29 @@ async def test_429_with_retry_after_cools_the_target() -> None:
     assert (a.count, b.count) == (1, 10)
     cooling = board["targets"]["a/model-a"]
     assert cooling["cooldown_until"] is not None
+
+
+async def test_429_cools_only_the_key_that_was_rate_limited() -> None:
+    async with (
+        FaultyUpstream("a", "429", retry_after=30, only_key="sk-a1") as a,
+        FaultyUpstream("b") as b,
+    ):
+        cfg = pair_config(a, b, auth={"master_key": MASTER})
+        cfg["providers"][0]["api_keys"] = ["sk-a1", "sk-a2"]
+        async with run_gateway(cfg) as gw:
+            client = _client(gw, MASTER)
+            async with asyncio.timeout(5):
+                for _ in range(6):
+                    assert (await _ask(client)).headers["x-fluxway-provider"] == "a"  # A's other key
+            board = await _providers(gw)
+    keys = [r.headers["authorization"] for r in a.requests]
+    assert keys.count("Bearer sk-a1") == 1  # rate limited once, then left to cool
+    assert keys.count("Bearer sk-a2") == 6
+    assert b.count == 0
+    key_views = board["keys"]["a"]
+    assert key_views[0]["cooldown_until"] is not None
+    assert key_views[1]["cooldown_until"] is None
+    assert board["targets"]["a/model-a"]["state"] == "closed"
 
 
 # -- circuit breaker ------------------------------------------------------------------------------
@@ -440,6 +476,42 @@ async def test_admin_providers_needs_the_master_key() -> None:
         await _ask(_client(gw, MASTER))
         board = await _providers(gw)
     assert board["targets"]["a/model-a"]["state"] == "closed"
+
+
+async def _ready(gw: Gateway) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(gw.url + "/health/ready") as resp:
+        return resp.status, await resp.json()
+
+
+async def test_active_health_checks_open_and_close_breakers_without_traffic() -> None:
+    async with FaultyUpstream("a", "500") as a, FaultyUpstream("b", "500") as b:
+        cfg = pair_config(
+            a,
+            b,
+            routing={"breaker": {"failure_threshold": 2, "open_cooldown_s": 0.2}},
+            auth={"master_key": MASTER},
+        )
+        for p in cfg["providers"]:
+            p["health_check"] = {"interval_s": 0.05, "timeout_s": 1}
+        async with run_gateway(cfg) as gw:
+            assert (await _ready(gw))[0] == 200
+            async with asyncio.timeout(5):  # the checks alone find both targets failing
+                status, body = await _ready(gw)
+                while status != 503:
+                    await asyncio.sleep(0.02)
+                    status, body = await _ready(gw)
+            assert body["unhealthy_models"] == ["m"]
+            board = await _providers(gw)
+            assert board["targets"]["a/model-a"]["trips"] >= 1 and board["targets"]["b/model-b"]["trips"] >= 1
+            sent = a.requests[0].json()
+            assert sent["model"] == "model-a" and sent["max_tokens"] == 1  # a cheap probe
+
+            await a.set_mode("ok")
+            async with asyncio.timeout(5):  # a probe succeeds: the model is ready again
+                while (await _ready(gw))[0] != 200:
+                    await asyncio.sleep(0.02)
+            assert (await _providers(gw))["targets"]["a/model-a"]["state"] == "closed"
+            assert (await _ask(_client(gw, MASTER))).headers["x-fluxway-provider"] == "a"
 
 
 # -- timeouts -------------------------------------------------------------------------------------

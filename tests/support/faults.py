@@ -24,8 +24,9 @@ in one of these modes:
 =================  ==========================================================================
 
 The mode applies to every request, to every ``every``-th one (``every=3``: requests 3, 6, 9, ...),
-or to a seeded-random fraction ``rate`` of them; ``set_mode`` switches it at runtime, so a test can
-make a provider fail and recover. The others are answered ``ok``.
+or to a seeded-random fraction ``rate`` of them, and only to those signed with ``only_key`` if set;
+``set_mode`` switches it at runtime, so a test can make a provider fail and recover. The others
+are answered ``ok``.
 
 Every request is recorded (``requests``, as :class:`~tests.support.upstream.Recorded`) except those
 refused; ``outcomes`` counts the modes actually applied, ``disconnects`` the requests whose client
@@ -104,8 +105,10 @@ class FaultyUpstream:
         drip_s: float = 0.05,
         retry_after: float = 1.0,
         hang_s: float = 60.0,
+        only_key: str | None = None,
     ) -> None:
         self.name = name
+        self.only_key = only_key  # if set, faults hit only requests signed with this API key
         self.text = text if text is not None else f"Hello from {name}"
         self.partial = partial
         self.delay = delay
@@ -239,7 +242,10 @@ class FaultyUpstream:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return web.json_response(_error(400, "bad json", "invalid_request_error"), status=400)
-        mode = self._decide()
+        if self.only_key is not None and request.headers.get("authorization") != f"Bearer {self.only_key}":
+            mode = "ok"
+        else:
+            mode = self._decide()
         self.outcomes[mode] += 1
         try:
             return await self._answer(request, payload, mode)
