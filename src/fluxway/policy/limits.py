@@ -16,7 +16,6 @@ Backends: :class:`MemoryLimiter` (one process; injected clock) and
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from fluxway.config import Config
-
-log = logging.getLogger("fluxway.limits")
 
 WINDOW_S = 60.0
 NEVER = math.inf  # wait for a call that can never fit (it costs more than the whole limit)
@@ -58,10 +55,6 @@ class BucketState(NamedTuple):
 class Decision:
     allowed: bool
     states: tuple[BucketState, ...]  # one per bucket, in the order given
-
-    @property
-    def retry_after(self) -> float:
-        return max((s.wait_s for s in self.states), default=0.0)
 
 
 class LimiterBackend(Protocol):
@@ -269,19 +262,17 @@ class RateLimitHook:
 
     name = "limits"
 
-    def __init__(self, backend: LimiterBackend, *, key_prefix: str = "") -> None:
+    def __init__(self, backend: LimiterBackend) -> None:
         self.backend = backend
-        self._prefix = key_prefix
 
     def buckets(self, limits: Iterable[Any], model: str, body: Mapping[str, Any]) -> tuple[list[Bucket], list[Bucket]]:
         """The request buckets and token buckets a call is charged to."""
         specs = applicable(limits, model)
-        p = self._prefix
-        requests = [Bucket(f"{p}{scope}|r", rpm, 1) for scope, rpm, _ in specs if rpm is not None]
+        requests = [Bucket(f"{scope}|r", rpm, 1) for scope, rpm, _ in specs if rpm is not None]
         if not any(tpm is not None for _, _, tpm in specs):
             return requests, []
         cost = estimate_tokens(body)
-        return requests, [Bucket(f"{p}{scope}|t", tpm, cost) for scope, _, tpm in specs if tpm is not None]
+        return requests, [Bucket(f"{scope}|t", tpm, cost) for scope, _, tpm in specs if tpm is not None]
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:
         principal = ctx.principal
@@ -301,7 +292,7 @@ class RateLimitHook:
             list(zip(tok_buckets, decision.states[n:], strict=True)),
         )
         if not decision.allowed:
-            raise _refusal(everything, decision, self._prefix, headers)
+            raise _refusal(everything, decision, headers)
         ctx.response_headers.update(headers)
         if tok_buckets:
             ctx.state[self.name] = _Charged(tok_buckets)
@@ -322,10 +313,10 @@ class RateLimitHook:
             await self.backend.adjust(fixes)
 
 
-def _refusal(buckets: Sequence[Bucket], decision: Decision, prefix: str, headers: dict[str, str]) -> GatewayError:
+def _refusal(buckets: Sequence[Bucket], decision: Decision, headers: dict[str, str]) -> GatewayError:
     worst = max(range(len(buckets)), key=lambda i: decision.states[i].wait_s)
     b, s = buckets[worst], decision.states[worst]
-    scope, _, kind = b.key.removeprefix(prefix).rpartition("|")
+    scope, _, kind = b.key.rpartition("|")
     unit = "requests" if kind == "r" else "tokens"
     if s.wait_s == NEVER:
         if b.limit <= 0:
