@@ -191,3 +191,9 @@ def test_cursor_round_trip_and_rejects_garbage() -> None:
     for bad in ["", "!!!", encode_cursor(1.0, "x")[:-3] + "zzz", "bnVsbA"]:
         with pytest.raises(BadCursor):
             decode_cursor(bad)
+
+
+def test_head_constant_matches_the_shipped_migrations() -> None:
+    from fluxway.store.migrate import HEAD
+
+    assert head_revision() == HEAD

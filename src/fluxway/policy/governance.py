@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fluxway.config import Config
 from fluxway.errors import GatewayError
@@ -47,6 +47,25 @@ def _hold_seconds(cfg: Config) -> float:
     totals = [p.timeout.total for p in cfg.providers]
     totals += [m.timeout.total for m in cfg.models if m.timeout is not None]
     return max(totals, default=600.0) + 60.0
+
+
+class _LazyAdmin:
+    """The admin app, built (FastAPI imported) on its first request: it costs nothing until used."""
+
+    def __init__(self, gov: Governance) -> None:
+        self._gov = gov
+        self._app: ASGIApp | None = None
+
+    @property
+    def app(self) -> ASGIApp:
+        if self._app is None:
+            from fluxway.api.admin import build_admin_app
+
+            self._app = build_admin_app(self._gov)
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class Governance:
@@ -89,9 +108,7 @@ class Governance:
         # order, so the recorder comes right after auth: its record reaches the spool before any
         # other post hook awaits (a Redis settle), keeping the window before a crash as small as it can be.
         self.hooks: list[Hook] = [self.auth, self.usage, self.limits, self.budget]
-        from fluxway.api.admin import build_admin_app
-
-        self.admin_app: ASGIApp = build_admin_app(self)
+        self.admin_app: ASGIApp = _LazyAdmin(self)
         self._started = False
 
     async def start(self) -> None:
