@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from fluxway.canonical import ErrorKind, HttpCall, UpstreamError
 
@@ -75,7 +76,11 @@ def _classify(exc: BaseException) -> UpstreamError:
 
 
 class Transport:
-    """Owns the connection pool. Create inside a running event loop; ``close()`` at shutdown."""
+    """Owns the connection pool; create it inside a running event loop, ``close()`` it at shutdown.
+
+    URLs go out exactly as adapters built them (already encoded: a signed request must not be
+    re-encoded on the way out).
+    """
 
     def __init__(self, *, limit: int = 0, keepalive: float = 60.0) -> None:
         self._connector = aiohttp.TCPConnector(
@@ -97,7 +102,8 @@ class Transport:
         t0 = time.perf_counter()
         try:
             async with self._session.request(
-                call.method, call.url, data=call.body, headers=call.headers, timeout=self._timeout(timeouts)
+                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers,
+                timeout=self._timeout(timeouts),
             ) as resp:
                 body = await resp.read()
                 return Reply(resp.status, resp.headers, body, time.perf_counter() - t0)
@@ -109,7 +115,8 @@ class Transport:
         t0 = time.perf_counter()
         try:
             resp = await self._session.request(
-                call.method, call.url, data=call.body, headers=call.headers, timeout=self._timeout(timeouts)
+                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers,
+                timeout=self._timeout(timeouts),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _classify(exc) from None

@@ -364,7 +364,9 @@ class Executor:
                 break
             except LookupError:
                 continue  # no target of this route could be tried
-        raise self.failure(route, trace)
+        err = self.failure(route, trace)
+        err.headers["x-fluxway-attempts"] = str(trace.attempts)
+        raise err
 
     async def _run_route(
         self,
@@ -398,10 +400,14 @@ class Executor:
                     self._after_failure(err)
                     if not err.kind.retryable:
                         break
+                    if err.kind is ErrorKind.RATE_LIMITED:
+                        # The board has cooled that key: another key of the provider may go at once;
+                        # with no other key, waiting out retry-after here would only stall the client.
+                        if len(self._creds[target.provider]) > 1:
+                            continue
+                        break
                     if n + 1 < r.retry.attempts:
-                        await self._sleep(
-                            backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng, err.retry_after)
-                        )
+                        await self._sleep(backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng))
         if not acquired_any:
             # Every target's breaker is open: one early probe at the soonest to recover.
             permit = self._acquire(targets[0], force=True)
