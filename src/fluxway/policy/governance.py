@@ -119,6 +119,11 @@ class Governance:
         self.cache.start()
         if self.invalidation is not None:
             self.invalidation.start()
+        elif self.cfg.server.workers > 1:
+            log.warning(
+                "%d workers without redis.url: each worker keeps its own budgets and rate limits; "
+                "set redis.url to share them", self.cfg.server.workers
+            )
         self._started = True
 
     async def close(self) -> None:

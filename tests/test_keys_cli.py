@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fluxway.cli import main
+from tests.support.gateway import run_gateway
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_keys_against_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "fw.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/fw.db"}}))
+    rc, out, _ = _run(capsys, "db", "upgrade", "-c", str(cfg), "--json")
+    assert rc == 0 and json.loads(out)["revision"] == json.loads(out)["head"]
+
+    rc, out, err = _run(capsys, "keys", "create", "-c", str(cfg), "--name", "ci", "--models", "smart, cheap",
+                        "--budget", "5", "--period", "daily", "--rpm", "60")
+    assert rc == 0 and "sk-fw-" in out and "not shown again" in err
+    rc, out, _ = _run(capsys, "keys", "list", "-c", str(cfg), "--json")
+    [key] = json.loads(out)["data"]
+    assert key["name"] == "ci" and key["models"] == ["smart", "cheap"] and key["rpm"] == 60
+    assert key["budget"] == {"amount_usd": 5.0, "period": "daily"}
+
+    rc, out, _ = _run(capsys, "keys", "revoke", "-c", str(cfg), key["id"])
+    assert rc == 0 and key["id"] in out
+    rc, out, _ = _run(capsys, "keys", "list", "-c", str(cfg), "--json")
+    assert json.loads(out)["data"] == []
+    rc, out, _ = _run(capsys, "keys", "list", "-c", str(cfg), "--all")
+    assert "revoked" in out
+
+    rc, _, err = _run(capsys, "keys", "create", "-c", str(cfg), "--team", "ghost")
+    assert rc == 1 and "team 'ghost' does not exist" in err
+    rc, out, _ = _run(capsys, "keys", "revoke", "-c", str(cfg), "key_nope", "--json")
+    assert rc == 1 and json.loads(out)["ok"] is False
+
+
+async def test_keys_against_a_running_gateway(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with run_gateway({"auth": {"master_key": "sk-admin"}}) as gw:
+        base = ["--url", gw.url, "--master-key", "sk-admin", "--json"]
+        rc = await asyncio.to_thread(main, ["keys", "create", "--name", "remote", *base])
+        created = json.loads(capsys.readouterr().out)
+        assert rc == 0 and created["key"].startswith("sk-fw-")
+        assert gw.runtime.auth.authenticate(created["key"]).id == created["id"]
+        rc = await asyncio.to_thread(main, ["keys", "list", *base])
+        assert rc == 0 and [k["id"] for k in json.loads(capsys.readouterr().out)["data"]] == [created["id"]]
+        rc = await asyncio.to_thread(main, ["keys", "revoke", created["id"], *base])
+        assert rc == 0 and json.loads(capsys.readouterr().out)["revoked"] is True
+        rc = await asyncio.to_thread(main, ["keys", "list", "--url", gw.url, "--master-key", "wrong", "--json"])
+        assert rc == 1 and "401" in json.loads(capsys.readouterr().out)["error"]
