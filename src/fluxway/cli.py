@@ -80,6 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "timeout_graceful_shutdown": 30,
         "backlog": 4096,
+        "proxy_headers": False,  # no middleware on the hot path; the gateway is the edge or behind an LB
+        "server_header": False,
     }
     if workers > 1:
         os.environ["FLUXWAY_CONFIG"] = os.path.abspath(args.config or env_config_path() or "")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,12 @@ class Runtime:
     stats: RequestStats = field(default_factory=RequestStats)
     extras: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Request ids: a random per-process prefix and a counter (no syscall per request).
+    _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):010x}"
 
     @classmethod
     async def start(cls, cfg: Config) -> Runtime:

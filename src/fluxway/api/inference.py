@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 
 from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
@@ -24,8 +23,6 @@ log = logging.getLogger("fluxway.request")
 _INTERNAL = GatewayError(500, "internal gateway error; see the gateway log", type="server_error", code="internal_error")
 
 
-def _new_request_id() -> str:
-    return os.urandom(12).hex()
 
 
 def _error_headers(ingress: Ingress, request_id: str, err: GatewayError) -> RawHeaders:
@@ -69,7 +66,7 @@ async def handle(
 ) -> None:
     started = time.perf_counter()
     headers = request_headers(scope)
-    request_id = headers.get("x-request-id") or _new_request_id()
+    request_id = headers.get("x-request-id") or rt.next_request_id()
     limit = rt.cfg.server.max_in_flight
     if limit and rt.in_flight >= limit:
         err = overloaded()

@@ -289,6 +289,9 @@ class Executor:
         return chain
 
     def plan(self, route: Route, endpoint: Endpoint, exclude: frozenset[str] = frozenset()) -> list[Target]:
+        if len(route.targets) == 1:  # nothing to choose: the breaker is consulted when acquiring
+            t = route.targets[0]
+            return [t] if t.key not in exclude and self.adapters[t.provider].supports(endpoint) else []
         snapshot = self.board.snapshot([t.key for t in route.targets])
         targets = plan(route, snapshot, self.planner, snapshot.at, price_of=self.price_of, exclude=exclude)
         return [t for t in targets if self.adapters[t.provider].supports(endpoint)]
