@@ -463,6 +463,28 @@ async def test_failed_probe_reopens_the_breaker() -> None:
             assert view["open_until"] - view.get("last_failure_at", 0) >= 0.9  # the cool-down doubled
 
 
+async def test_half_open_lets_one_probe_through_while_the_rest_go_elsewhere() -> None:
+    async with FaultyUpstream("a", "500", slow_s=0.5) as a, FaultyUpstream("b") as b:
+        cfg = pair_config(
+            a,
+            b,
+            model={"retry": {"attempts": 1}},
+            routing={"breaker": {"failure_threshold": 2, "open_cooldown_s": 0.6, "half_open_probes": 1}},
+            timeout={"first_token": 5},
+        )
+        async with run_gateway(cfg) as gw:
+            client = _client(gw)
+            for _ in range(3):
+                await _ask(client)
+            assert a.count == 2  # open
+            await a.set_mode("slow")  # recovered, but slow: its probe stays in flight a while
+            await asyncio.sleep(0.65)
+            load = await run_load(client, 20, concurrency=20)
+    assert load.errors == []
+    assert a.count == 3  # exactly one probe while half-open
+    assert load.providers == {"a": 1, "b": 19}
+
+
 async def test_admin_providers_needs_the_master_key() -> None:
     async with (
         FaultyUpstream("a") as a,

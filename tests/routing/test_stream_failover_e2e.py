@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import orjson
 import pytest
@@ -178,3 +179,20 @@ async def test_the_continued_stream_keeps_its_identity() -> None:
     assert {c.id for c in chunks} == {"chatcmpl-a"}
     roles = [c.choices[0].delta.role for c in chunks if c.choices and c.choices[0].delta.role]
     assert roles == ["assistant"]
+
+
+async def test_failover_through_the_anthropic_ingress_is_one_message() -> None:
+    async with (
+        FaultyUpstream("a", "reset_stream") as a,
+        FaultyUpstream("b", text="world") as b,
+        run_gateway(_failover_config(a, b)) as gw,
+    ):
+        client = anthropic.AsyncAnthropic(base_url=gw.url, api_key="x", max_retries=0)
+        async with client.messages.stream(model="m", max_tokens=50, messages=HI) as stream:
+            text = "".join([t async for t in stream.text_stream])
+            message = await stream.get_final_message()
+    assert text == "Hello world"
+    assert [block.type for block in message.content] == ["text"]
+    assert message.stop_reason == "end_turn"
+    assert b.requests[0].json()["messages"][-1] == {"role": "assistant", "content": "Hello "}
+    assert a.count == 1
