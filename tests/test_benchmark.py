@@ -211,7 +211,7 @@ def test_json_table_adds_latency_over_direct_and_ratios() -> None:
 
 def test_json_table_row_without_figures_shows_its_note() -> None:
     table = b.render_json_table([b.JsonRow("fluxway", note="not ready after 60s")], 32)
-    assert table.splitlines()[-1].endswith("| not ready after 60s |")
+    assert table.splitlines()[-1].endswith("| not ready after 60s | - | - |")
 
 
 def test_errors_column_flags_non_2xx() -> None:
@@ -223,10 +223,10 @@ def test_errors_column_flags_non_2xx() -> None:
 def test_stream_table_ttfb_added() -> None:
     rows = [
         b.StreamRow("direct", wrk_result(40000, 0.5), b.TtfbResult(100, 0.2, 0.4, 0.3, 0)),
-        b.StreamRow("fluxway", wrk_result(700, 40.0), b.TtfbResult(100, 0.7, 5.0, 0.9, 0), 54.0),
+        b.StreamRow("fluxway", wrk_result(700, 40.0), b.TtfbResult(100, 0.7, 5.0, 0.9, 0), 54.0, other_pct=12.4),
     ]
     last = b.render_stream_table(rows, 32).splitlines()[-1]
-    assert "| +0.500 ms |" in last and "| 54 MB |" in last and "| 700 |" in last
+    assert "| +0.500 ms |" in last and "| 54 MB |" in last and "| 700 |" in last and last.endswith("| 12% |")
 
 
 def test_failover_table() -> None:

@@ -411,6 +411,10 @@ def fmt_mb(idle: float | None, loaded: float | None) -> str:
     return f"{a} / {b} MB"
 
 
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -438,6 +442,7 @@ class JsonRow:
     rss_idle_mb: float | None = None
     rss_load_mb: float | None = None
     note: str = ""
+    other_pct: float | None = None
 
 
 def ratio_lines(rows: Sequence[JsonRow | StreamRow], metric: str) -> list[str]:
@@ -465,12 +470,12 @@ def render_json_table(rows: Sequence[JsonRow], connections: int) -> str:
     c = connections
     header = [
         "through", f"c={c} req/s", f"c={c} p50", f"c={c} p99", "c=1 p50", "added c=1 p50",
-        "c=1 p99", "added c=1 p99", "errors", "RSS idle / loaded",
+        "c=1 p99", "added c=1 p99", "errors", "RSS idle / loaded", "other work",
     ]
     body = []
     for r in rows:
         if r.c32 is None and r.c1 is None:
-            body.append([r.through, *(["-"] * 8), r.note or "-"])
+            body.append([r.through, *(["-"] * 8), r.note or "-", "-", "-"])
             continue
         added50 = fmt_added(r.c1.p50_ms, d50) if r.c1 and r.through != "direct" else "-"
         added99 = fmt_added(r.c1.p99_ms, d99) if r.c1 and r.through != "direct" else "-"
@@ -485,6 +490,7 @@ def render_json_table(rows: Sequence[JsonRow], connections: int) -> str:
             added99,
             _errors(r.c32, r.c1),
             fmt_mb(r.rss_idle_mb, r.rss_load_mb),
+            fmt_pct(r.other_pct),
         ])
     return _table(header, body)
 
@@ -496,6 +502,7 @@ class StreamRow:
     ttfb: TtfbResult | None = None
     rss_load_mb: float | None = None
     note: str = ""
+    other_pct: float | None = None
 
 
 def render_stream_table(rows: Sequence[StreamRow], connections: int) -> str:
@@ -504,12 +511,12 @@ def render_stream_table(rows: Sequence[StreamRow], connections: int) -> str:
     c = connections
     header = [
         "through", f"c={c} streams/s", f"c={c} p50 (whole stream)", "c=1 TTFB p50", "added TTFB p50",
-        "c=1 TTFB p99", "errors", "RSS loaded",
+        "c=1 TTFB p99", "errors", "RSS loaded", "other work",
     ]
     body = []
     for r in rows:
         if r.c32 is None and r.ttfb is None:
-            body.append([r.through, *(["-"] * 6), r.note or "-"])
+            body.append([r.through, *(["-"] * 6), r.note or "-", "-"])
             continue
         errors = _errors(r.c32)
         if r.ttfb and r.ttfb.bad:
@@ -523,6 +530,7 @@ def render_stream_table(rows: Sequence[StreamRow], connections: int) -> str:
             fmt_ms(r.ttfb.ttfb_p99_ms if r.ttfb else None),
             errors,
             f"{r.rss_load_mb:.0f} MB" if r.rss_load_mb is not None else "-",
+            fmt_pct(r.other_pct),
         ])
     return _table(header, body)
 
@@ -535,16 +543,17 @@ class FailoverRow:
     result: OpenLoopResult | None = None
     upstream_calls: int = 0
     note: str = ""
+    other_pct: float | None = None
 
 
 def render_failover_table(rows: Sequence[FailoverRow]) -> str:
     header = ["case", "through", "rate", "requests", "success", "p50", "p90", "p99", "max", "statuses",
-              "upstream calls / request"]
+              "upstream calls / request", "other work"]
     body = []
     for r in rows:
         res = r.result
         if res is None:
-            body.append([r.case, r.through, f"{r.rate:g}/s", *(["-"] * 6), r.note or "-", "-"])
+            body.append([r.case, r.through, f"{r.rate:g}/s", *(["-"] * 6), r.note or "-", "-", "-"])
             continue
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(res.statuses.items()))
         if res.errors:
@@ -552,7 +561,7 @@ def render_failover_table(rows: Sequence[FailoverRow]) -> str:
         calls = f"{r.upstream_calls / res.sent:.2f}" if res.sent and r.upstream_calls else "-"
         body.append([
             r.case, r.through, f"{r.rate:g}/s", fmt_int(res.sent), f"{res.success_pct:.1f}%", fmt_ms(res.p50_ms),
-            fmt_ms(res.p90_ms), fmt_ms(res.p99_ms), fmt_ms(res.max_ms), statuses, calls,
+            fmt_ms(res.p90_ms), fmt_ms(res.p99_ms), fmt_ms(res.max_ms), statuses, calls, fmt_pct(r.other_pct),
         ])
     return _table(header, body)
 
@@ -1096,11 +1105,17 @@ class Harness:
     def nginx_upstreams(self) -> dict[str, str]:
         return {"mock": f"{self.nginx}/v1", "mock-sse": f"{self.nginx}/sse/v1"}
 
+    def other_since(self, mark: int) -> float | None:
+        """Mean share of the machine other work used over the measured runs since ``mark``."""
+        runs = self.other_load[mark:]
+        return sum(runs) / len(runs) if runs else None
+
     def run_json(self) -> list[JsonRow]:
         rows = []
         for target in self.s.targets:
             row = JsonRow(target)
             rows.append(row)
+            mark = len(self.other_load)
             self.log(f"json: {target}")
             try:
                 svc, ep = self.start_target(target, self.nginx_upstreams())
@@ -1125,6 +1140,7 @@ class Harness:
                 row.note = _first_line(exc)
                 self.log(f"json: {target} failed: {exc}")
             finally:
+                row.other_pct = self.other_since(mark)
                 if svc:
                     svc.stop()
         return rows
@@ -1134,6 +1150,7 @@ class Harness:
         for target in self.s.targets:
             row = StreamRow(target)
             rows.append(row)
+            mark = len(self.other_load)
             self.log(f"stream: {target}")
             try:
                 svc, ep = self.start_target(target, self.nginx_upstreams())
@@ -1159,6 +1176,7 @@ class Harness:
                 row.note = _first_line(exc)
                 self.log(f"stream: {target} failed: {exc}")
             finally:
+                row.other_pct = self.other_since(mark)
                 if svc:
                     svc.stop()
         return rows
@@ -1198,8 +1216,9 @@ class Harness:
                     for rate in rates:
                         row = FailoverRow(case, through, rate)
                         rows.append(row)
-                        best = self.open_loop(ep, rate, (url_a, url_b))
-                        row.result, row.upstream_calls = best
+                        mark = len(self.other_load)
+                        row.result, row.upstream_calls = self.open_loop(ep, rate, (url_a, url_b))
+                        row.other_pct = self.other_since(mark)
                 except (RuntimeError, OSError, ValueError) as exc:
                     rows[-1].note = _first_line(exc)
                     self.log(f"failover: {through} failed: {exc}")
@@ -1270,7 +1289,8 @@ def targets_note() -> str:
         "no features); fluxway: `fluxway serve --workers 1`; litellm: `litellm --num_workers 1` from "
         "`bench/.venv-litellm`.\n"
         "- added = the row's c=1 figure minus direct's. RSS: the server's largest process (its worker), "
-        "before load / peak during the c=32 runs."
+        "before load / peak during the c=32 runs. other work: share of the 2 cores used by processes not part "
+        "of the benchmark during the row's measured runs (high = its figures are pessimistic)."
     )
 
 
