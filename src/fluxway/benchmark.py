@@ -33,11 +33,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 BENCH_MODEL = "bench"
 STREAM_MODEL = "bench-stream"
@@ -918,6 +918,21 @@ class Endpoint:
     stream_model: str = STREAM_MODEL
 
 
+@dataclass
+class Live:
+    """A started target, ready for load: where to send it and the wrk script that does."""
+
+    target: str
+    svc: Service | None
+    url: str
+    model: str
+    key: str
+    script: Path
+
+
+T = TypeVar("T")
+
+
 class Harness:
     def __init__(self, settings: Settings, workdir: Path, stack: ExitStack) -> None:
         self.s = settings
@@ -1110,75 +1125,115 @@ class Harness:
         runs = self.other_load[mark:]
         return sum(runs) / len(runs) if runs else None
 
-    def run_json(self) -> list[JsonRow]:
-        rows = []
+    def start_all(self, scenario: str, stream: bool, notes: dict[str, str]) -> list[Live]:
+        """Start every target at once (idle ones cost nothing) so their runs can be interleaved."""
+        live = []
         for target in self.s.targets:
-            row = JsonRow(target)
-            rows.append(row)
-            mark = len(self.other_load)
-            self.log(f"json: {target}")
+            self.log(f"{scenario}: starting {target}")
             try:
                 svc, ep = self.start_target(target, self.nginx_upstreams())
             except RuntimeError as exc:
-                row.note = _first_line(exc)
-                self.log(f"json: {target} skipped: {exc}")
+                notes[target] = _first_line(exc)
+                self.log(f"{scenario}: {target} skipped: {exc}")
                 continue
+            model, url = (ep.stream_model, ep.stream_url) if stream else (ep.json_model, ep.json_url)
+            body = chat_request(model, stream)
             try:
-                body = chat_request(ep.json_model)
-                self.check(target, ep.json_url, body, ep.headers, stream=False)
-                script = self.script(f"json-{target}", body, ep.headers)
-                row.rss_idle_mb = svc.rss_mb() if svc else None
-                if self.s.warmup:
-                    self.wrk_run(ep.json_url, script, self.s.connections, self.s.warmup, None, measured=False)
-                c32 = [self.wrk_run(ep.json_url, script, self.s.connections, self.s.duration, svc)
-                       for _ in range(self.s.repeat)]
-                row.c32 = best_throughput([r for r, _ in c32])
-                row.rss_load_mb = max(p for _, p in c32) if svc else None
-                row.c1 = best_latency([self.wrk_run(ep.json_url, script, 1, self.s.duration, None)[0]
-                                       for _ in range(self.s.repeat)])
-            except RuntimeError as exc:
-                row.note = _first_line(exc)
-                self.log(f"json: {target} failed: {exc}")
-            finally:
-                row.other_pct = self.other_since(mark)
+                self.check(target, url, body, ep.headers, stream)
+            except (RuntimeError, OSError) as exc:
+                notes[target] = _first_line(exc)
+                self.log(f"{scenario}: {target} skipped: {exc}")
                 if svc:
                     svc.stop()
+                continue
+            key = ep.headers.get("authorization", "").removeprefix("Bearer ")
+            live.append(Live(target, svc, url, model, key, self.script(f"{scenario}-{target}", body, ep.headers)))
+        return live
+
+    def rounds(self, live: Sequence[Live], scenario: str, run: Callable[[Live], T], notes: dict[str, str],
+               others: dict[str, list[float]]) -> dict[str, list[T]]:
+        """``--repeat`` rounds of ``run`` over every live target in turn (so noise hits them alike)."""
+        out: dict[str, list[T]] = {lv.target: [] for lv in live}
+        for _ in range(self.s.repeat):
+            for lv in live:
+                if lv.target in notes:
+                    continue
+                mark = len(self.other_load)
+                try:
+                    out[lv.target].append(run(lv))
+                except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+                    notes[lv.target] = _first_line(exc)
+                    self.log(f"{scenario}: {lv.target} failed: {exc}")
+                finally:
+                    others.setdefault(lv.target, []).extend(self.other_load[mark:])
+        return out
+
+    def warm(self, live: Sequence[Live]) -> None:
+        if not self.s.warmup:
+            return
+        for lv in live:
+            with suppress(RuntimeError):
+                self.wrk_run(lv.url, lv.script, self.s.connections, self.s.warmup, None, measured=False)
+
+    def run_json(self) -> list[JsonRow]:
+        notes: dict[str, str] = {}
+        others: dict[str, list[float]] = {}
+        rows = [JsonRow(t) for t in self.s.targets]
+        live = self.start_all("json", False, notes)
+        try:
+            idle = {lv.target: lv.svc.rss_mb() if lv.svc else None for lv in live}
+            self.warm(live)
+            self.log(f"json: c={self.s.connections} rounds")
+            c32 = self.rounds(live, "json", lambda lv: self.wrk_run(
+                lv.url, lv.script, self.s.connections, self.s.duration, lv.svc), notes, others)
+            self.log("json: c=1 rounds")
+            c1 = self.rounds(live, "json", lambda lv: self.wrk_run(
+                lv.url, lv.script, 1, self.s.duration, None)[0], notes, others)
+        finally:
+            for lv in live:
+                if lv.svc:
+                    lv.svc.stop()
+        for row in rows:
+            t = row.through
+            row.note = notes.get(t, "")
+            row.rss_idle_mb = idle.get(t)
+            if c32.get(t):
+                row.c32 = best_throughput([r for r, _ in c32[t]])
+                row.rss_load_mb = max(p for _, p in c32[t]) if idle.get(t) is not None else None
+            if c1.get(t):
+                row.c1 = best_latency(c1[t])
+            if others.get(t):
+                row.other_pct = sum(others[t]) / len(others[t])
         return rows
 
     def run_stream(self) -> list[StreamRow]:
-        rows = []
-        for target in self.s.targets:
-            row = StreamRow(target)
-            rows.append(row)
-            mark = len(self.other_load)
-            self.log(f"stream: {target}")
-            try:
-                svc, ep = self.start_target(target, self.nginx_upstreams())
-            except RuntimeError as exc:
-                row.note = _first_line(exc)
-                continue
-            try:
-                body = chat_request(ep.stream_model, stream=True)
-                self.check(target, ep.stream_url, body, ep.headers, stream=True)
-                script = self.script(f"stream-{target}", body, ep.headers)
-                if self.s.warmup:
-                    self.wrk_run(ep.stream_url, script, self.s.connections, self.s.warmup, None, measured=False)
-                runs = [self.wrk_run(ep.stream_url, script, self.s.connections, self.s.duration, svc)
-                        for _ in range(self.s.repeat)]
-                row.c32 = best_throughput([r for r, _ in runs])
-                row.rss_load_mb = max(p for _, p in runs) if svc else None
-                key = ep.headers.get("authorization", "").removeprefix("Bearer ")
-                ttfbs = [summarize_ttfb(self.loadgen("ttfb", "--url", ep.stream_url, "--model", ep.stream_model,
-                                                     "--stream", "--key", key, "--duration", str(self.s.duration)))
-                         for _ in range(self.s.repeat)]
-                row.ttfb = min(ttfbs, key=lambda t: t.ttfb_p50_ms if t.requests else math.inf)
-            except RuntimeError as exc:
-                row.note = _first_line(exc)
-                self.log(f"stream: {target} failed: {exc}")
-            finally:
-                row.other_pct = self.other_since(mark)
-                if svc:
-                    svc.stop()
+        notes: dict[str, str] = {}
+        others: dict[str, list[float]] = {}
+        rows = [StreamRow(t) for t in self.s.targets]
+        live = self.start_all("stream", True, notes)
+        try:
+            self.warm(live)
+            self.log(f"stream: c={self.s.connections} rounds")
+            c32 = self.rounds(live, "stream", lambda lv: self.wrk_run(
+                lv.url, lv.script, self.s.connections, self.s.duration, lv.svc), notes, others)
+            self.log("stream: time-to-first-byte rounds")
+            ttfb = self.rounds(live, "stream", lambda lv: summarize_ttfb(self.loadgen(
+                "ttfb", "--url", lv.url, "--model", lv.model, "--stream", "--key", lv.key,
+                "--duration", str(self.s.duration))), notes, others)
+        finally:
+            for lv in live:
+                if lv.svc:
+                    lv.svc.stop()
+        for row in rows:
+            t = row.through
+            row.note = notes.get(t, "")
+            if c32.get(t):
+                row.c32 = best_throughput([r for r, _ in c32[t]])
+                row.rss_load_mb = max(p for _, p in c32[t]) if t != "direct" else None
+            if ttfb.get(t):
+                row.ttfb = min(ttfb[t], key=lambda x: x.ttfb_p50_ms if x.requests else math.inf)
+            if others.get(t):
+                row.other_pct = sum(others[t]) / len(others[t])
         return rows
 
     def run_failover(self) -> list[FailoverRow]:
