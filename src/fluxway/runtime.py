@@ -56,6 +56,8 @@ class Runtime:
         await gov.start()
         hooks: list[Hook] = list(gov.hooks)
         rt = cls(cfg, transport, executor, hooks, gov.auth)
+        pricer = gov.pricer
+        executor.price_of = lambda t: (info.price if (info := pricer.for_target(t)).known else None)
         rt.extras["governance"] = gov
         rt.extras["admin_app"] = gov.admin_app
         if any(p.health_check for p in cfg.providers):

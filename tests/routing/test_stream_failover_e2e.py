@@ -167,11 +167,6 @@ async def test_failover_over_raw_sse_is_one_well_formed_stream() -> None:
     assert a.count == b.count == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RoutedStream passes the continuation leg's chunks through as they come: they carry the second "
-    "upstream's id (chatcmpl-b) and a second role delta, so the client sees two streams spliced together",
-)
 async def test_the_continued_stream_keeps_its_identity() -> None:
     """The client sees one stream: the continuation keeps the first leg's id and sends no second role."""
     async with (

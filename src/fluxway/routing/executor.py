@@ -138,11 +138,16 @@ class RoutedStream:
         self.failovers: list[dict[str, object]] = []
         self._text: list[str] = []
         self._done = False
+        self._id: object = None  # the stream's chunk id; continuation legs are renamed to it
         self._track(leg.first)
 
     def _track(self, chunks: list[StreamChunk]) -> list[StreamChunk]:
         for c in chunks:
             data = c.data
+            if self._id is None:
+                self._id = data.get("id")
+            elif self.failovers:
+                self._splice(c)
             u = data.get("usage")
             if u:
                 self.usage = Usage.from_openai(u)
@@ -157,6 +162,18 @@ class RoutedStream:
                     data["x_fluxway"] = {"stream_failover": self.failovers}
                     c.raw = None
         return chunks
+
+    def _splice(self, c: StreamChunk) -> None:
+        """A continuation chunk made to look like the rest of the first stream: its id, no new role."""
+        data = c.data
+        if "id" in data and data["id"] != self._id:
+            data["id"] = self._id
+            c.raw = None
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and "role" in delta:
+                del delta["role"]
+                c.raw = None
 
     async def rest(self) -> AsyncIterator[StreamChunk]:
         """The remaining chunks; raises UpstreamError if the upstream breaks mid-stream."""
