@@ -88,21 +88,38 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             connector=self._connector,
-            skip_auto_headers=("User-Agent",),
-            auto_decompress=True,
+            # Ask for identity encoding (no Accept-Encoding): LLM answers are small and arrive as
+            # SSE that must reach the client as it comes; decompressing costs CPU on every response.
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
             json_serialize=None,  # type: ignore[arg-type]
         )
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}
 
-    @staticmethod
-    def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
+    def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(t)
+        if found is None:
+            found = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
+            if len(self._timeouts) < 256:
+                self._timeouts[t] = found
+        return found
+
+    def _url(self, url: str) -> URL:
+        """Parsed once per distinct URL (a provider's few endpoints), not once per request."""
+        found = self._urls.get(url)
+        if found is None:
+            found = URL(url, encoded=True)
+            if len(self._urls) < 4096:
+                self._urls[url] = found
+        return found
 
     async def send(self, call: HttpCall, timeouts: Timeouts) -> Reply:
         """A whole request and response."""
         t0 = time.perf_counter()
         try:
             async with self._session.request(
-                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers,
+                call.method, self._url(call.url), data=call.body, headers=call.headers,
                 timeout=self._timeout(timeouts),
             ) as resp:
                 body = await resp.read()
@@ -115,7 +132,7 @@ class Transport:
         t0 = time.perf_counter()
         try:
             resp = await self._session.request(
-                call.method, URL(call.url, encoded=True), data=call.body, headers=call.headers,
+                call.method, self._url(call.url), data=call.body, headers=call.headers,
                 timeout=self._timeout(timeouts),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:

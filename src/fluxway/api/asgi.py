@@ -56,6 +56,8 @@ def too_large(limit: int) -> GatewayError:
 
 
 async def respond(send: Send, status: int, body: bytes, headers: RawHeaders) -> None:
+    """A whole response; with its content-length (no chunked encoding for the client to undo)."""
+    headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -317,7 +317,7 @@ class Executor:
 
     def _timeouts(self, target: Target, route: Route) -> Timeouts:
         t = route.timeout or self._providers[target.provider].timeout
-        return Timeouts(t.connect, t.first_token, t.total)
+        return Timeouts(t.connect, t.first_token, t.total)  # hashable: the transport caches per value
 
     def _acquire(self, target: Target, force: bool = False) -> Permit | None:
         return self.board.acquire(target.key, n_keys=len(self._creds[target.provider]), force=force)
