@@ -306,3 +306,12 @@ def test_json_plot_is_valid_svg_with_a_bar_per_target() -> None:
     texts = [el.text for el in root.iter() if el.tag.endswith("text")]
     assert "3,000" in texts and "0.475" in texts
     assert b.scenario_svg("failover", [], 32) is None
+
+
+def test_report_header_names_machine_versions_and_run_length() -> None:
+    s = b.settings_from_args(b.build_parser().parse_args(["--smoke"]))
+    info = {"nproc": 2, "cpu": "AMD EPYC", "mem_gb": 23.5, "kernel": "6.1"}
+    head = b.report_header(b.TITLES["failover"], s, info, {"python": "3.11.7", "wrk": "4.1.0"}, "2026-01-01")
+    assert "2 cores, AMD EPYC" in head and "python 3.11.7, wrk 4.1.0" in head
+    assert f"{s.failover_duration} s per measured run" in head
+    assert f"{s.duration} s per measured run" in b.report_header(b.TITLES["json"], s, info, {}, "2026-01-01")

@@ -1323,13 +1323,14 @@ def load_line(other_load: Sequence[float]) -> str:
 
 def report_header(title: str, settings: Settings, info: dict[str, Any], vers: dict[str, str], when: str) -> str:
     pin = "server under test on core 0; wrk, load generator and mock on core 1" if settings.pin else "no pinning"
+    seconds = settings.failover_duration if title == TITLES["failover"] else settings.duration
     lines = [
         f"# {title}",
         "",
         f"- date: {when}",
         f"- machine: {info['nproc']} cores, {info['cpu']}, {info['mem_gb']} GB, Linux {info['kernel']}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
-        f"- method: {settings.duration} s per measured run after a {settings.warmup} s warm-up; each row "
+        f"- method: {seconds} s per measured run after a {settings.warmup} s warm-up; each row "
         f"measured {settings.repeat}x and the better run kept (the 2 cores are shared with other work, so "
         f"figures are noisy: read the ratios); {pin}; one worker per server.",
     ]
