@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -60,6 +61,21 @@ def period_window(period: str, now: float) -> Window:
         nxt = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
         return Window(f"m:{start:%Y-%m}", start.timestamp(), nxt.timestamp())
     return Window("total", None, None)
+
+
+class Windows:
+    """``period_window`` memoised until the window ends (formatting dates costs ~15 us a call)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Window] = {}
+
+    def get(self, period: str, now: float) -> Window:
+        w = self._cache.get(period)
+        if w is not None and (w.start is None or (w.start <= now < w.end)):  # type: ignore[operator]
+            return w
+        w = period_window(period, now)
+        self._cache[period] = w
+        return w
 
 
 @dataclass(slots=True)
@@ -126,6 +142,8 @@ class MemoryLedger:
         self._buckets: dict[str, list[int]] = {}  # id -> [spent, reserved]
         self._current: dict[str, str] = {}  # scope -> id of its bucket for the current window
         self._loading: dict[str, asyncio.Future[None]] = {}
+        self._windows = Windows()
+        self._ids = itertools.count(1)
 
     async def _ensure(self, scope: str, window: Window) -> None:
         bid = _bucket_id(scope, window)
@@ -154,13 +172,14 @@ class MemoryLedger:
             self._loading.pop(bid, None)
 
     async def reserve(self, lines: Sequence[BudgetLine], amount: int, now: float) -> Reservation | Refusal:
-        windows = [period_window(line.period, now) for line in lines]
+        windows = [self._windows.get(line.period, now) for line in lines]
         ids = [_bucket_id(line.scope, w) for line, w in zip(lines, windows, strict=True)]
+        buckets = self._buckets
         for _ in range(3):
+            if all(i in buckets for i in ids):
+                break
             for line, w in zip(lines, windows, strict=True):
                 await self._ensure(line.scope, w)
-            if all(i in self._buckets for i in ids):
-                break
         # From here to the return there is no await: check-and-reserve is atomic.
         held: list[list[int]] = []
         for line, w, bid in zip(lines, windows, ids, strict=True):
@@ -171,7 +190,7 @@ class MemoryLedger:
             held.append(b)
         for b in held:
             b[1] += amount
-        return Reservation(os.urandom(8).hex(), amount, _held(lines, windows))
+        return Reservation(str(next(self._ids)), amount, _held(lines, windows))
 
     def settle(self, res: Reservation, actual: int) -> None:
         for scope, wkey in res.buckets:
@@ -181,7 +200,7 @@ class MemoryLedger:
                 b[0] += actual
 
     async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
-        w = period_window(line.period, now)
+        w = self._windows.get(line.period, now)
         await self._ensure(line.scope, w)
         b = self._buckets[_bucket_id(line.scope, w)]
         return b[0], b[1]
@@ -260,6 +279,7 @@ class RedisLedger:
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._pending: set[asyncio.Task[None]] = set()
+        self._windows = Windows()
 
     def _keys(self, scope: str, window: Window) -> tuple[str, str]:
         h = f"{self._prefix}:{scope}:{window.key}"
@@ -278,7 +298,7 @@ class RedisLedger:
             await pipe.execute()
 
     async def reserve(self, lines: Sequence[BudgetLine], amount: int, now: float) -> Reservation | Refusal:
-        windows = [period_window(line.period, now) for line in lines]
+        windows = [self._windows.get(line.period, now) for line in lines]
         keys: list[str] = []
         for line, w in zip(lines, windows, strict=True):
             keys.extend(self._keys(line.scope, w))
@@ -317,7 +337,7 @@ class RedisLedger:
                 await asyncio.sleep(0.05 * 2**attempt)
 
     async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
-        w = period_window(line.period, now)
+        w = self._windows.get(line.period, now)
         h, _ = self._keys(line.scope, w)
         s, r = await self._redis.hmget(h, ["s", "r"])
         if s is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import time
@@ -158,8 +159,18 @@ class Spool:
             self.remove(seg)
 
 
-def _day(t: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(t))
+class _Day:
+    """The UTC day of a time, memoised until midnight."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._label = ""
+
+    def __call__(self, t: float) -> str:
+        if not (self._start <= t < self._start + 86400.0):
+            self._start = t - t % 86400.0
+            self._label = time.strftime("%Y-%m-%d", time.gmtime(t))
+        return self._label
 
 
 class UsageRecorder:
@@ -189,6 +200,9 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
         self.stored = 0  # records inserted by this process (replays included)
+        self._day = _Day()
+        self._id_prefix = os.urandom(8).hex()  # record ids: unique per process, then a counter
+        self._ids = itertools.count(1)
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -250,10 +264,10 @@ class UsageRecorder:
         now = self._clock()
         err = outcome.error
         return {
-            "id": os.urandom(12).hex(),
+            "id": f"{self._id_prefix}{next(self._ids):x}",
             "request_id": ctx.request_id,
             "created_at": now,
-            "day": _day(now),
+            "day": self._day(now),
             "key_id": p.id if p is not None else None,
             "team": p.team if p is not None else None,
             "endpoint": ctx.request.endpoint.value,
