@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
+from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -656,15 +656,7 @@ class AnthropicStreamDecoder:
         return out
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> StreamChunk:
-        return StreamChunk(
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            }
-        )
+        return openai_chunk(self._id, self._created, self._model, delta, finish)
 
     def _start(self, out: list[StreamChunk]) -> None:
         if not self._started:
@@ -721,18 +713,7 @@ class AnthropicStreamDecoder:
                 self._finish = "stop"
                 out.append(self._chunk({}, "stop"))
             usage, _ = usage_from_anthropic(self._usage)
-            out.append(
-                StreamChunk(
-                    {
-                        "id": self._id,
-                        "object": "chat.completion.chunk",
-                        "created": self._created,
-                        "model": self._model,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
-            )
+            out.append(openai_chunk(self._id, self._created, self._model, usage=usage))
             self._stopped = True
         elif kind == "error":
             raise error_from_anthropic(529 if "overloaded" in str(data) else 500, {}, dumps(data))

@@ -131,3 +131,29 @@ def kind_for_status(status: int, message: str = "", code: str = "") -> ErrorKind
     if status == 413:
         return ErrorKind.CONTEXT_LENGTH
     return ErrorKind.BAD_REQUEST
+
+
+def openai_chunk(
+    id_: str,
+    created: int,
+    model: str,
+    delta: JSON | None = None,
+    finish: str | None = None,
+    *,
+    index: int = 0,
+    usage: JSON | None = None,
+) -> StreamChunk:
+    """One canonical ``chat.completion.chunk``: a delta of choice ``index``, or (delta None) the
+    choice-less chunk that carries a stream's usage."""
+    data: JSON = {
+        "id": id_,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [] if delta is None else [
+            {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        ],
+    }
+    if usage is not None:
+        data["usage"] = usage
+    return StreamChunk(data)

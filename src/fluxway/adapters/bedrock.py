@@ -24,7 +24,7 @@ from urllib.parse import quote
 import orjson
 
 from fluxway.adapters.aws_sigv4 import AwsCredentials, sign
-from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
+from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.adapters.cohere import bad_request, cohere_embed_vectors, embedding_texts, openai_embeddings
 from fluxway.adapters.eventstream import EventMessage, EventStreamDecoder
 from fluxway.canonical import (
@@ -604,10 +604,7 @@ class BedrockStreamDecoder:
         return []
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> StreamChunk:
-        return StreamChunk({
-            "id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        })
+        return openai_chunk(self._id, self._created, self._model, delta, finish)
 
     def _message(self, msg: EventMessage, out: list[StreamChunk]) -> None:
         mtype = msg.header(":message-type") or "event"
@@ -654,10 +651,7 @@ class BedrockStreamDecoder:
         elif etype == "metadata":
             usage = usage_of(ev.get("usage"))
             if usage:
-                out.append(StreamChunk({
-                    "id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                    "model": self._model, "choices": [], "usage": usage.to_openai(),
-                }))
+                out.append(openai_chunk(self._id, self._created, self._model, usage=usage.to_openai()))
         # contentBlockStop and unknown events carry nothing to send
 
     def _delta(self, index: int, delta: JSON, out: list[StreamChunk]) -> None:

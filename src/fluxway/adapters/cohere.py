@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
+from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -418,15 +418,7 @@ class CohereStreamDecoder:
         return out
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> StreamChunk:
-        return StreamChunk(
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            }
-        )
+        return openai_chunk(self._id, self._created, self._model, delta, finish)
 
     def _event(self, text: str, out: list[StreamChunk]) -> None:
         if not text or text == "[DONE]" or self._ended:
@@ -469,8 +461,5 @@ class CohereStreamDecoder:
             out.append(self._chunk({}, finish))
             usage = usage_of(delta.get("usage"))
             if usage:
-                out.append(StreamChunk({
-                    "id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                    "model": self._model, "choices": [], "usage": usage.to_openai(),
-                }))
+                out.append(openai_chunk(self._id, self._created, self._model, usage=usage.to_openai()))
         # content-start / content-end / tool-plan-delta / tool-call-end / citation-* / debug: nothing to send

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
+from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -676,31 +676,11 @@ class GeminiStreamDecoder:
             usage, _ = usage_from_gemini(self._usage)
         except SHAPE_ERRORS as exc:
             raise _odd("usage", exc) from None
-        out.append(
-            StreamChunk(
-                {
-                    "id": self._id,
-                    "object": "chat.completion.chunk",
-                    "created": self._created,
-                    "model": self._model,
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        )
+        out.append(openai_chunk(self._id, self._created, self._model, usage=usage))
         return out
 
     def _chunk(self, index: int, delta: JSON, finish: str | None = None) -> StreamChunk:
-        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return StreamChunk(
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [choice],
-            }
-        )
+        return openai_chunk(self._id, self._created, self._model, delta, finish, index=index)
 
     def _start(self, index: int, out: list[StreamChunk]) -> None:
         if index not in self._started:
