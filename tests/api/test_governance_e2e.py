@@ -26,7 +26,7 @@ from fluxway.policy.keys import BudgetLine
 from fluxway.store import Store
 from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
 
 MASTER = "sk-master-e2e"
 HI = [{"role": "user", "content": "Hi"}]
@@ -208,6 +208,50 @@ async def test_budget_never_exceeded_under_200_concurrent_calls(
     finally:
         if store_url is not None:
             await dbs.drop_postgres_db(request.getfixturevalue("postgres_url"), store_url)
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
+    out: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                           "choices": choices}
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+async def test_streamed_calls_are_recorded_with_their_usage_or_an_estimate(tmp_path: Path) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        chunks = [_chunk({"role": "assistant", "content": "Hello"}), _chunk({"content": " there!"}), _chunk({}, "stop")]
+        if body.get("model") == "with-usage":
+            assert body["stream_options"]["include_usage"] is True  # the gateway asks for it
+            chunks.append(_chunk({}, usage={"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}))
+        return await sse_reply(request, openai_sse(chunks), delay=0.01)
+
+    async with FakeUpstream() as up:
+        up.route("POST", "/v1/chat/completions", stream)
+        cfg = config(up, tmp_path)
+        cfg["models"] = [
+            {"name": "a", "targets": [{"provider": "up", "model": "with-usage", "price": PRICE}]},
+            {"name": "b", "targets": [{"provider": "up", "model": "without-usage", "price": PRICE}]},
+        ]
+        async with run_gateway(cfg) as gw:
+            status, key = await admin(gw.url, "POST", "/admin/keys", {"name": "s"})
+            assert status == 201
+            async with openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0) as client:
+                for model in ["a", "b"]:
+                    stream_ = await client.chat.completions.create(
+                        model=model, messages=HI, stream=True  # type: ignore[arg-type]
+                    )
+                    text = "".join([c.choices[0].delta.content or "" async for c in stream_ if c.choices])
+                    assert text == "Hello there!"
+            _, logs = await admin(gw.url, "GET", f"/admin/logs?key={key['id']}")
+            by_model = {r["model"]: r for r in logs["data"]}
+            a, b = by_model["a"], by_model["b"]
+            assert (a["prompt_tokens"], a["completion_tokens"], a["estimated"]) == (11, 4, False)
+            assert a["cost_usd"] == pytest.approx(0.015) and a["stream"] is True and a["ttft_ms"] is not None
+            assert b["estimated"] is True and b["prompt_tokens"] > 0 and b["completion_tokens"] > 0
+            assert b["cost_usd"] > 0 and b["status"] == 200
 
 
 def free_port() -> int:
