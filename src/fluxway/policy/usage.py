@@ -198,6 +198,7 @@ class UsageRecorder:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.healthy = True
         self.stored = 0  # records inserted by this process (replays included)
         self._day = _Day()
@@ -231,7 +232,10 @@ class UsageRecorder:
     async def close(self) -> None:
         """Flush everything (graceful shutdown); what cannot be stored stays spooled for next start."""
         if self._task is not None:
-            self._task.cancel()
+            # Stop the flusher between flushes, never inside one: a cancelled insert leaves the
+            # store connection mid-transaction and the final flush below would wait on its lock.
+            self._stopping = True
+            self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -319,10 +323,12 @@ class UsageRecorder:
 
     async def _run(self) -> None:
         delay = self._interval
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.flush()
                 delay = self._interval
