@@ -107,6 +107,8 @@ def _create_body(args: argparse.Namespace) -> Row:
     body: Row = {"role": args.role}
     if args.name:
         body["name"] = args.name
+    if args.owner:
+        body["owner"] = args.owner
     if args.team:
         body["team"] = args.team
     if args.models:
@@ -259,6 +261,7 @@ def register(sub: Any) -> None:
 
     create = ksub.add_parser("create", help="create a key (its secret is printed once)")
     create.add_argument("--name")
+    create.add_argument("--owner", help="who the key belongs to")
     create.add_argument("--team")
     create.add_argument("--models", help="comma-separated model names or globs (default: all)")
     create.add_argument("--rpm", type=int)

@@ -69,6 +69,7 @@ async def test_key_lifecycle(client: httpx.AsyncClient, gov: Governance) -> None
     assert (await client.post("/admin/teams", json={"name": "search", "rpm": 100})).status_code == 201
     payload = {
         "name": "ci-bot",
+        "owner": "ana@example.com",
         "team": "search",
         "models": ["smart", "openai/*"],
         "rpm": 60,
@@ -83,6 +84,7 @@ async def test_key_lifecycle(client: httpx.AsyncClient, gov: Governance) -> None
     secret = created["key"]
     assert secret.startswith("sk-fw-") and created["id"] and created["prefix"] == secret[:14]
     assert created["budget"] == {"amount_usd": 5.0, "period": "monthly"} and created["team"] == "search"
+    assert created["owner"] == "ana@example.com"
 
     listed = (await client.get("/admin/keys")).json()["data"]
     assert [k["id"] for k in listed] == [created["id"]]

@@ -40,6 +40,7 @@ class LimitIn(_Payload):
 
 class KeyCreate(_Payload):
     name: str | None = Field(None, max_length=256)
+    owner: str | None = Field(None, max_length=256)
     team: str | None = Field(None, max_length=128)
     models: list[str] | None = None
     rpm: int | None = Field(None, ge=0)
@@ -55,6 +56,7 @@ class KeyUpdate(_Payload):
     """Only the fields sent change; an explicit null clears one."""
 
     name: str | None = Field(None, max_length=256)
+    owner: str | None = Field(None, max_length=256)
     team: str | None = Field(None, max_length=128)
     models: list[str] | None = None
     rpm: int | None = Field(None, ge=0)
@@ -109,6 +111,7 @@ def key_out(row: Row) -> dict[str, Any]:
         "id": row["id"],
         "object": "key",
         "name": row.get("name"),
+        "owner": row.get("owner"),
         "prefix": row["prefix"],
         "role": row["role"],
         "team": row.get("team"),
@@ -202,6 +205,7 @@ class Accounts:
         row: Row = {
             "id": "key_" + secrets.token_hex(8),
             "name": p.name,
+            "owner": p.owner,
             "prefix": visible_prefix(secret),
             "key_hash": hash_secret(secret),
             "role": p.role,

@@ -30,6 +30,7 @@ virtual_keys = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(256), nullable=True),
+    sa.Column("owner", sa.String(256), nullable=True),  # who the key belongs to (a person, a service)
     sa.Column("prefix", sa.String(32), nullable=False, index=True),
     sa.Column("key_hash", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),

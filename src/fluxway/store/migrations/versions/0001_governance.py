@@ -33,6 +33,7 @@ def upgrade() -> None:
         "virtual_keys",
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("name", sa.String(256), nullable=True),
+        sa.Column("owner", sa.String(256), nullable=True),
         sa.Column("prefix", sa.String(32), nullable=False),
         sa.Column("key_hash", sa.String(64), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
