@@ -177,6 +177,7 @@ async def test_budgets_usage_and_logs(client: httpx.AsyncClient, gov: Governance
     usage = (await client.get("/admin/usage", params={"group_by": "key"})).json()
     rows = {r["key"]: r for r in usage["data"]}
     assert rows[k1["id"]]["requests"] == 3 and rows[k1["id"]]["cost_usd"] == pytest.approx(0.45)
+    assert rows[k1["id"]]["name"] == "a" and rows[k2["id"]]["name"] == "b"
     assert rows[k2["id"]]["requests"] == 3 and rows[k2["id"]]["errors"] == 1
     models = {r["model"]: r["requests"] for r in (await client.get("/admin/usage?group_by=model")).json()["data"]}
     assert models == {"smart": 4, "other": 2}

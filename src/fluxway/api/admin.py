@@ -216,6 +216,10 @@ def build_admin_app(gov: Governance) -> FastAPI:
         await _flush()
         rows = await gov.store.usage.aggregate(group_by, t0, t1)
         data = [{group_by: r.pop("group"), **r} for r in rows]
+        if group_by == "key":
+            names = {k["id"]: k.get("name") for k in await gov.accounts.list_keys()}
+            for d in data:
+                d["name"] = "master key" if d["key"] == "master" else names.get(d["key"])
         return {"object": "list", "group_by": group_by, "since": iso(t0), "until": iso(t1), "data": data}
 
     @app.get("/admin/logs", tags=["spend"], summary="Request logs, newest first, paginated by cursor")
