@@ -214,3 +214,14 @@ async def test_openapi_docs(client: httpx.AsyncClient) -> None:
     paths = ["/admin/keys", "/admin/keys/{key_id}", "/admin/teams", "/admin/budgets", "/admin/usage", "/admin/logs"]
     for path in paths:
         assert path in spec["paths"]
+
+
+async def test_store_outage_is_a_503_in_the_error_shape(
+    client: httpx.AsyncClient, gov: Governance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError(111, "Connect call failed")  # what asyncpg raises with the server down
+
+    monkeypatch.setattr(gov.store.keys, "list_keys", refused)
+    r = await client.get("/admin/keys")
+    assert r.status_code == 503 and _err(r)["code"] == "store_unavailable" and r.headers["retry-after"] == "1"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxway.errors import GatewayError, bad_request, forbidden
@@ -107,6 +108,15 @@ def build_admin_app(gov: Governance) -> FastAPI:
         where = _loc(first.get("loc", ()))
         msg = "unknown field" if first.get("type") == "extra_forbidden" else first.get("msg", "invalid")
         return _error_response(bad_request(f"{where}: {msg}", param=where))
+
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(OSError)
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("admin %s %s: store error: %s", request.method, request.url.path, exc)
+        return _error_response(
+            GatewayError(503, "the store is unavailable; retry shortly", type="server_error",
+                         code="store_unavailable", headers={"retry-after": "1"})
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
