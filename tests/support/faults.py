@@ -479,10 +479,6 @@ def pair_config(
             {"name": "b", "type": "openai", "base_url": b.url + "/v1", "api_keys": ["sk-b"], "timeout": tb},
         ],
         "models": [m, *(extra_models or [])],
-        # Usage records are flushed at shutdown only: a periodic flush cancelled mid-insert by the
-        # shutdown currently makes the shutdown flush block on SQLite for > 10 s (a governance bug,
-        # reported; about 1 shutdown in 8 when it lands during a flush). Routing tests need no records.
-        "usage": {"flush_interval_ms": 600_000},
     }
     cfg.update(extra)
     return cfg
