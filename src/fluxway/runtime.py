@@ -42,6 +42,15 @@ class Runtime:
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
+    @property
+    def early_hooks(self) -> list[Hook]:
+        """Hooks whose ``post`` runs before the answer's last bytes are sent (``before_send``)."""
+        return [h for h in self.hooks if getattr(h, "before_send", False)]
+
+    @property
+    def late_hooks(self) -> list[Hook]:
+        return [h for h in self.hooks if not getattr(h, "before_send", False)]
+
     def next_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 

@@ -304,7 +304,6 @@ async def test_kill_9_under_load_loses_no_usage_record(
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     successes = 0
-    seen_at: list[float] = []  # when each success was complete on the client
     stop = asyncio.Event()
 
     async def worker(s: aiohttp.ClientSession) -> None:
@@ -316,7 +315,6 @@ async def test_kill_9_under_load_loses_no_usage_record(
                     data = await r.json()
                     if r.status == 200 and data["choices"][0]["message"]["content"] == "ok":
                         successes += 1
-                        seen_at.append(time.monotonic())
             except (TimeoutError, aiohttp.ClientError, ValueError):
                 if stop.is_set():
                     return
@@ -330,7 +328,6 @@ async def test_kill_9_under_load_loses_no_usage_record(
                 await asyncio.sleep(0.05)
                 if successes >= 200:
                     break
-            killed_at = time.monotonic()
             os.kill(proc.pid, signal.SIGKILL)  # mid-load: requests in flight, records spooled
             await asyncio.to_thread(proc.wait)
             stop.set()
@@ -349,13 +346,11 @@ async def test_kill_9_under_load_loses_no_usage_record(
         request_ids = [r for _, r in after]
         assert len(set(record_ids)) == len(record_ids)
         assert len(set(request_ids)) == len(request_ids)  # no call recorded twice
-        # No call the client saw succeed went unrecorded. The gateway runs post hooks right after it
-        # sends the answer, so a call answered in the last instants before the kill (the server
-        # preempted between its send and its spool write) is excused: 10 ms of margin.
-        settled = sum(1 for t in seen_at if t < killed_at - 0.010)
-        assert len(after) >= settled
-        assert len(after) >= successes - 16
-        assert len(after) <= successes + 16  # at most the calls in flight at the kill
+        # No call the client saw succeed went unrecorded: the usage record is spooled before the
+        # answer is sent. Records beyond the successes are calls in flight at the kill (answered
+        # by the gateway, never read by the client).
+        assert len(after) >= successes
+        assert len(after) <= successes + 16  # at most one call in flight per worker
         assert [p for p in (tmp_path / "spool").glob("*.jsonl") if p.stat().st_size > 0] == []
     finally:
         await store.close()

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
 from fluxway.canonical import Endpoint, UpstreamError, Usage
@@ -87,18 +88,17 @@ async def handle(
             if short is not None:
                 break
         if short is not None:
-            outcome = await _answer_short(ctx, ingress, short, send)
+            outcome = await _answer_short(rt, ctx, ingress, short, send)
             return
         route = rt.executor.resolve(req.model)
         if req.stream:
             opened = await rt.executor.open_stream(req, route)
-            outcome = await _stream(ctx, ingress, opened, receive, send)
+            outcome = await _stream(rt, ctx, ingress, opened, receive, send)
         else:
             done = await rt.executor.complete(req, route)
             payload = ingress.render(req, done.response)
             hdrs = _routed_headers(ctx, done.trace, done.target.provider, done.target.model, "miss")
             hdrs.append((b"content-type", ingress.content_type.encode()))
-            await respond(send, 200, payload, hdrs)
             outcome = Outcome(
                 200,
                 done.target,
@@ -109,17 +109,21 @@ async def handle(
                 cache="miss",
                 tried=done.trace.tried,
             )
+            await _post_early(rt, ctx, outcome)
+            await respond(send, 200, payload, hdrs)
     except GatewayError as err:
         if err.status >= 500 or err.status == 429:
             log.warning("request %s failed: %s %s", request_id, err.status, err.message)
         else:
             log.info("request %s rejected: %s %s", request_id, err.status, err.message)
-        await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
         outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0)
+        await _post_early(rt, ctx, outcome)
+        await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
     except Exception:
         log.exception("request %s: internal error", request_id)
-        await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(ingress, request_id, _INTERNAL))
         outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
+        await _post_early(rt, ctx, outcome)
+        await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(ingress, request_id, _INTERNAL))
     finally:
         rt.in_flight -= 1
         if outcome is not None:
@@ -132,20 +136,39 @@ async def handle(
                 rt.stats.prompt_tokens[model] += outcome.usage.prompt_tokens
                 rt.stats.completion_tokens[model] += outcome.usage.completion_tokens
         if ctx is not None and outcome is not None:
-            for hook in rt.hooks:
+            await _post_early(rt, ctx, outcome)  # a no-op unless the call ended before it could run
+            for hook in rt.late_hooks:
                 try:
                     await hook.post(ctx, outcome)
                 except Exception:
                     log.exception("request %s: post hook %s failed", request_id, hook.name)
 
 
-async def _answer_short(ctx: CallContext, ingress: Ingress, short: ShortCircuit, send: Send) -> Outcome:
+async def _post_early(rt: Runtime, ctx: CallContext | None, outcome: Outcome) -> None:
+    """The post hooks marked ``before_send`` (the usage record), run once, before the answer's
+    last bytes leave: every answer a client has seen then has its record, even if the process
+    dies right after sending it."""
+    if ctx is None or "posted_early" in ctx.state:
+        return
+    ctx.state["posted_early"] = True
+    for hook in rt.early_hooks:
+        try:
+            await hook.post(ctx, outcome)
+        except Exception:
+            log.exception("request %s: post hook %s failed", ctx.request_id, hook.name)
+
+
+async def _answer_short(
+    rt: Runtime, ctx: CallContext, ingress: Ingress, short: ShortCircuit, send: Send
+) -> Outcome:
     payload = ingress.render(ctx.request, short.response)
     hdrs = _routed_headers(ctx, Trace(), "cache", str(short.response.body.get("model", "")), short.cache)
     hdrs.append((b"content-type", ingress.content_type.encode()))
+    outcome = Outcome(200, usage=short.response.usage, cache=short.cache,
+                      latency_ms=(time.perf_counter() - ctx.started) * 1000.0)
+    await _post_early(rt, ctx, outcome)
     await respond(send, 200, payload, hdrs)
-    return Outcome(200, usage=short.response.usage, cache=short.cache,
-                   latency_ms=(time.perf_counter() - ctx.started) * 1000.0)
+    return outcome
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -156,7 +179,7 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 async def _stream(
-    ctx: CallContext, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send
+    rt: Runtime, ctx: CallContext, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send
 ) -> Outcome:
     enc = ingress.stream_encoder(ctx.request, ctx.request_id)
     hdrs = _routed_headers(ctx, opened.trace, opened.target.provider, opened.target.model, "miss")
@@ -166,7 +189,11 @@ async def _stream(
     outcome = Outcome(
         200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
     )
-    pump = asyncio.ensure_future(_pump(enc, opened, send, outcome))
+    async def before_last_frame() -> None:
+        _settle(ctx, opened, outcome)
+        await _post_early(rt, ctx, outcome)
+
+    pump = asyncio.ensure_future(_pump(enc, opened, send, outcome, before_last_frame))
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -182,13 +209,25 @@ async def _stream(
         watcher.cancel()
     if pump.done() and not pump.cancelled() and pump.exception() is not None:
         log.error("request %s: stream pump failed", ctx.request_id, exc_info=pump.exception())
-    outcome.usage = opened.usage or _estimate_usage(ctx, opened.text_chars)
-    outcome.latency_ms = (time.perf_counter() - ctx.started) * 1000.0
-    outcome.upstream_ms = opened.trace.upstream_s * 1000.0
+    if "posted_early" not in ctx.state:
+        _settle(ctx, opened, outcome)
     return outcome
 
 
-async def _pump(enc: StreamEncoder, opened: RoutedStream, send: Send, outcome: Outcome) -> None:
+def _settle(ctx: CallContext, opened: RoutedStream, outcome: Outcome) -> None:
+    outcome.target = opened.target  # the last leg's, after a mid-stream failover
+    outcome.usage = opened.usage or _estimate_usage(ctx, opened.text_chars)
+    outcome.latency_ms = (time.perf_counter() - ctx.started) * 1000.0
+    outcome.upstream_ms = opened.trace.upstream_s * 1000.0
+
+
+async def _pump(
+    enc: StreamEncoder,
+    opened: RoutedStream,
+    send: Send,
+    outcome: Outcome,
+    before_last_frame: Callable[[], Awaitable[None]],
+) -> None:
     first = b"".join(enc.chunk(c) for c in opened.first)
     if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})
@@ -203,8 +242,10 @@ async def _pump(enc: StreamEncoder, opened: RoutedStream, send: Send, outcome: O
         log.warning("stream from %s broke mid-way: %s %s", opened.target.key, err.kind.value, err.message)
         outcome.error = gerr
         outcome.error_kind = err.kind.value
+        await before_last_frame()
         await send({"type": "http.response.body", "body": enc.error(gerr), "more_body": False})
         return
+    await before_last_frame()
     await send({"type": "http.response.body", "body": enc.finish(opened.usage), "more_body": False})
 
 

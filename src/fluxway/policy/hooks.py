@@ -79,6 +79,10 @@ class ShortCircuit:
 
 
 class Hook(Protocol):
+    """``pre`` runs in list order before routing; ``post`` once per call after it. A hook with a
+    true ``before_send`` attribute has its ``post`` run before the answer's last bytes are sent
+    (the usage recorder: a record exists for every answer a client saw); the others run after."""
+
     name: str
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None: ...

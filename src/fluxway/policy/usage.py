@@ -177,6 +177,7 @@ class UsageRecorder:
     """The usage hook: builds one record per call and spools it; a background task stores them."""
 
     name = "usage"
+    before_send = True  # the record is spooled before the client sees the answer's end
 
     def __init__(
         self,
