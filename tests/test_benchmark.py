@@ -315,3 +315,11 @@ def test_report_header_names_machine_versions_and_run_length() -> None:
     assert "2 cores, AMD EPYC" in head and "python 3.11.7, wrk 4.1.0" in head
     assert f"{s.failover_duration} s per measured run" in head
     assert f"{s.duration} s per measured run" in b.report_header(b.TITLES["json"], s, info, {}, "2026-01-01")
+
+
+def test_failure_line_prefers_the_last_exception() -> None:
+    log = "INFO starting\nTraceback (most recent call last):\n  File x\nOSError: [Errno 98] address in use\n" \
+          "client_session: <aiohttp.client.ClientSession object at 0x1>\n"
+    assert b.failure_line(log) == "OSError: [Errno 98] address in use"
+    assert b.failure_line("just this\n\n") == "just this"
+    assert b.failure_line("") == "(no output)"

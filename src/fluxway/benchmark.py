@@ -839,13 +839,22 @@ def http_request(
         return int(exc.code), bytes(exc.read())
 
 
+def failure_line(log: str) -> str:
+    """The line of a server's log that best says why it died: its last exception, else its last line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        head = ln.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Exit")) and " " not in head:
+            return ln
+    return lines[-1] if lines else "(no output)"
+
+
 def wait_ready(service: Service, url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
-            tail = service.log_tail()
-            last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
-            raise RuntimeError(f"{service.name} exited during start-up: {last.strip()}\n{tail}")
+            tail = service.log_tail(40)
+            raise RuntimeError(f"{service.name} exited during start-up: {failure_line(tail)}\n{tail}")
         try:
             status, _ = http_request(url, timeout=2)
             if status < 500:
@@ -1002,6 +1011,16 @@ class Harness:
     def start_target(
         self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None
     ) -> tuple[Service | None, Endpoint]:
+        """Start ``target`` in front of ``upstreams``; one retry (a free port can be taken meanwhile)."""
+        try:
+            return self._start_target(target, upstreams, model_extra)
+        except RuntimeError as exc:
+            self.log(f"{target} did not start ({_first_line(exc)}); retrying once:\n{exc}")
+            return self._start_target(target, upstreams, model_extra)
+
+    def _start_target(
+        self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None
+    ) -> tuple[Service | None, Endpoint]:
         """Start ``target`` in front of ``upstreams`` (``name -> base URL``; ``*-sse`` for streams)."""
         if target == "direct":
             base = next(iter(upstreams.values()))
@@ -1024,11 +1043,11 @@ class Harness:
                        "--workers", "1", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
                        "--log-level", "warning", "--backlog", "4096", "passthrough:app"]
             svc = self.service("passthrough", cmd, self.core(SERVER_CORE), cwd=self.s.bench_dir)
-            wait_ready(svc, local + "/", 30)
+            self.ready(svc, local + "/", 30)
             return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/sse/v1/chat/completions")
         if target == "fluxway":
             cfg = fluxway_config(
-                upstreams, port, f"sqlite:///{self.work / 'fluxway.db'}",
+                upstreams, port, f"sqlite:///{self.work / f'fluxway-{port}.db'}",
                 governance=self.s.governance, model_extra=self.s.model_extra if model_extra is None else model_extra,
             )
             path = self.work / "fluxway.yaml"
@@ -1036,7 +1055,7 @@ class Harness:
             cmd = [sys.executable, "-m", "fluxway", "serve", "--config", str(path), "--port", str(port),
                    "--workers", "1"]
             svc = self.service("fluxway", cmd, self.core(SERVER_CORE))
-            wait_ready(svc, local + "/health/live", 60)
+            self.ready(svc, local + "/health/live", 60)
             headers = self.fluxway_auth(local) if self.s.governance else {}
             return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/v1/chat/completions", headers)
         if target == "litellm":
@@ -1048,10 +1067,17 @@ class Harness:
                    str(self.s.litellm), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
                    "--num_workers", "1"]
             svc = self.service("litellm", cmd, self.core(SERVER_CORE))
-            wait_ready(svc, local + "/health/liveliness", 180)
+            self.ready(svc, local + "/health/liveliness", 180)
             auth = {"authorization": f"Bearer {MASTER_KEY}"}
             return svc, Endpoint(f"{local}/v1/chat/completions", f"{local}/v1/chat/completions", auth)
         raise ValueError(f"unknown target {target!r}")
+
+    def ready(self, svc: Service, url: str, timeout: float) -> None:
+        try:
+            wait_ready(svc, url, timeout)
+        except RuntimeError:
+            svc.stop()
+            raise
 
     def fluxway_auth(self, base: str) -> dict[str, str]:
         """Governance on: create a virtual key with the master key and load with it."""
@@ -1266,6 +1292,7 @@ class Harness:
                     svc, ep = self.start_target(target, upstreams, model_extra=extra)
                 except RuntimeError as exc:
                     rows.append(FailoverRow(case, through, s.rate, note=_first_line(exc)))
+                    self.log(f"failover: {through} skipped: {exc}")
                     continue
                 try:
                     for rate in rates:
