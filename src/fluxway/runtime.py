@@ -18,6 +18,7 @@ from fluxway.adapters.registry import create_adapter
 from fluxway.config import Config
 from fluxway.observability import RequestStats
 from fluxway.policy.auth import MasterKeyAuth
+from fluxway.policy.governance import build_governance
 from fluxway.policy.hooks import Hook, Principal
 from fluxway.policy.keys import VirtualKeyAuth
 from fluxway.routing.executor import Executor
@@ -59,10 +60,12 @@ class Runtime:
         adapters: dict[str, Adapter] = {p.name: create_adapter(p) for p in cfg.providers}
         transport = Transport()
         executor = Executor(cfg, adapters, transport)
-        from fluxway.policy.governance import build_governance
-
-        gov = await build_governance(cfg)  # store, keys, limits, budgets, usage records, admin API
-        await gov.start()
+        try:
+            gov = await build_governance(cfg)  # store, keys, limits, budgets, usage records, admin API
+            await gov.start()
+        except BaseException:
+            await transport.close()
+            raise
         hooks: list[Hook] = list(gov.hooks)
         rt = cls(cfg, transport, executor, hooks, gov.auth)
         pricer = gov.pricer
