@@ -8,7 +8,8 @@ is for what nginx cannot do: a fixed delay, failing a given fraction of requests
     python bench/mock_upstream.py --port 9102 --slow-rate 0.1 --slow-ms 1000
 
 ``POST /v1/chat/completions`` answers a ``chat.completion`` (or, when the body has ``"stream": true``,
-an SSE stream of 5 chunks + ``[DONE]``). ``GET /stats`` returns the counters as JSON;
+an SSE stream of 5 chunks + ``[DONE]``). ``--reset-rate`` sends half an answer then resets the
+connection; ``--hang-rate`` never answers. ``GET /stats`` returns the counters as JSON;
 ``POST /stats/reset`` zeroes them. Decisions come from a seeded RNG so runs are repeatable.
 """
 
@@ -31,6 +32,8 @@ class Stats:
     failed: int = 0
     slowed: int = 0
     streams: int = 0
+    resets: int = 0
+    hangs: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,26 @@ class Faults:
     fail_status: int
     slow_rate: float
     slow_s: float
+    reset_rate: float = 0.0
+    hang_rate: float = 0.0
 
 
 def _error_body(status: int) -> bytes:
     kind = {429: "rate_limit_exceeded", 503: "overloaded"}.get(status, "server_error")
     return orjson.dumps({"error": {"message": f"mock upstream injected {status}", "type": kind, "code": kind}})
+
+
+async def _reset_mid_body(request: web.Request, body: bytes, stream: bool) -> web.StreamResponse:
+    """Send the headers and half the body, then drop the connection."""
+    ctype = "text/event-stream" if stream else "application/json"
+    resp = web.StreamResponse(headers={"content-type": ctype})
+    if not stream:
+        resp.content_length = len(body)
+    await resp.prepare(request)
+    await resp.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.abort()
+    return resp
 
 
 def make_app(faults: Faults, seed: int = 1) -> web.Application:
@@ -67,6 +85,13 @@ def make_app(faults: Faults, seed: int = 1) -> web.Application:
                 status=faults.fail_status, body=_error_body(faults.fail_status),
                 content_type="application/json", headers=headers,
             )
+        roll = rng.random()
+        if roll < faults.hang_rate:
+            stats.hangs += 1
+            await asyncio.sleep(3600)  # the client's timeout (or its disconnect) ends this
+        elif roll < faults.hang_rate + faults.reset_rate:
+            stats.resets += 1
+            return await _reset_mid_body(request, json_body if not stream else b"".join(frames), stream)
         delay = faults.delay_s
         if rng.random() < faults.slow_rate:
             stats.slowed += 1
@@ -87,7 +112,7 @@ def make_app(faults: Faults, seed: int = 1) -> web.Application:
         return web.json_response(asdict(stats))
 
     async def reset_stats(_: web.Request) -> web.Response:
-        stats.requests = stats.failed = stats.slowed = stats.streams = 0
+        stats.requests = stats.failed = stats.slowed = stats.streams = stats.resets = stats.hangs = 0
         return web.json_response(asdict(stats))
 
     async def models(_: web.Request) -> web.Response:
@@ -111,9 +136,12 @@ def main() -> None:
     ap.add_argument("--fail-status", type=int, default=500, choices=(500, 502, 503, 429))
     ap.add_argument("--slow-rate", type=float, default=0.0, help="fraction of requests whose first byte is slow")
     ap.add_argument("--slow-ms", type=float, default=1000.0, help="extra delay of a slow first byte")
+    ap.add_argument("--reset-rate", type=float, default=0.0, help="fraction answered half-way, then reset")
+    ap.add_argument("--hang-rate", type=float, default=0.0, help="fraction never answered")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    faults = Faults(args.delay_ms / 1000, args.fail_rate, args.fail_status, args.slow_rate, args.slow_ms / 1000)
+    faults = Faults(args.delay_ms / 1000, args.fail_rate, args.fail_status, args.slow_rate, args.slow_ms / 1000,
+                    args.reset_rate, args.hang_rate)
     try:
         import uvloop
 

@@ -133,6 +133,17 @@ def test_fluxway_failover_config_with_governance_and_extra(tmp_path: Path) -> No
     assert cfg.model(b.STREAM_MODEL) is None
 
 
+def test_failover_timeouts_reach_both_gateways() -> None:
+    ups = {"mock-a": "http://127.0.0.1:1/v1", "mock-b": "http://127.0.0.1:2/v1"}
+    cfg = parse(b.fluxway_config(ups, 8401, "sqlite:///x.db", first_token_s=2.0), env={})
+    prov = cfg.provider("mock-a")
+    assert prov is not None and prov.timeout.first_token == 2.0 and prov.timeout.connect == 2.0
+    lite = b.litellm_config(ups, timeout_s=2.0)
+    assert lite["router_settings"]["timeout"] == 2.0
+    assert all(m["litellm_params"]["timeout"] == 2.0 for m in lite["model_list"])
+    assert "timeout" not in b.litellm_config(ups)["router_settings"]
+
+
 def test_litellm_config_mirrors_the_upstreams() -> None:
     cfg = b.litellm_config({"mock": "http://u/v1", "mock-sse": "http://u/sse/v1"}, retries=3)
     names = [(m["model_name"], m["litellm_params"]["api_base"]) for m in cfg["model_list"]]
@@ -264,10 +275,12 @@ def test_default_settings() -> None:
     assert s.out_dir is not None and s.out_dir.name == "results"
     assert s.hedge_after_ms == 100.0
     assert (s.rate, s.high_rate, s.failover_duration) == (10.0, 100.0, 20)
+    assert s.cases == ("fail", "slow")
 
 
 @pytest.mark.parametrize(
-    "argv", [["nope"], ["--targets", "direct,envoy"], ["--model-extra", "[1]"], ["--model-extra", "{bad"]]
+    "argv",
+    [["nope"], ["--targets", "direct,envoy"], ["--model-extra", "[1]"], ["--model-extra", "{bad"], ["--cases", "melt"]],
 )
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):

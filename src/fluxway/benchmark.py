@@ -47,6 +47,9 @@ UPSTREAM_KEY = "sk-mock"
 MARKER = "FLUXWAY_BENCH "
 ALL_TARGETS = ("direct", "passthrough", "fluxway", "litellm")
 ALL_SCENARIOS = ("json", "stream", "failover")
+FAILOVER_CASES = ("fail", "slow", "reset", "hang")
+# Failover scenario: both gateways give up on a silent upstream after this long (the "hang" case).
+FAILOVER_FIRST_TOKEN_S = 2.0
 LOAD_CORE = 1
 SERVER_CORE = 0
 
@@ -207,16 +210,20 @@ def fluxway_config(
     governance: bool = False,
     strategy: str = "weighted",
     model_extra: dict[str, Any] | None = None,
+    first_token_s: float | None = None,
 ) -> dict[str, Any]:
     """A Fluxway config: one ``openai`` provider per upstream base URL (``name -> base``).
 
     Public model ``bench`` routes to every upstream whose name does not end in ``-sse``;
     ``bench-stream`` to the ``-sse`` ones (the nginx mock streams on a separate path).
     """
-    providers = [
+    providers: list[dict[str, Any]] = [
         {"name": name, "type": "openai", "base_url": base, "api_keys": [UPSTREAM_KEY]}
         for name, base in upstreams.items()
     ]
+    if first_token_s is not None:
+        for prov in providers:
+            prov["timeout"] = {"connect": first_token_s, "first_token": first_token_s, "total": 60}
     plain = [n for n in upstreams if not n.endswith("-sse")]
     sse = [n for n in upstreams if n.endswith("-sse")]
     models: list[dict[str, Any]] = []
@@ -243,17 +250,22 @@ def fluxway_config(
     return cfg
 
 
-def litellm_config(upstreams: dict[str, str], *, retries: int = 2) -> dict[str, Any]:
+def litellm_config(upstreams: dict[str, str], *, retries: int = 2, timeout_s: float | None = None) -> dict[str, Any]:
     """The LiteLLM proxy config equivalent to :func:`fluxway_config` (same models, same upstreams)."""
     model_list = []
     for name, base in upstreams.items():
-        model_list.append({
-            "model_name": STREAM_MODEL if name.endswith("-sse") else BENCH_MODEL,
-            "litellm_params": {"model": f"openai/{UPSTREAM_MODEL}", "api_base": base, "api_key": UPSTREAM_KEY},
-        })
+        params: dict[str, Any] = {"model": f"openai/{UPSTREAM_MODEL}", "api_base": base, "api_key": UPSTREAM_KEY}
+        if timeout_s is not None:
+            params["timeout"] = timeout_s
+            params["stream_timeout"] = timeout_s
+        model_list.append({"model_name": STREAM_MODEL if name.endswith("-sse") else BENCH_MODEL,
+                           "litellm_params": params})
+    router: dict[str, Any] = {"num_retries": retries, "retry_after": 0, "routing_strategy": "simple-shuffle"}
+    if timeout_s is not None:
+        router["timeout"] = timeout_s
     return {
         "model_list": model_list,
-        "router_settings": {"num_retries": retries, "retry_after": 0, "routing_strategy": "simple-shuffle"},
+        "router_settings": router,
         "litellm_settings": {"num_retries": retries, "telemetry": False},
         # LiteLLM refuses to start without a master key; checking it costs no store lookup.
         "general_settings": {"master_key": MASTER_KEY},
@@ -909,6 +921,7 @@ class Settings:
     hedge_after_ms: float | None
     high_rate: float
     wait_quiet: float
+    cases: tuple[str, ...]
     bench_dir: Path
     litellm: Path | None
     out_dir: Path | None
@@ -1009,17 +1022,19 @@ class Harness:
     # -- servers under test ------------------------------------------------------------------------
 
     def start_target(
-        self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None
+        self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[Service | None, Endpoint]:
         """Start ``target`` in front of ``upstreams``; one retry (a free port can be taken meanwhile)."""
         try:
-            return self._start_target(target, upstreams, model_extra)
+            return self._start_target(target, upstreams, model_extra, timeout_s)
         except RuntimeError as exc:
             self.log(f"{target} did not start ({_first_line(exc)}); retrying once:\n{exc}")
-            return self._start_target(target, upstreams, model_extra)
+            return self._start_target(target, upstreams, model_extra, timeout_s)
 
     def _start_target(
-        self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None
+        self, target: str, upstreams: dict[str, str], model_extra: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[Service | None, Endpoint]:
         """Start ``target`` in front of ``upstreams`` (``name -> base URL``; ``*-sse`` for streams)."""
         if target == "direct":
@@ -1049,6 +1064,7 @@ class Harness:
             cfg = fluxway_config(
                 upstreams, port, f"sqlite:///{self.work / f'fluxway-{port}.db'}",
                 governance=self.s.governance, model_extra=self.s.model_extra if model_extra is None else model_extra,
+                first_token_s=timeout_s,
             )
             path = self.work / "fluxway.yaml"
             path.write_text(json.dumps(cfg, indent=2))
@@ -1062,7 +1078,7 @@ class Harness:
             if self.s.litellm is None:
                 raise RuntimeError("LiteLLM is not installed (bench/install_litellm.sh)")
             path = self.work / "litellm.yaml"
-            path.write_text(json.dumps(litellm_config(upstreams), indent=2))
+            path.write_text(json.dumps(litellm_config(upstreams, timeout_s=timeout_s), indent=2))
             cmd = ["env", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_LOG=ERROR", "LITELLM_TELEMETRY=False",
                    str(self.s.litellm), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
                    "--num_workers", "1"]
@@ -1265,11 +1281,14 @@ class Harness:
     def run_failover(self) -> list[FailoverRow]:
         s = self.s
         slow_case = f"A slow first byte {s.slow_rate:.0%} (+{s.slow_ms:.0f} ms)"
-        cases = [
-            (f"A fails {s.fail_rate:.0%} ({s.fail_status})",
-             ["--fail-rate", str(s.fail_rate), "--fail-status", str(s.fail_status), "--seed", "1"]),
-            (slow_case, ["--slow-rate", str(s.slow_rate), "--slow-ms", str(s.slow_ms), "--seed", "2"]),
-        ]
+        all_cases = {
+            "fail": (f"A fails {s.fail_rate:.0%} ({s.fail_status})",
+                     ["--fail-rate", str(s.fail_rate), "--fail-status", str(s.fail_status), "--seed", "1"]),
+            "slow": (slow_case, ["--slow-rate", str(s.slow_rate), "--slow-ms", str(s.slow_ms), "--seed", "2"]),
+            "reset": (f"A resets mid-body {s.fail_rate:.0%}", ["--reset-rate", str(s.fail_rate), "--seed", "4"]),
+            "hang": (f"A hangs {s.fail_rate:.0%}", ["--hang-rate", str(s.fail_rate), "--seed", "5"]),
+        }
+        cases = [all_cases[c] for c in s.cases]
         rows = []
         targets = [t for t in s.targets if t != "passthrough"]
         for case, faults in cases:
@@ -1289,7 +1308,7 @@ class Harness:
                     rates.append(s.high_rate)
                 self.log(f"failover: {case}: {through}")
                 try:
-                    svc, ep = self.start_target(target, upstreams, model_extra=extra)
+                    svc, ep = self.start_target(target, upstreams, model_extra=extra, timeout_s=FAILOVER_FIRST_TOKEN_S)
                 except RuntimeError as exc:
                     rows.append(FailoverRow(case, through, s.rate, note=_first_line(exc)))
                     self.log(f"failover: {through} skipped: {exc}")
@@ -1427,7 +1446,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="failover: a second rate measured for Fluxway only (default 100; 0: none)")
     ap.add_argument("--failover-duration", type=int, default=20,
                     help="failover: seconds of load per run (default 20)")
-    ap.add_argument("--fail-rate", type=float, default=0.5, help="failover: fraction target A fails (default 0.5)")
+    ap.add_argument("--cases", default="fail,slow",
+                    help="failover: comma list of fail (A answers --fail-status), slow (A's first byte is slow), "
+                    "reset (A resets the connection mid-body), hang (A never answers; gateways time out after "
+                    f"{FAILOVER_FIRST_TOKEN_S:g} s) (default fail,slow)")
+    ap.add_argument("--fail-rate", type=float, default=0.5,
+                    help="failover: fraction of requests target A fails, resets or hangs (default 0.5)")
     ap.add_argument("--fail-status", type=int, default=500, choices=(500, 502, 503, 429),
                     help="failover: status target A fails with (default 500)")
     ap.add_argument("--slow-rate", type=float, default=0.1, help="failover: fraction A's first byte is slow (0.1)")
@@ -1473,6 +1497,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("fluxway bench: --model-extra must be a JSON object") from None
     if not isinstance(model_extra, dict):
         raise SystemExit("fluxway bench: --model-extra must be a JSON object")
+    cases = tuple(dict.fromkeys(c.strip() for c in args.cases.split(",") if c.strip()))
+    for c in cases:
+        if c not in FAILOVER_CASES:
+            raise SystemExit(f"fluxway bench: unknown failover case {c!r} ({', '.join(FAILOVER_CASES)})")
     smoke = bool(args.smoke)
     return Settings(
         scenarios=tuple(dict.fromkeys(scenarios)),
@@ -1495,6 +1523,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         hedge_after_ms=None if args.hedge_after_ms < 0 else args.hedge_after_ms,
         high_rate=max(0.0, args.high_rate),
         wait_quiet=0.0 if smoke else max(0.0, args.wait_quiet),
+        cases=cases,
         bench_dir=bench_dir.resolve(),
         litellm=litellm if litellm.exists() else None,
         out_dir=None if (smoke or args.no_save) else Path(args.out) if args.out else bench_dir / "results",
@@ -1529,7 +1558,8 @@ def render_scenario(name: str, rows: Sequence[Any], s: Settings) -> str:
             "Counters are reset after the warm-up, so a breaker already open shows as 1.00 upstream calls / request. "
             "Fluxway: `weighted` over A and B, retry attempts 2, backoff 0"
             + (f", plus {json.dumps(s.model_extra)}" if s.model_extra else "")
-            + "; LiteLLM: the same two deployments, simple-shuffle, num_retries 2. "
+            + "; LiteLLM: the same two deployments, simple-shuffle, num_retries 2. Both give up on a silent "
+            f"upstream after {FAILOVER_FIRST_TOKEN_S:g} s (Fluxway connect/first_token timeout, LiteLLM timeout). "
             "Upstream calls / request = requests the mocks saw divided by requests sent.")
     return "\n".join([table, "", note])
 
