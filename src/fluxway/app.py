@@ -104,8 +104,9 @@ def _models_handler(ingress: OpenAIIngress) -> Handler:
 class FluxwayApp:
     """``FluxwayApp(config)`` is an ASGI app; its Runtime lives from lifespan startup to shutdown."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, server: bool = False) -> None:
         self.cfg = cfg
+        self._server = server  # a whole server process (fluxway serve), not an embedded app
         self.runtime: Runtime | None = None
         openai = OpenAIIngress()
         self._routes: dict[tuple[str, str], Handler] = {
@@ -164,7 +165,7 @@ class FluxwayApp:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
-                    self.runtime = await Runtime.start(self.cfg)
+                    self.runtime = await Runtime.start(self.cfg, freeze_heap=self._server)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -178,8 +179,8 @@ class FluxwayApp:
                 return
 
 
-def create_app(cfg: Config) -> FluxwayApp:
-    return FluxwayApp(cfg)
+def create_app(cfg: Config, *, server: bool = False) -> FluxwayApp:
+    return FluxwayApp(cfg, server=server)
 
 
 def from_env() -> FluxwayApp:
@@ -189,4 +190,4 @@ def from_env() -> FluxwayApp:
     path = env_config_path()
     if not path:
         raise RuntimeError("FLUXWAY_CONFIG is not set")
-    return FluxwayApp(load(path))
+    return FluxwayApp(load(path), server=True)

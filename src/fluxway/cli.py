@@ -89,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         from fluxway.app import create_app
 
-        uvicorn.run(create_app(cfg), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(cfg, server=True), **common)  # type: ignore[arg-type]
     return 0
 
 
