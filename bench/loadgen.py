@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections import Counter
@@ -127,9 +128,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     body = _request_body(args.model, args.stream)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     async with aiohttp.ClientSession(connector=connector) as session:
-        # One untimed request opens the connection and fails fast on a broken setup.
-        async with session.post(args.url, data=body, headers=headers) as resp:
-            await resp.read()
+        # One untimed request opens the connection (a faulty upstream may break it: that is fine).
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with session.post(args.url, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=args.timeout)) as resp:
+                await resp.read()
         if args.warmup > 0:
             if args.mode == "ttfb":
                 await run_ttfb(session, args.url, body, headers, args.warmup, args.stream)
