@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import pytest
 
 from tests.api.test_chat_e2e import chat_handler, config
 from tests.support.gateway import run_gateway
@@ -19,10 +20,8 @@ async def test_metrics_count_requests_and_show_targets() -> None:
             client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
             for _ in range(3):
                 await client.chat.completions.create(model="smart", messages=[{"role": "user", "content": "hi"}])
-            try:
+            with pytest.raises(openai.NotFoundError):
                 await client.chat.completions.create(model="nope-x", messages=[{"role": "user", "content": "hi"}])
-            except openai.NotFoundError:
-                pass
             async with aiohttp.ClientSession() as http, http.get(gw.url + "/metrics") as resp:
                 assert resp.status == 200
                 text = await resp.text()
