@@ -6,7 +6,6 @@ One function serves every ingress shape and endpoint; the ingress object decides
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from fluxway.runtime import Runtime
 
 log = logging.getLogger("fluxway.request")
 
+_CLIENT_GONE = GatewayError(499, "client closed the stream", code="client_closed")
 _INTERNAL = GatewayError(500, "internal gateway error; see the gateway log", type="server_error", code="internal_error")
 
 
@@ -193,22 +193,24 @@ async def _stream(
         _settle(ctx, opened, outcome)
         await _post_early(rt, ctx, outcome)
 
-    pump = asyncio.ensure_future(_pump(enc, opened, send, outcome, before_last_frame))
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
-    try:
-        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not pump.done():
-            pump.cancel()
+    async def watch() -> None:
+        # The pump runs in this request's own task; a disconnect closes the upstream under it,
+        # which ends its read at once (one extra task per stream, no cancellation).
+        await _wait_disconnect(receive)
+        if not opened.done:
             outcome.status = 499
-            outcome.error = GatewayError(499, "client closed the stream", code="client_closed")
-            opened.close()
+            outcome.error = _CLIENT_GONE
             log.info("request %s: client went away mid-stream; upstream cancelled", ctx.request_id)
-            with contextlib.suppress(BaseException):  # cancelled on purpose
-                await pump
+            opened.close()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await _pump(enc, opened, send, outcome, before_last_frame)
+    except Exception:
+        log.exception("request %s: stream pump failed", ctx.request_id)
+        opened.close()
+    finally:
         watcher.cancel()
-    if pump.done() and not pump.cancelled() and pump.exception() is not None:
-        log.error("request %s: stream pump failed", ctx.request_id, exc_info=pump.exception())
     if "posted_early" not in ctx.state:
         _settle(ctx, opened, outcome)
     return outcome
@@ -237,6 +239,9 @@ async def _pump(
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
     except UpstreamError as err:
+        if outcome.error is _CLIENT_GONE:  # our own close: nobody is listening any more
+            await before_last_frame()
+            return
         err.target = err.target or opened.target.key
         gerr = _upstream_failure(err)
         log.warning("stream from %s broke mid-way: %s %s", opened.target.key, err.kind.value, err.message)

@@ -138,6 +138,7 @@ class RoutedStream:
         self.failovers: list[dict[str, object]] = []
         self._text: list[str] = []
         self._done = False
+        self._closed = False  # closed by the caller (the client went away): not the upstream's fault
         self._id: object = None  # the stream's chunk id; continuation legs are renamed to it
         self._track(leg.first)
 
@@ -188,6 +189,8 @@ class RoutedStream:
                     for c in self._track(leg.decoder.close()):
                         yield c
             except UpstreamError as err:
+                if self._closed:
+                    raise
                 err.target = err.target or leg.target.key
                 self.trace.errors.append(err)
                 board.record_failure(leg.permit, err.kind, err.retry_after)
@@ -231,8 +234,15 @@ class RoutedStream:
         log.info("stream continued on %s after %s broke (%s)", leg.target.key, failed, err.kind.value)
         return leg
 
+    @property
+    def done(self) -> bool:
+        """The upstream finished the stream (its last chunk has been read)."""
+        return self._done
+
     def close(self) -> None:
-        if not self._done:
+        """Drop the upstream stream (the client went away); a reader in ``rest()`` stops at once."""
+        if not self._done and not self._closed:
+            self._closed = True
             self._executor.board.release(self._leg.permit)
             self._leg.close()
 
