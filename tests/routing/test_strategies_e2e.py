@@ -94,7 +94,7 @@ async def test_least_busy_avoids_the_target_with_a_request_in_flight() -> None:
     # A stays busy for 3 s: long enough that the 9 calls below finish first even on a loaded machine.
     async with FaultyUpstream("a", "slow", slow_s=3.0) as a, FaultyUpstream("b") as b:
         model = {"strategy": "least-busy", "targets": _targets(1, 1)}
-        cfg = pair_config(a, b, model=model, timeout={"first_token": 10})
+        cfg = pair_config(a, b, model=model, timeout={"first_token": 10, "total": 20})
         async with run_gateway(cfg) as gw:
             client = _client(gw)
             held = asyncio.ensure_future(_provider(client))  # tie: A first, and it stays busy
