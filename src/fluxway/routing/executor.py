@@ -418,7 +418,8 @@ class Executor:
             if result is not None:
                 return result[0]
             acquired_any = start > 0
-        for target in targets[start:]:
+        last = len(targets) - 1
+        for i, target in enumerate(targets[start:], start):
             for n in range(r.retry.attempts):
                 permit = self._acquire(target)
                 if permit is None:
@@ -436,6 +437,8 @@ class Executor:
                         if len(self._creds[target.provider]) > 1:
                             continue
                         break
+                    if err.kind is ErrorKind.TIMEOUT and i < last:
+                        break  # a target that just timed out would likely cost another full timeout
                     if n + 1 < r.retry.attempts:
                         await self._sleep(backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng))
         if not acquired_any:
