@@ -15,6 +15,7 @@ from fluxway.canonical import Endpoint, UpstreamError, Usage
 from fluxway.errors import GatewayError, overloaded
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.policy.pricing import estimate_prompt_tokens
 from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
 
@@ -256,10 +257,8 @@ async def _pump(
 
 def _estimate_usage(ctx: CallContext, completion_chars: int) -> Usage:
     """No usage from the upstream: about four characters a token, marked as an estimate."""
-    body = ctx.request.body
-    text = body.get("messages") or body.get("prompt") or body.get("input") or ""
     return Usage(
-        prompt_tokens=max(1, len(str(text)) // 4),
+        prompt_tokens=estimate_prompt_tokens(ctx.request.body),
         completion_tokens=(completion_chars + 3) // 4,
         estimated=True,
     )

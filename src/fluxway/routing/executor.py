@@ -71,7 +71,6 @@ class Trace:
     attempts: int = 0
     planned: int = 0  # targets planned that support the endpoint
     upstream_s: float = 0.0
-    hedged: int = 0
     tried: list[str] = field(default_factory=list)
     errors: list[UpstreamError] = field(default_factory=list)
 
@@ -494,7 +493,6 @@ class Executor:
                 )
                 if not done:
                     extra += 1
-                    trace.hedged += 1
                     self.counters.hedges += 1
                     log.info("hedging %s after %.0f ms", r.name, delay * 1000)
                     launch()
