@@ -63,6 +63,12 @@ class RedisConfig(_Strict):
         return v or None
 
 
+class BudgetsConfig(_Strict):
+    # A budgeted key may call a model with no known price (table or config) only when this is set:
+    # such calls are then metered at $0.
+    allow_unpriced: bool = False
+
+
 class UsageConfig(_Strict):
     # Durable local spool for usage records (default: beside a SQLite store, else ./fluxway-spool).
     spool_dir: str | None = None
@@ -199,6 +205,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     redis: RedisConfig = RedisConfig()
     usage: UsageConfig = UsageConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     routing: RoutingConfig = RoutingConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()

@@ -45,6 +45,17 @@ def forbidden(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(403, message, type="permission_error", code="forbidden", param=param)
 
 
+def model_unpriced(model: str) -> GatewayError:
+    return GatewayError(
+        403,
+        f"model '{model}' has no known price, and this key has a budget: set a price for it in the config "
+        "(targets[].price) or allow unpriced models (budgets.allow_unpriced)",
+        type="permission_error",
+        code="model_unpriced",
+        param="model",
+    )
+
+
 def model_not_found(model: str, known: list[str]) -> GatewayError:
     names = ", ".join(known) if known else "(none)"
     return GatewayError(

@@ -110,3 +110,20 @@ def test_pricer_overrides_and_worst_case() -> None:
     cost, known = pricer.cost(Target("oai", "gpt-4o-mini"), Usage(prompt_tokens=1000, completion_tokens=1000))
     assert known and cost == pytest.approx((1000 * 0.15 + 1000 * 0.6) / 1e6)
     assert pricer.cost(Target("oai", "unknown-model"), Usage(prompt_tokens=10)) == (0.0, False)
+
+
+def test_only_snapshots_resolve_to_a_listed_model() -> None:
+    table = PriceTable()
+    for snapshot, listed in [
+        ("o1-2024-12-17", "o1"),
+        ("mistral-large-latest", "mistral-large"),
+        ("gemini-1.5-flash-001", "gemini-1.5-flash"),
+        ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    ]:
+        info = table.lookup(None, snapshot)
+        assert info.known and info == table.lookup(None, listed), snapshot
+    # A different model is never priced as its shorter-named sibling or base model.
+    for other in ["o1-pro", "o3-pro-max", "gpt-4o-audio-preview", "ft:gpt-4o:acme::x1", "gpt-4o-mini-tts",
+                  "claude-sonnet-4-5-custom"]:
+        assert not table.lookup("openai", other).known, other

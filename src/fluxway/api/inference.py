@@ -93,10 +93,10 @@ async def handle(
             return
         route = rt.executor.resolve(req.model)
         if req.stream:
-            opened = await rt.executor.open_stream(req, route)
+            opened = await rt.executor.open_stream(req, route, principal.model_filter)
             outcome = await _stream(rt, ctx, ingress, opened, receive, send)
         else:
-            done = await rt.executor.complete(req, route)
+            done = await rt.executor.complete(req, route, principal.model_filter)
             payload = ingress.render(req, done.response)
             hdrs = _routed_headers(ctx, done.trace, done.target.provider, done.target.model, "miss")
             hdrs.append((b"content-type", ingress.content_type.encode()))

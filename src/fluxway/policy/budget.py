@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import orjson
 
 from fluxway.canonical import Endpoint, Usage
-from fluxway.errors import GatewayError, rate_limited
+from fluxway.errors import GatewayError, model_unpriced, rate_limited
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import Pricer, call_cost, cost_usd
@@ -373,13 +373,25 @@ class BudgetHook:
 
     name = "budget"
 
-    def __init__(self, ledger: Ledger, pricer: Pricer, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        pricer: Pricer,
+        clock: Callable[[], float] = time.time,
+        *,
+        allow_unpriced: bool = False,
+    ) -> None:
         self.ledger = ledger
         self._pricer = pricer
         self._clock = clock
+        self._allow_unpriced = allow_unpriced
 
     def worst_case(self, ctx: CallContext) -> int:
+        """The most the call may cost, in nano-USD; refuses a model any of whose targets is unpriced
+        (it would be metered at $0 against the budget) unless unpriced models are allowed."""
         info = self._pricer.worst_case(ctx.request.model)
+        if not info.known and not self._allow_unpriced:
+            raise model_unpriced(ctx.request.model)
         return math.ceil(cost_usd(info.price, worst_case_tokens(ctx, info.max_output_tokens)) * NANO)
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:

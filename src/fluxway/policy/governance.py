@@ -93,7 +93,7 @@ class Governance:
         else:
             ledger = MemoryLedger(self.spend)
         self.limits = build_rate_limiter(cfg, self.redis)
-        self.budget = BudgetHook(ledger, self.pricer, clock)
+        self.budget = BudgetHook(ledger, self.pricer, clock, allow_unpriced=cfg.budgets.allow_unpriced)
         self.usage = UsageRecorder(
             store.usage,
             self.pricer,

@@ -8,13 +8,15 @@ success or failure, exactly once; it must be cheap (enqueue, don't write).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 from fluxway.canonical import CanonicalRequest, CanonicalResponse, Target, Usage
 from fluxway.errors import GatewayError
+
+ModelFilter = Callable[[str], bool]
 
 
 @dataclass(slots=True)
@@ -36,6 +38,11 @@ class Principal:
         if self.models is None:
             return True
         return any(fnmatchcase(model, pattern) for pattern in self.models)
+
+    @property
+    def model_filter(self) -> ModelFilter | None:
+        """What the executor checks every fallback against; None when every model is allowed."""
+        return None if self.models is None else self.allows
 
 
 @dataclass(slots=True)
@@ -90,4 +97,4 @@ class Hook(Protocol):
     async def post(self, ctx: CallContext, outcome: Outcome) -> None: ...
 
 
-__all__ = ["CallContext", "GatewayError", "Hook", "Outcome", "Principal", "ShortCircuit"]
+__all__ = ["CallContext", "GatewayError", "Hook", "ModelFilter", "Outcome", "Principal", "ShortCircuit"]

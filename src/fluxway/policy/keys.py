@@ -19,7 +19,7 @@ from typing import Any
 
 from fluxway.errors import forbidden, unauthorized
 from fluxway.policy.auth import ANONYMOUS, MASTER
-from fluxway.policy.hooks import CallContext, Outcome, Principal, ShortCircuit
+from fluxway.policy.hooks import CallContext, ModelFilter, Outcome, Principal, ShortCircuit
 from fluxway.store.keys import KeyStore
 
 log = logging.getLogger("fluxway.keys")
@@ -147,6 +147,10 @@ class KeyPrincipal(Principal):
         if self.team_models is None:
             return True
         return Principal(id=self.id, models=self.team_models).allows(model)
+
+    @property
+    def model_filter(self) -> ModelFilter | None:
+        return None if self.models is None and self.team_models is None else self.allows
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Prices: the shipped table (``fluxway/data/prices.json``, loaded lazily) plus config overrides.
 
-A price is looked up by ``"<provider type>/<model>"``, then by the model alone; a dated or suffixed
-name (``gpt-4o-2024-08-06``, ``claude-sonnet-4-5-20250929``) resolves to its longest listed prefix.
-An unknown model costs 0 and is flagged (``PriceInfo.known`` is false).
+A price is looked up by ``"<provider type>/<model>"``, then by the model alone; a snapshot of a listed
+model (``gpt-4o-2024-08-06``, ``claude-sonnet-4-5-20250929``, ``mistral-large-latest``,
+``...-v1:0``) resolves to it. Nothing else matches by prefix: ``o1-pro`` is not ``o1``, and a
+fine-tune name is not its base model. An unknown model costs 0 and is flagged (``PriceInfo.known``
+is false); budgeted keys refuse such models unless ``budgets.allow_unpriced`` is set.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from fluxway.config import Config
 from fluxway.policy.hooks import CallContext, Outcome
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
-_BOUNDARY = frozenset("-:@._/")
+# What may follow a listed name and still be the same model: release dates, "-latest", "-001",
+# Bedrock's "-v1:0". Anything else ("-pro", "-mini", ":ft-...") is a different model.
+_SNAPSHOT = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest))*(?:-v\d+(?:[.:]\d+)*)?(?::\d+)?")
 # Bedrock-style ids: "us.anthropic.claude-sonnet-4-5-20250929-v1:0" -> "claude-sonnet-4-5-20250929-v1:0".
 _VENDOR_DOT = re.compile(
     r"^(?:(?:us|eu|apac|global|us-gov|jp|au)\.)?(?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|openai)\."
@@ -114,7 +118,7 @@ class PriceTable:
         for name in names:
             best: str | None = None
             for k in index:
-                if len(k) < len(name) and name.startswith(k) and name[len(k)] in _BOUNDARY and (
+                if len(k) < len(name) and name.startswith(k) and _SNAPSHOT.fullmatch(name, len(k)) and (
                     best is None or len(k) > len(best)
                 ):
                     best = k

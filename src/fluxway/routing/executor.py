@@ -33,6 +33,7 @@ from fluxway.canonical import (
 )
 from fluxway.config import Config, HedgeConfig, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
 from fluxway.errors import GatewayError, model_not_found
+from fluxway.policy.hooks import ModelFilter
 from fluxway.routing.clock import Clock
 from fluxway.routing.health import HealthBoard, HealthSettings, Permit
 from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, hedge_delay_s, plan
@@ -124,10 +125,19 @@ class RoutedStream:
     target (the partial answer sent as an assistant prefix), unseen by the client.
     """
 
-    def __init__(self, executor: Executor, req: CanonicalRequest, route: Route, leg: _Leg, trace: Trace) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        req: CanonicalRequest,
+        route: Route,
+        leg: _Leg,
+        trace: Trace,
+        allows: ModelFilter | None = None,
+    ) -> None:
         self._executor = executor
         self._req = req
         self._route = route
+        self._allows = allows
         self._leg = leg
         self.target = leg.target
         self.trace = trace
@@ -221,7 +231,7 @@ class RoutedStream:
         failed = self._leg.target.key
         try:
             leg = await self._executor._run(
-                req, self._route, self._executor._open_leg, self.trace, exclude=frozenset(self.trace.tried)
+                req, self._route, self._executor._open_leg, self.trace, frozenset(self.trace.tried), self._allows
             )
         except (GatewayError, UpstreamError):
             log.warning("mid-stream failover from %s found no target", failed)
@@ -302,7 +312,9 @@ class Executor:
                 return Route(model, (Target(provider, upstream_model),))
         raise model_not_found(model, self.public_models)
 
-    def _chain(self, route: Route) -> list[Route]:
+    def _chain(self, route: Route, allows: ModelFilter | None) -> list[Route]:
+        """The route, then its fallbacks breadth-first; with ``allows``, only the models the caller
+        may use (a key allowed only ``cheap`` is never served by a fallback it may not call)."""
         chain = [route]
         seen = {route.name}
         i = 0
@@ -310,7 +322,8 @@ class Executor:
             for name in chain[i].fallbacks:
                 if name not in seen and name in self.routes:
                     seen.add(name)
-                    chain.append(self.routes[name])
+                    if allows is None or allows(name):
+                        chain.append(self.routes[name])
             i += 1
         return chain
 
@@ -374,8 +387,9 @@ class Executor:
         attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
         trace: Trace,
         exclude: frozenset[str] = frozenset(),
+        allows: ModelFilter | None = None,
     ) -> T:
-        chain = self._chain(route)
+        chain = self._chain(route, allows)
         context_switched = False
         i = 0
         while i < len(chain):
@@ -387,7 +401,11 @@ class Executor:
                 if context_switched:
                     break
                 context_switched = True
-                chain = [self.routes[n] for n in context_fallback_chain(r.name, self.models_by_name)]
+                chain = [
+                    self.routes[n]
+                    for n in context_fallback_chain(r.name, self.models_by_name)
+                    if allows is None or allows(n)
+                ]
                 i = 0
             except _CallerFault:
                 break
@@ -578,9 +596,10 @@ class Executor:
 
     # -- whole answers ------------------------------------------------------------------------
 
-    async def complete(self, req: CanonicalRequest, route: Route) -> Completed:
+    async def complete(self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None) -> Completed:
+        """Serve ``req`` whole; ``allows`` limits the fallbacks to the models the caller may use."""
         trace = Trace()
-        return await self._run(req, route, self._complete_once, trace)
+        return await self._run(req, route, self._complete_once, trace, frozenset(), allows)
 
     async def _complete_once(
         self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
@@ -595,11 +614,13 @@ class Executor:
 
     # -- streams ------------------------------------------------------------------------------
 
-    async def open_stream(self, req: CanonicalRequest, route: Route) -> RoutedStream:
+    async def open_stream(
+        self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None
+    ) -> RoutedStream:
         """Try targets until one produces its first chunk; the client sees none of the failures."""
         trace = Trace()
-        leg = await self._run(req, route, self._open_leg, trace)
-        return RoutedStream(self, req, route, leg, trace)
+        leg = await self._run(req, route, self._open_leg, trace, frozenset(), allows)
+        return RoutedStream(self, req, route, leg, trace, allows)
 
     async def _open_leg(
         self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
