@@ -6,6 +6,7 @@ Inference routes run with no framework in between (PERFORMANCE.md: a framework's
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +20,7 @@ from fluxway.errors import GatewayError, forbidden
 from fluxway.ingress.base import Ingress, bearer_token
 from fluxway.ingress.openai import OpenAIIngress, openai_error_body
 from fluxway.observability import render as render_metrics
+from fluxway.policy.auth import ANONYMOUS
 from fluxway.runtime import Runtime
 
 log = logging.getLogger("fluxway")
@@ -50,7 +52,29 @@ async def _ready(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> Non
     await _json(send, 200 if ok else 503, body)
 
 
+async def _metrics_allowed(rt: Runtime, scope: Scope) -> bool:
+    token = rt.cfg.observability.metrics.token
+    if token is None:
+        return True
+    headers = request_headers(scope)
+    given = bearer_token(headers)
+    if given and hmac.compare_digest(given.encode(), token.encode()):
+        return True
+    if not given:
+        return False
+    try:
+        principal = await rt.principal(given)
+    except GatewayError:
+        return False
+    return principal.is_admin and principal is not ANONYMOUS  # open mode's anonymous caller is not a key
+
+
 async def _metrics(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    if not await _metrics_allowed(rt, scope):
+        err = GatewayError(401, "GET /metrics needs 'Authorization: Bearer <observability.metrics.token>'",
+                           type="authentication_error", code="unauthorized")
+        await respond(send, 401, orjson.dumps(openai_error_body(err)), [JSON_CT, (b"www-authenticate", b"Bearer")])
+        return
     await respond(send, 200, render_metrics(rt), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
 
 

@@ -63,6 +63,20 @@ class RedisConfig(_Strict):
         return v or None
 
 
+class MetricsConfig(_Strict):
+    # When set, GET /metrics needs "Authorization: Bearer <token>" (or an admin key); else it is open.
+    token: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+
+class ObservabilityConfig(_Strict):
+    metrics: MetricsConfig = MetricsConfig()
+
+
 class BudgetsConfig(_Strict):
     # A budgeted key may call a model with no known price (table or config) only when this is set:
     # such calls are then metered at $0.
@@ -206,6 +220,7 @@ class Config(_Strict):
     redis: RedisConfig = RedisConfig()
     usage: UsageConfig = UsageConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     routing: RoutingConfig = RoutingConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()

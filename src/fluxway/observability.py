@@ -61,7 +61,8 @@ def render(rt: Runtime) -> bytes:
         lines.append(f"{name} {value}")
     metric("fluxway_in_flight", "gauge", "Requests in flight in this process.")
     lines.append(f"fluxway_in_flight {rt.in_flight}")
-    snap = rt.executor.board.snapshot()
+    # Configured targets only: direct names chosen by clients never become label values.
+    snap = rt.executor.board.snapshot(rt.executor.configured_targets)
     metric("fluxway_target_breaker_state", "gauge", "Circuit state per target: 0 closed, 1 half-open, 2 open.")
     metric("fluxway_target_ttfb_ewma_seconds", "gauge", "EWMA of time to first byte per target.")
     for key in sorted(snap.targets):

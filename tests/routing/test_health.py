@@ -700,3 +700,31 @@ def test_counts_never_leak(ops: list[tuple[str, object, object]], probes: int) -
         board.release(p)
     h = board.target(T)
     assert (h.in_flight, h.probes_in_flight) == (0, 0)
+
+
+def test_unconfigured_targets_live_in_a_bounded_lru_and_pinned_ones_stay() -> None:
+    clock = ManualClock(1000.0)
+    board = HealthBoard(clock, HealthSettings(), pinned=[T], max_dynamic=3)
+    fail(board, 2, key=T)
+    for i in range(10):
+        board.record_success(take(board, f"mock/bogus-{i}"))
+    assert board.dynamic_targets == 3
+    snap = board.snapshot()
+    assert set(snap.targets) == {T, "mock/bogus-7", "mock/bogus-8", "mock/bogus-9"}
+    assert snap.targets[T].consecutive_failures == 2  # the configured target's history is kept
+    # Using a direct target keeps it; the least recently used goes.
+    take(board, "mock/bogus-7")
+    board.acquire("mock/bogus-10")
+    assert set(board.snapshot().targets) == {T, "mock/bogus-7", "mock/bogus-9", "mock/bogus-10"}
+
+
+def test_a_permit_outlives_its_evicted_cell() -> None:
+    clock = ManualClock(1000.0)
+    board = HealthBoard(clock, HealthSettings(), max_dynamic=1)
+    early = take(board, "mock/a")
+    stream = take(board, "mock/s")  # evicts mock/a while its call is in flight
+    board.record_first_byte(early)
+    board.record_success(early)
+    board.record_failure(stream, ErrorKind.UPSTREAM_5XX)
+    board.release(early)
+    assert board.dynamic_targets == 1

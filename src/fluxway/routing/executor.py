@@ -274,6 +274,12 @@ class Executor:
         self.transport = transport
         self._sleep = sleep
         b = cfg.routing.breaker
+        self.configured_targets: tuple[str, ...] = tuple(
+            dict.fromkeys(
+                [t.to_target().key for m in cfg.models for t in m.targets]
+                + [f"{p.name}/{p.health_check.model}" for p in cfg.providers if p.health_check and p.health_check.model]
+            )
+        )
         self.board = HealthBoard(
             clock,
             HealthSettings(
@@ -286,6 +292,7 @@ class Executor:
                 half_open_probes=b.half_open_probes,
                 rate_limit_cooldown_s=b.rate_limit_cooldown_s,
             ),
+            pinned=self.configured_targets,
         )
         self._rng = rng or random.Random()
         self.planner = PlannerState(self._rng, explore=cfg.routing.explore)

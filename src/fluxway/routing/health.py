@@ -37,6 +37,7 @@ of a provider is cooling or open, the provider's targets report that as their ``
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,6 +58,8 @@ TARGET_KINDS = frozenset(
         ErrorKind.NOT_FOUND,
     }
 )
+# Unconfigured targets (direct names) the board remembers at most, least recently used evicted.
+DEFAULT_MAX_DYNAMIC = 1024
 KEY_KINDS = frozenset({ErrorKind.AUTH, ErrorKind.RATE_LIMITED})
 
 
@@ -484,9 +487,22 @@ def provider_of(target_key: str) -> str:
 class HealthBoard:
     """Health of every target and key of one runtime. Single-threaded (one event loop); no I/O."""
 
-    def __init__(self, clock: Clock, settings: HealthSettings | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        settings: HealthSettings | None = None,
+        *,
+        pinned: Iterable[str] = (),
+        max_dynamic: int = DEFAULT_MAX_DYNAMIC,
+    ) -> None:
+        """``pinned``: the configured targets, kept for good. Any other target (a direct
+        ``provider/model`` name from a client) lives in an LRU of ``max_dynamic`` entries, so
+        client-chosen names cannot grow the board without bound."""
         self._clock = clock
         self.settings = settings or HealthSettings()
+        self._pinned = frozenset(pinned)
+        self._max_dynamic = max(1, max_dynamic)
+        self._dynamic: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self._targets: dict[str, _Cell] = {}
         self._latency: dict[str, _Latency] = {}
         self._keys: dict[tuple[str, int], _Cell] = {}
@@ -501,7 +517,28 @@ class HealthBoard:
         if cell is None:
             cell = self._targets[key] = _Cell(self.settings)
             self._latency[key] = _Latency()
+            if key not in self._pinned:
+                self._dynamic[key] = None
+                if len(self._dynamic) > self._max_dynamic:
+                    old, _ = self._dynamic.popitem(last=False)
+                    del self._targets[old]
+                    del self._latency[old]
+        elif key in self._dynamic:
+            self._dynamic.move_to_end(key)
         return cell
+
+    def _lat(self, key: str) -> _Latency:
+        """The target's latency record (recreated if its cell was evicted while a call ran)."""
+        lat = self._latency.get(key)
+        if lat is None:
+            self._target(key)
+            lat = self._latency[key]
+        return lat
+
+    @property
+    def dynamic_targets(self) -> int:
+        """How many unconfigured (direct-name) targets the board holds now."""
+        return len(self._dynamic)
 
     def _key(self, provider: str, index: int) -> _Cell:
         cell = self._keys.get((provider, index))
@@ -584,7 +621,7 @@ class HealthBoard:
         now = self._clock()
         permit.first_byte_at = now
         s = self.settings
-        self._latency[permit.target_key].add_ttfb(
+        self._lat(permit.target_key).add_ttfb(
             now, now - permit.started_at if ttfb_s is None else ttfb_s, s.ewma_alpha, s.latency_samples
         )
         self._target(permit.target_key).success(now, permit.epoch)
@@ -598,7 +635,7 @@ class HealthBoard:
             return
         now = self._clock()
         s = self.settings
-        lat = self._latency[permit.target_key]
+        lat = self._lat(permit.target_key)
         total = now - permit.started_at if total_s is None else total_s
         if permit.first_byte_at is None:
             lat.add_ttfb(now, total if ttfb_s is None else ttfb_s, s.ewma_alpha, s.latency_samples)
@@ -660,7 +697,7 @@ class HealthBoard:
         if cell is None:
             return TargetHealth(key, cooldown_until=blocked)
         cell.advance(now)
-        lat = self._latency[key]
+        lat = self._lat(key)
         s = self.settings
         cooldown = cell.cooldown_until if cell.cooldown_until > now else None
         if blocked is not None:
