@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.api.test_chat_e2e import STREAM
 from tests.support.gateway import run_gateway
 from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
 
@@ -47,7 +48,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
                 status=400,
             )
         if body.get("stream"):
-            return await sse_reply(request, openai_sse(["o", "k"], model=model))
+            return await sse_reply(request, openai_sse(STREAM))
         return json_reply(_completion(model))
 
     async with FakeUpstream() as up:
@@ -121,6 +122,11 @@ async def test_fallback_to_a_model_the_key_may_not_use_is_not_taken(upstream: Fa
             status, body = await _post(gw.url, key, "/v1/chat/completions", {"model": "cheap", "messages": HI})
             assert status == 200, body
             assert _served_models(upstream) == ["broken-cheap", "gpt-4o"]
+        upstream.requests.clear()
+        status, body = await _post(gw.url, both, "/v1/chat/completions",
+                                   {"model": "cheap", "messages": HI, "stream": True})
+        assert status == 200 and "data: [DONE]" in body, body
+        assert _served_models(upstream) == ["broken-cheap", "gpt-4o"]
 
 
 async def test_team_allowlist_also_limits_fallbacks(upstream: FakeUpstream, tmp_path: Path) -> None:
