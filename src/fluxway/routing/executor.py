@@ -435,24 +435,24 @@ class Executor:
         if not targets:
             raise LookupError(r.name)
         start = 0
-        acquired_any = False
+        made = trace.attempts
         hedge = r.hedge
         if hedge is not None and len(targets) > 1:
             result, start = await self._hedged(req, r, targets, attempt, trace, hedge)
             if result is not None:
                 return result[0]
-            acquired_any = start > 0
         last = len(targets) - 1
+        retry_more = True  # may a forced (panic) attempt still help after the loop?
         for i, target in enumerate(targets[start:], start):
             for n in range(r.retry.attempts):
                 permit = self._acquire(target)
                 if permit is None:
                     break
-                acquired_any = True
                 try:
                     return await self._one(req, r, target, permit, attempt, trace)
                 except UpstreamError as err:
                     self._after_failure(err)
+                    retry_more = err.kind.retryable and err.kind is not ErrorKind.RATE_LIMITED
                     if not err.kind.retryable:
                         break
                     if err.kind is ErrorKind.RATE_LIMITED:
@@ -465,15 +465,31 @@ class Executor:
                         break  # a target that just timed out would likely cost another full timeout
                     if n + 1 < r.retry.attempts:
                         await self._sleep(backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng))
-        if not acquired_any:
-            # Every target's breaker is open: one early probe at the soonest to recover.
-            permit = self._acquire(targets[0], force=True)
-            if permit is not None:
-                try:
-                    return await self._one(req, r, targets[0], permit, attempt, trace)
-                except UpstreamError as err:
-                    self._after_failure(err)
+        # Panic mode (as Envoy's): breakers must never make a call worse off than no breaker. When
+        # they refused attempts (every target open, or the only one opened by this call's own
+        # failure), the call still gets its retry budget, forced through at the soonest to recover.
+        while retry_more and trace.attempts - made < r.retry.attempts:
+            if trace.attempts > made:
+                await self._sleep(
+                    backoff_s(trace.attempts - made, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng)
+                )
+            target = self._soonest(targets)
+            permit = self._acquire(target, force=True)
+            if permit is None:
+                break
+            try:
+                return await self._one(req, r, target, permit, attempt, trace)
+            except UpstreamError as err:
+                self._after_failure(err)
+                retry_more = err.kind.retryable and err.kind is not ErrorKind.RATE_LIMITED
         raise LookupError(r.name)
+
+    def _soonest(self, targets: list[Target]) -> Target:
+        """The planned target whose breaker or cool-down ends first."""
+        if len(targets) == 1:
+            return targets[0]
+        now = self.board.snapshot(()).at
+        return min(targets, key=lambda t: self.board.target(t.key).recovers_at(now))
 
     async def _hedged(
         self,
