@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from fluxway.cli import main
+from fluxway.config import load
 from tests.support.gateway import run_gateway
 
 
@@ -57,3 +58,30 @@ async def test_keys_against_a_running_gateway(tmp_path: Path, capsys: pytest.Cap
         assert rc == 0 and json.loads(capsys.readouterr().out)["revoked"] is True
         rc = await asyncio.to_thread(main, ["keys", "list", "--url", gw.url, "--master-key", "wrong", "--json"])
         assert rc == 1 and "401" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_one_store_wherever_you_stand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative paths in a config resolve against its folder: a key created from another folder is
+    in the store the gateway reads (issue 10)."""
+    conf_dir = tmp_path / "project" / "examples"
+    conf_dir.mkdir(parents=True)
+    cfg = conf_dir / "fluxway.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"url": "sqlite:///./fluxway.db"}, "usage": {"spool_dir": "spool"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rc, out, _ = _run(capsys, "keys", "create", "-c", str(cfg), "--name", "ci", "--json")
+    assert rc == 0, out
+    monkeypatch.chdir(conf_dir.parent)
+    rc, out, _ = _run(capsys, "keys", "list", "-c", "examples/fluxway.yaml", "--json")
+    assert [k["name"] for k in json.loads(out)["data"]] == ["ci"]
+    assert (conf_dir / "fluxway.db").exists() and not list(elsewhere.iterdir())
+
+    loaded = load("examples/fluxway.yaml")
+    assert loaded.store.url == f"sqlite:///{conf_dir / 'fluxway.db'}"
+    assert loaded.usage.spool_dir == str(conf_dir / "spool")
+    absolute = tmp_path / "abs.db"
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{absolute}?timeout=5"}}))
+    assert load(cfg).store.url == f"sqlite:///{absolute}?timeout=5"

@@ -400,7 +400,33 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"(file): invalid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
-    return parse(data, env)
+    return resolve_paths(parse(data, env), Path(path).resolve().parent)
+
+
+def _sqlite_file(url: str) -> tuple[str, str, str] | None:
+    """(scheme up to and including ':///', database path, query) of a file SQLite URL; else None."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.split("+", 1)[0] != "sqlite":
+        return None
+    db, q, query = rest.partition("?")
+    if not db or db == ":memory:" or db.startswith("file::memory:"):
+        return None
+    return scheme + sep, db, q + query
+
+
+def resolve_paths(cfg: Config, base: Path) -> Config:
+    """Relative paths in a config file (the SQLite file, the spool) are relative to its folder (SPEC
+    §2): every command reads the same store whatever the working directory."""
+    update: dict[str, Any] = {}
+    parts = _sqlite_file(cfg.store.url)
+    if parts is not None and not Path(parts[1]).is_absolute():
+        update["store"] = cfg.store.model_copy(
+            update={"url": f"{parts[0]}{(base / parts[1]).resolve()}{parts[2]}"}
+        )
+    spool = cfg.usage.spool_dir
+    if spool and not Path(spool).is_absolute():
+        update["usage"] = cfg.usage.model_copy(update={"spool_dir": str((base / spool).resolve())})
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def env_config_path() -> str | None:
