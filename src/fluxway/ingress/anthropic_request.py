@@ -204,16 +204,20 @@ class RequestParser:
 
     def sampling(self, out: JSON) -> None:
         data = self.data
-        for name in ("temperature", "top_p"):
+        for name in ("temperature", "top_p"):  # both in [0, 1] in Anthropic's API
             value = data.get(name)
             if value is not None:
                 if not _is_number(value):
                     raise wrong_type(name, "a valid number")
+                if not 0 <= value <= 1:
+                    raise invalid(name, "Input should be between 0 and 1")
                 out[name] = value
         top_k = data.get("top_k")
         if top_k is not None:
             if not _is_int(top_k):
                 raise wrong_type("top_k", "a valid integer")
+            if top_k < 0:
+                raise invalid("top_k", "Input should be greater than or equal to 0")
             out["top_k"] = top_k
         stops = data.get("stop_sequences")
         if stops is not None:

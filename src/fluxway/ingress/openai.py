@@ -26,6 +26,10 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
 def _is_stop(v: Any) -> bool:
     return v is None or isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
 
@@ -54,6 +58,21 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "logit_bias": (lambda v: v is None or isinstance(v, dict), "an object"),
     "dimensions": (_is_int, "an integer"),
     "encoding_format": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+# field -> (lowest, highest) allowed, as OpenAI's API reference gives them: checked before any
+# upstream call so an out-of-range value never costs a provider round trip (or money).
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "presence_penalty": (-2.0, 2.0),
+    "max_tokens": (1, 2**31 - 1),
+    "max_completion_tokens": (1, 2**31 - 1),
+    "n": (1, 128),
+    "top_logprobs": (0, 20),
+    "dimensions": (1, 2**31 - 1),
 }
 
 
@@ -119,8 +138,15 @@ def parse_openai_body(endpoint: Endpoint, body: bytes) -> CanonicalRequest:
     for name in _CHECKS.keys() & data.keys():
         value = data[name]
         check, what = _CHECKS[name]
-        if value is not None and not check(value):
-            raise wrong_type(name, what)
+        if value is not None:
+            if not check(value):
+                raise wrong_type(name, what)
+            bounds = _RANGES.get(name)
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise bad_request(
+                    f"'{name}' must be between {_num(bounds[0])} and {_num(bounds[1])}; got {value!r}", name,
+                    code="invalid_value",
+                )
     stream = data.get("stream") is True and endpoint is not Endpoint.EMBEDDINGS
     opts = data.get("stream_options")
     include_usage = bool(stream and isinstance(opts, dict) and opts.get("include_usage"))
