@@ -19,7 +19,6 @@ from fluxway.policy.budget import (
     RedisLedger,
     Refusal,
     Reservation,
-    connect_redis,
     period_window,
     to_nano,
     worst_case_tokens,
@@ -27,6 +26,7 @@ from fluxway.policy.budget import (
 from fluxway.policy.hooks import CallContext, Outcome, Principal
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import Pricer
+from fluxway.redis_client import create_redis
 
 
 def ts(s: str) -> float:
@@ -67,7 +67,7 @@ async def make_ledger(request: pytest.FixtureRequest) -> AsyncIterator[Callable[
         if request.param == "memory":
             return MemoryLedger(loader)
         url = request.getfixturevalue("clean_redis_url")
-        client = connect_redis(url)
+        client = create_redis(url)
         clients.append(client)
         return RedisLedger(client, loader)
 
@@ -151,11 +151,11 @@ async def test_never_overshoots_under_200_concurrent_calls(make_ledger: Callable
 
 
 async def test_redis_ledger_is_shared_and_reservations_expire(clean_redis_url: str) -> None:
-    a_client, b_client = connect_redis(clean_redis_url), connect_redis(clean_redis_url)
+    a_client, b_client = create_redis(clean_redis_url), create_redis(clean_redis_url)
     try:
         loader = Loader()
-        a = RedisLedger(a_client, loader, hold_seconds=30)
-        b = RedisLedger(b_client, loader, hold_seconds=30)
+        a = RedisLedger(a_client, loader, lease_seconds=30)
+        b = RedisLedger(b_client, loader, lease_seconds=30)
         line = BudgetLine("team:x", 1.0, "total")
         held = await a.reserve([line], to_nano(0.6), NOW)
         assert isinstance(held, Reservation)
