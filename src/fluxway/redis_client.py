@@ -86,8 +86,8 @@ class RedisHealth:
         client: Redis,
         *,
         on_failure: OnFailure = "open",
-        probe_interval: float = 0.5,
-        probe_max_interval: float = 5.0,
+        probe_interval: float = 0.2,
+        probe_max_interval: float = 0.5,
         warn_every: float = 30.0,
     ) -> None:
         self.client = client

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -230,3 +231,22 @@ async def test_hook_reserves_refuses_and_settles_to_actual_cost() -> None:
     # principals without budgets are not touched
     free = _ctx(body, Principal(id="x"))
     assert await hook.pre(free) is None and "budget" not in free.state
+
+
+async def test_leases_are_renewed_while_held_and_reclaimed_once_the_holder_is_gone(clean_redis_url: str) -> None:
+    a_client, b_client = create_redis(clean_redis_url), create_redis(clean_redis_url)
+    try:
+        loader = Loader()
+        a = RedisLedger(a_client, loader, lease_seconds=1.0)
+        b = RedisLedger(b_client, loader, lease_seconds=1.0)
+        line = BudgetLine("team:lease", 1.0, "total")
+        held = await a.reserve([line], to_nano(0.6), time.time())
+        assert isinstance(held, Reservation)
+        await asyncio.sleep(2.0)  # twice the lease: a's heartbeat kept it
+        assert isinstance(await b.reserve([line], to_nano(0.6), time.time()), Refusal)
+        await a.close()  # a "crashes": no more heartbeats, no settle
+        await asyncio.sleep(1.1)
+        assert isinstance(await b.reserve([line], to_nano(0.6), time.time()), Reservation)
+    finally:
+        await a_client.aclose()
+        await b_client.aclose()
