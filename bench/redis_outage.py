@@ -25,9 +25,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.gateway import run_gateway  # noqa: E402
-from tests.support.redis_server import private_redis  # noqa: E402
-from tests.support.upstream import FakeUpstream, json_reply  # noqa: E402
+from tests.support.gateway import run_gateway
+from tests.support.redis_server import private_redis
+from tests.support.upstream import FakeUpstream, json_reply
 
 MASTER = "sk-master-probe"
 COMPLETION = {
