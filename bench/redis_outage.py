@@ -5,6 +5,7 @@
 Runs the real gateway in-process against a mock upstream and a private redis-server (killed with
 SIGKILL, then restarted with nothing in it), keeps ``--concurrency`` callers busy through three
 phases (Redis up, Redis down, Redis back empty) and prints the statuses of each phase as JSON.
+``--hang`` stops the server with SIGSTOP (every call to it hangs) and resumes it instead.
 ``--policy default`` leaves ``redis.on_failure`` out of the config (to probe a version without it).
 """
 
@@ -37,7 +38,7 @@ COMPLETION = {
 }
 
 
-async def probe(policy: str, concurrency: int, phase_s: float) -> dict[str, Any]:
+async def probe(policy: str, concurrency: int, phase_s: float, hang: bool = False) -> dict[str, Any]:
     async def chat(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.005)
         return json_reply(COMPLETION)
@@ -83,10 +84,16 @@ async def probe(policy: str, concurrency: int, phase_s: float) -> dict[str, Any]
                 await asyncio.sleep(phase_s)
                 phase = "redis down"
                 t0 = time.monotonic()
-                server.kill()
+                if hang:
+                    server.pause()
+                else:
+                    server.kill()
                 await asyncio.sleep(phase_s)
-                phase = "redis back empty"
-                server.start()
+                phase = "redis resumed" if hang else "redis back empty"
+                if hang:
+                    server.resume()
+                else:
+                    server.start()
                 await asyncio.sleep(phase_s)
                 stop = True
                 await asyncio.gather(*workers)
@@ -108,8 +115,9 @@ def main() -> None:
     ap.add_argument("--policy", choices=["open", "closed", "default"], default="open")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--phase-s", type=float, default=3.0)
+    ap.add_argument("--hang", action="store_true", help="SIGSTOP Redis (it hangs) instead of killing it, then SIGCONT")
     args = ap.parse_args()
-    print(json.dumps(asyncio.run(probe(args.policy, args.concurrency, args.phase_s)), indent=2))
+    print(json.dumps(asyncio.run(probe(args.policy, args.concurrency, args.phase_s, args.hang)), indent=2))
 
 
 if __name__ == "__main__":

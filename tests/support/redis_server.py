@@ -8,6 +8,7 @@ restart without persistence).
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -54,9 +55,19 @@ class RedisServer:
     def kill(self) -> None:
         """SIGKILL: established connections die with it (what an outage does to a gateway)."""
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server dies at once too
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers (a hung or partitioned Redis)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def restart_empty(self) -> None:
         self.kill()
