@@ -149,6 +149,9 @@ async def test_open_serves_a_budgeted_key_through_an_outage_and_an_empty_restart
                 assert m["fluxway_redis_up"] == 0 and m["fluxway_redis_outages_total"] == 1
                 assert m['fluxway_redis_fallback_total{hook="budget"}'] >= 199
                 assert m['fluxway_redis_fallback_total{hook="limits"}'] >= 199
+                async with c.session.get(gw.url + "/admin/budgets", headers={"authorization": f"Bearer {MASTER}"}) as r:
+                    assert r.status == 200  # read from the local ledger meanwhile
+                    assert (await r.json())["data"][0]["spent_usd"] > 0
 
                 server.start()  # back, empty: no scripts, no buckets
                 await c.until_redis_up()
