@@ -250,3 +250,16 @@ async def test_leases_are_renewed_while_held_and_reclaimed_once_the_holder_is_go
     finally:
         await a_client.aclose()
         await b_client.aclose()
+
+
+async def test_a_reservation_never_settled_is_renewed_only_up_to_the_longest_call(clean_redis_url: str) -> None:
+    client = create_redis(clean_redis_url)
+    try:
+        ledger = RedisLedger(client, Loader(), lease_seconds=1.0, max_hold_seconds=1.0)
+        line = BudgetLine("team:leak", 1.0, "total")
+        assert isinstance(await ledger.reserve([line], to_nano(0.6), time.time()), Reservation)
+        await asyncio.sleep(2.6)  # the heartbeat runs, but stops renewing once the hold is older than 1 s
+        assert isinstance(await ledger.reserve([line], to_nano(0.6), time.time()), Reservation)
+        await ledger.close()
+    finally:
+        await client.aclose()

@@ -286,7 +286,9 @@ MAX_OWED = 10_000  # settles kept for Redis's return while it is down (beyond: t
 class RedisLedger:
     """Budgets shared by every instance on one Redis; reserve and settle are single Lua scripts.
 
-    ``clock`` times the lease renewals; it must be the clock the callers take ``now`` from.
+    ``clock`` times the lease renewals; it must be the clock the callers take ``now`` from. A lease
+    is renewed for ``max_hold_seconds`` at most (the longest a call may run), so a reservation whose
+    call never settles (a bug, a cancelled task) still frees up in the end.
     """
 
     def __init__(
@@ -295,6 +297,7 @@ class RedisLedger:
         loader: SpendLoader,
         *,
         lease_seconds: float = 15.0,
+        max_hold_seconds: float = 900.0,
         prefix: str = "fw:budget",
         clock: Callable[[], float] = time.time,
         health: RedisHealth | None = None,
@@ -302,6 +305,7 @@ class RedisLedger:
         self._redis = redis
         self._loader = loader
         self._lease = lease_seconds
+        self._max_hold = max_hold_seconds
         self._prefix = prefix
         self._clock = clock
         self._health = health
@@ -309,7 +313,7 @@ class RedisLedger:
         self._settle = redis.register_script(_SETTLE)
         self._pending: set[asyncio.Task[None]] = set()
         self._windows = Windows()
-        self._live: dict[str, tuple[str, ...]] = {}  # rid -> the sorted sets holding its lease
+        self._live: dict[str, tuple[float, tuple[str, ...]]] = {}  # rid -> (renew until, sets holding its lease)
         self._beat: asyncio.Task[None] | None = None
         self._owed: list[tuple[Reservation, int]] = []  # settles that failed while Redis was down
         if health is not None:
@@ -342,7 +346,7 @@ class RedisLedger:
             ok, idx, s, r = await self._reserve(keys=keys, args=args)
             ok, idx = int(ok), int(idx)
             if ok == 1:
-                self._live[rid] = tuple(keys[1::2])
+                self._live[rid] = (now + self._max_hold, tuple(keys[1::2]))
                 if self._beat is None or self._beat.done():
                     self._beat = asyncio.get_running_loop().create_task(self._heartbeat(), name="fluxway-budget-lease")
                 return Reservation(rid, amount, _held(lines, windows))
@@ -360,9 +364,12 @@ class RedisLedger:
             await asyncio.sleep(interval)
             if not self._live or (self._health is not None and not self._health.up):
                 continue
-            deadline = self._clock() + self._lease
+            now = self._clock()
+            deadline = now + self._lease
+            for rid in [rid for rid, (until, _) in self._live.items() if until <= now]:
+                del self._live[rid]  # held longer than any call may run: let its lease run out
             by_set: dict[str, dict[str, float]] = {}
-            for rid, sets in self._live.items():
+            for rid, (_, sets) in self._live.items():
                 for z in sets:
                     by_set.setdefault(z, {})[rid] = deadline
             try:

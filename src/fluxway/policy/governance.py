@@ -44,6 +44,13 @@ def spool_dir_for(cfg: Config) -> Path:
     return Path("fluxway-spool")
 
 
+def _hold_seconds(cfg: Config) -> float:
+    """The longest a call may hold a budget reservation (its leases are renewed until then)."""
+    totals = [p.timeout.total for p in cfg.providers]
+    totals += [m.timeout.total for m in cfg.models if m.timeout is not None]
+    return max(totals, default=600.0) + 60.0
+
+
 class _LazyAdmin:
     """The admin app, built (FastAPI imported) on its first request: it costs nothing until used."""
 
@@ -87,7 +94,8 @@ class Governance:
             self.redis_health = RedisHealth(self.redis, on_failure=cfg.redis.on_failure)
             self.invalidation = RedisInvalidation(cfg.redis.url, self.cache)
             shared = RedisLedger(
-                self.redis, self.spend, lease_seconds=cfg.redis.lease_s, clock=clock, health=self.redis_health
+                self.redis, self.spend, lease_seconds=cfg.redis.lease_s, max_hold_seconds=_hold_seconds(cfg),
+                clock=clock, health=self.redis_health,
             )
             ledger = FallbackLedger(shared, MemoryLedger(self.spend), self.redis_health)
         else:
