@@ -56,6 +56,12 @@ class StoreConfig(_Strict):
 
 class RedisConfig(_Strict):
     url: str | None = None
+    # While Redis is down: open = budgets and rate limits held per process (warning + metric);
+    # closed = calls that need them answer 503 redis_unavailable with retry-after.
+    on_failure: Literal["open", "closed"] = "open"
+    # Budget reservations live this long unless the holding instance renews them (a heartbeat while
+    # the call runs): a crashed instance's holds are reclaimed after about this many seconds.
+    lease_s: float = Field(15.0, ge=1.0, le=3600.0)
 
     @field_validator("url")
     @classmethod

@@ -82,9 +82,9 @@ async def _with_accounts(args: argparse.Namespace, fn: Callable[[Accounts], Awai
         await store.upgrade()
         notify = None
         if cfg.redis.url:
-            from redis.asyncio import Redis
+            from fluxway.redis_client import create_redis
 
-            redis = Redis.from_url(cfg.redis.url)
+            redis = create_redis(cfg.redis.url, max_connections=1)
 
             async def notify(what: str) -> None:
                 try:

@@ -70,4 +70,17 @@ def render(rt: Runtime) -> bytes:
         lines.append(f'fluxway_target_breaker_state{{target="{_label(key)}"}} {_STATE_VALUE[t.state]}')
         if t.ewma_ttfb_s is not None:
             lines.append(f'fluxway_target_ttfb_ewma_seconds{{target="{_label(key)}"}} {t.ewma_ttfb_s:.6f}')
+    health = getattr(rt.extras.get("governance"), "redis_health", None)
+    if health is not None:
+        metric("fluxway_redis_up", "gauge", "1 while Redis answers this process's budget and rate-limit calls, else 0.")
+        lines.append(f"fluxway_redis_up {1 if health.up else 0}")
+        metric("fluxway_redis_outages_total", "counter", "Times Redis went from answering to not answering.")
+        lines.append(f"fluxway_redis_outages_total {health.outages}")
+        metric("fluxway_redis_fallback_total", "counter",
+               "Hook calls served on per-process state while Redis was down (redis.on_failure: open).")
+        for what in ("budget", "limits"):
+            lines.append(f'fluxway_redis_fallback_total{{hook="{what}"}} {health.fallbacks[what]}')
+        metric("fluxway_redis_refused_total", "counter",
+               "Calls answered 503 redis_unavailable while Redis was down (redis.on_failure: closed).")
+        lines.append(f"fluxway_redis_refused_total {health.refused}")
     return ("\n".join(lines) + "\n").encode()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -19,7 +20,6 @@ from fluxway.policy.budget import (
     RedisLedger,
     Refusal,
     Reservation,
-    connect_redis,
     period_window,
     to_nano,
     worst_case_tokens,
@@ -27,6 +27,7 @@ from fluxway.policy.budget import (
 from fluxway.policy.hooks import CallContext, Outcome, Principal
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import Pricer
+from fluxway.redis_client import create_redis
 
 
 def ts(s: str) -> float:
@@ -67,7 +68,7 @@ async def make_ledger(request: pytest.FixtureRequest) -> AsyncIterator[Callable[
         if request.param == "memory":
             return MemoryLedger(loader)
         url = request.getfixturevalue("clean_redis_url")
-        client = connect_redis(url)
+        client = create_redis(url)
         clients.append(client)
         return RedisLedger(client, loader)
 
@@ -151,11 +152,11 @@ async def test_never_overshoots_under_200_concurrent_calls(make_ledger: Callable
 
 
 async def test_redis_ledger_is_shared_and_reservations_expire(clean_redis_url: str) -> None:
-    a_client, b_client = connect_redis(clean_redis_url), connect_redis(clean_redis_url)
+    a_client, b_client = create_redis(clean_redis_url), create_redis(clean_redis_url)
     try:
         loader = Loader()
-        a = RedisLedger(a_client, loader, hold_seconds=30)
-        b = RedisLedger(b_client, loader, hold_seconds=30)
+        a = RedisLedger(a_client, loader, lease_seconds=30)
+        b = RedisLedger(b_client, loader, lease_seconds=30)
         line = BudgetLine("team:x", 1.0, "total")
         held = await a.reserve([line], to_nano(0.6), NOW)
         assert isinstance(held, Reservation)
@@ -230,3 +231,35 @@ async def test_hook_reserves_refuses_and_settles_to_actual_cost() -> None:
     # principals without budgets are not touched
     free = _ctx(body, Principal(id="x"))
     assert await hook.pre(free) is None and "budget" not in free.state
+
+
+async def test_leases_are_renewed_while_held_and_reclaimed_once_the_holder_is_gone(clean_redis_url: str) -> None:
+    a_client, b_client = create_redis(clean_redis_url), create_redis(clean_redis_url)
+    try:
+        loader = Loader()
+        a = RedisLedger(a_client, loader, lease_seconds=1.0)
+        b = RedisLedger(b_client, loader, lease_seconds=1.0)
+        line = BudgetLine("team:lease", 1.0, "total")
+        held = await a.reserve([line], to_nano(0.6), time.time())
+        assert isinstance(held, Reservation)
+        await asyncio.sleep(2.0)  # twice the lease: a's heartbeat kept it
+        assert isinstance(await b.reserve([line], to_nano(0.6), time.time()), Refusal)
+        await a.close()  # a "crashes": no more heartbeats, no settle
+        await asyncio.sleep(1.1)
+        assert isinstance(await b.reserve([line], to_nano(0.6), time.time()), Reservation)
+    finally:
+        await a_client.aclose()
+        await b_client.aclose()
+
+
+async def test_a_reservation_never_settled_is_renewed_only_up_to_the_longest_call(clean_redis_url: str) -> None:
+    client = create_redis(clean_redis_url)
+    try:
+        ledger = RedisLedger(client, Loader(), lease_seconds=1.0, max_hold_seconds=1.0)
+        line = BudgetLine("team:leak", 1.0, "total")
+        assert isinstance(await ledger.reserve([line], to_nano(0.6), time.time()), Reservation)
+        await asyncio.sleep(2.6)  # the heartbeat runs, but stops renewing once the hold is older than 1 s
+        assert isinstance(await ledger.reserve([line], to_nano(0.6), time.time()), Reservation)
+        await ledger.close()
+    finally:
+        await client.aclose()

@@ -182,3 +182,21 @@ async def test_redis_and_memory_agree(redis: Redis, ops: list[Any]) -> None:
                     assert rs.wait_s == NEVER
                 else:
                     assert abs(ms.wait_s - rs.wait_s) <= 0.0011
+
+
+async def test_closed_policy_refuses_with_503_while_redis_is_unreachable() -> None:
+    from fluxway.redis_client import RedisHealth
+
+    client = create_redis("redis://127.0.0.1:1/0", connect_timeout=0.5)
+    try:
+        health = RedisHealth(client, on_failure="closed")
+        hook = RateLimitHook(RedisLimiter(client, health=health))
+        for _ in range(3):
+            with pytest.raises(GatewayError) as err:
+                await hook.pre(ctx_for([{"scope": "key:k1", "rpm": 2}]))
+            assert err.value.status == 503 and err.value.code == "redis_unavailable"
+            assert int(err.value.headers["retry-after"]) >= 1
+        assert not health.up and health.outages == 1 and health.refused == 3
+        await health.close()
+    finally:
+        await client.aclose()

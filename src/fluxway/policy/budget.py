@@ -7,7 +7,12 @@ UTC month, or all time) holding what was spent and what is reserved by calls in 
 - :class:`MemoryLedger` (one instance): the check-and-reserve over every bucket of a call runs
   without an ``await`` in between, so it is atomic on the event loop.
 - :class:`RedisLedger` (several instances): one Lua script checks and reserves every bucket
-  atomically; reservations carry a deadline so that a crashed instance's holds expire.
+  atomically. A reservation is a lease (``redis.lease_s``, 15 s by default): one heartbeat task per
+  ledger renews the leases of the calls still running, so a call may run as long as it likes while a
+  crashed instance's holds are reclaimed by the next reserve about ``lease_s`` after its last beat.
+- :class:`FallbackLedger` (what a gateway with ``redis.url`` runs): the Redis ledger while Redis
+  answers; while it is down, ``redis.on_failure`` decides: ``open`` reserves on a per-process
+  :class:`MemoryLedger` (started from the store's spend), ``closed`` answers 503 ``redis_unavailable``.
 
 A bucket starts from the spend recorded in the store (usage records), so spend survives restarts.
 """
@@ -33,6 +38,7 @@ from fluxway.errors import GatewayError, model_unpriced, rate_limited
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import Pricer, call_cost, cost_usd
+from fluxway.redis_client import REDIS_FAILURES, RedisHealth
 
 log = logging.getLogger("fluxway.budget")
 
@@ -83,6 +89,7 @@ class Reservation:
     rid: str
     amount: int
     buckets: tuple[tuple[str, str], ...]  # (scope, window key) of each bucket held
+    local: bool = False  # held by the per-process fallback ledger while Redis was down
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +140,13 @@ class Ledger(Protocol):
         """(spent, reserved) of a line's current bucket."""
         ...
 
-    async def drain(self) -> None: ...
+    async def drain(self) -> None:
+        """Wait for settles still completing in the background."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work (leases are no longer renewed)."""
+        ...
 
 
 class MemoryLedger:
@@ -208,6 +221,15 @@ class MemoryLedger:
     async def drain(self) -> None:
         return None
 
+    async def close(self) -> None:
+        return None
+
+    def forget_idle(self) -> None:
+        """Drop every bucket no call holds: the next use reloads it from the store."""
+        for bid in [bid for bid, b in self._buckets.items() if b[1] <= 0]:
+            del self._buckets[bid]
+        self._current = {scope: bid for scope, bid in self._current.items() if bid in self._buckets}
+
 
 _RESERVE = """
 local n = #KEYS / 2
@@ -258,28 +280,44 @@ return 1
 """
 
 
-def connect_redis(url: str, max_connections: int = 64) -> Any:
-    """A Redis client whose pool makes callers wait for a connection instead of failing."""
-    from redis.asyncio import BlockingConnectionPool, Redis
-
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
-    return Redis(connection_pool=pool)
+MAX_OWED = 10_000  # settles kept for Redis's return while it is down (beyond: the store still has them)
 
 
 class RedisLedger:
-    """Budgets shared by every instance on one Redis; reserve and settle are single Lua scripts."""
+    """Budgets shared by every instance on one Redis; reserve and settle are single Lua scripts.
+
+    ``clock`` times the lease renewals; it must be the clock the callers take ``now`` from. A lease
+    is renewed for ``max_hold_seconds`` at most (the longest a call may run), so a reservation whose
+    call never settles (a bug, a cancelled task) still frees up in the end.
+    """
 
     def __init__(
-        self, redis: Any, loader: SpendLoader, *, hold_seconds: float = 900.0, prefix: str = "fw:budget"
+        self,
+        redis: Any,
+        loader: SpendLoader,
+        *,
+        lease_seconds: float = 15.0,
+        max_hold_seconds: float = 900.0,
+        prefix: str = "fw:budget",
+        clock: Callable[[], float] = time.time,
+        health: RedisHealth | None = None,
     ) -> None:
         self._redis = redis
         self._loader = loader
-        self._hold = hold_seconds
+        self._lease = lease_seconds
+        self._max_hold = max_hold_seconds
         self._prefix = prefix
+        self._clock = clock
+        self._health = health
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._pending: set[asyncio.Task[None]] = set()
         self._windows = Windows()
+        self._live: dict[str, tuple[float, tuple[str, ...]]] = {}  # rid -> (renew until, sets holding its lease)
+        self._beat: asyncio.Task[None] | None = None
+        self._owed: list[tuple[Reservation, int]] = []  # settles that failed while Redis was down
+        if health is not None:
+            health.on_recover(self._settle_owed)
 
     def _keys(self, scope: str, window: Window) -> tuple[str, str]:
         h = f"{self._prefix}:{scope}:{window.key}"
@@ -303,11 +341,14 @@ class RedisLedger:
         for line, w in zip(lines, windows, strict=True):
             keys.extend(self._keys(line.scope, w))
         rid = os.urandom(8).hex()
-        args: list[Any] = [amount, rid, now, now + self._hold, *(to_nano(line.amount_usd) for line in lines)]
+        args: list[Any] = [amount, rid, now, now + self._lease, *(to_nano(line.amount_usd) for line in lines)]
         for _ in range(3):
             ok, idx, s, r = await self._reserve(keys=keys, args=args)
             ok, idx = int(ok), int(idx)
             if ok == 1:
+                self._live[rid] = (now + self._max_hold, tuple(keys[1::2]))
+                if self._beat is None or self._beat.done():
+                    self._beat = asyncio.get_running_loop().create_task(self._heartbeat(), name="fluxway-budget-lease")
                 return Reservation(rid, amount, _held(lines, windows))
             if ok == 0:
                 return Refusal(lines[idx - 1], windows[idx - 1], int(float(s)), int(float(r)), amount, now)
@@ -316,7 +357,34 @@ class RedisLedger:
             503, "budget store is not answering consistently", type="server_error", code="budget_unavailable"
         )
 
+    async def _heartbeat(self) -> None:
+        """Renew the lease of every reservation this ledger holds, every third of the lease, while it holds any."""
+        interval = self._lease / 3.0
+        while self._live:
+            await asyncio.sleep(interval)
+            if not self._live or (self._health is not None and not self._health.up):
+                continue
+            now = self._clock()
+            deadline = now + self._lease
+            for rid in [rid for rid, (until, _) in self._live.items() if until <= now]:
+                del self._live[rid]  # held longer than any call may run: let its lease run out
+            by_set: dict[str, dict[str, float]] = {}
+            for rid, (_, sets) in self._live.items():
+                for z in sets:
+                    by_set.setdefault(z, {})[rid] = deadline
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for z, members in by_set.items():
+                        pipe.zadd(z, members, xx=True)  # XX: a lease already reclaimed stays reclaimed
+                    await pipe.execute()
+            except REDIS_FAILURES as exc:
+                if self._health is not None:
+                    self._health.failed(exc)
+                else:
+                    log.warning("could not renew %d budget leases: %s", len(self._live), exc)
+
     def settle(self, res: Reservation, actual: int) -> None:
+        self._live.pop(res.rid, None)
         task = asyncio.ensure_future(self._settle_now(res, actual))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -327,14 +395,29 @@ class RedisLedger:
             h = f"{self._prefix}:{scope}:{wkey}"
             keys.extend((h, h + ":z"))
         for attempt in range(5):
+            if self._health is not None and not self._health.up:
+                self._owe(res, actual)
+                return
             try:
                 await self._settle(keys=keys, args=[res.rid, actual])
                 return
-            except Exception as exc:
+            except REDIS_FAILURES as exc:
+                if self._health is not None:
+                    self._health.failed(exc)
+                    continue  # owed, settled when Redis is back
                 if attempt == 4:
-                    log.error("could not settle budget reservation %s: %s (it expires on its own)", res.rid, exc)
+                    log.error("could not settle budget reservation %s: %s (its lease expires)", res.rid, exc)
                     return
                 await asyncio.sleep(0.05 * 2**attempt)
+
+    def _owe(self, res: Reservation, actual: int) -> None:
+        if len(self._owed) < MAX_OWED:
+            self._owed.append((res, actual))
+
+    def _settle_owed(self) -> None:
+        owed, self._owed = self._owed, []
+        for res, actual in owed:
+            self.settle(res, actual)
 
     async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
         w = self._windows.get(line.period, now)
@@ -348,6 +431,63 @@ class RedisLedger:
     async def drain(self) -> None:
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop renewing leases; what is still held is reclaimed once its lease runs out."""
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+            self._beat = None
+
+
+class FallbackLedger:
+    """The Redis ledger while Redis answers; while it is down, the health's ``on_failure`` policy:
+    a per-process :class:`MemoryLedger` (``open``) or 503 ``redis_unavailable`` (``closed``).
+
+    The local ledger's buckets start from the store's spend and are dropped when Redis is back, so
+    each outage starts from what is recorded. Calls served locally are not in Redis's reservations:
+    during an outage each instance holds the budget on its own.
+    """
+
+    def __init__(self, shared: RedisLedger, local: MemoryLedger, health: RedisHealth) -> None:
+        self.shared = shared
+        self.local = local
+        self._health = health
+        health.on_recover(local.forget_idle)
+
+    async def reserve(self, lines: Sequence[BudgetLine], amount: int, now: float) -> Reservation | Refusal:
+        health = self._health
+        if health.up:
+            try:
+                return await self.shared.reserve(lines, amount, now)
+            except REDIS_FAILURES as exc:
+                health.failed(exc)
+        health.fallback("budget")  # closed: raises 503 redis_unavailable
+        res = await self.local.reserve(lines, amount, now)
+        if isinstance(res, Reservation):
+            res.local = True
+        return res
+
+    def settle(self, res: Reservation, actual: int) -> None:
+        if res.local:
+            self.local.settle(res, actual)
+        else:
+            self.shared.settle(res, actual)
+
+    async def state(self, line: BudgetLine, now: float) -> tuple[int, int]:
+        if self._health.up:
+            try:
+                return await self.shared.state(line, now)
+            except REDIS_FAILURES as exc:
+                self._health.failed(exc)
+        return await self.local.state(line, now)
+
+    async def drain(self) -> None:
+        await self.shared.drain()
+
+    async def close(self) -> None:
+        await self.shared.close()
 
 
 def worst_case_tokens(ctx: CallContext, default_output: int) -> Usage:
@@ -417,3 +557,5 @@ class BudgetHook:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.ledger.drain()
+        with contextlib.suppress(Exception):
+            await self.ledger.close()

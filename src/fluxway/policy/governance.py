@@ -18,12 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fluxway.config import Config
 from fluxway.errors import GatewayError
 from fluxway.policy.accounts import Accounts
-from fluxway.policy.budget import BudgetHook, Ledger, MemoryLedger, RedisLedger, connect_redis
+from fluxway.policy.budget import BudgetHook, FallbackLedger, Ledger, MemoryLedger, RedisLedger
 from fluxway.policy.hooks import Hook
 from fluxway.policy.keys import KeyCache, RedisInvalidation, VirtualKeyAuth
 from fluxway.policy.limits import build_rate_limiter
 from fluxway.policy.pricing import Pricer
 from fluxway.policy.usage import UsageRecorder
+from fluxway.redis_client import RedisHealth, create_redis
 from fluxway.store import Store
 from fluxway.store.engine import sqlite_path
 
@@ -44,6 +45,7 @@ def spool_dir_for(cfg: Config) -> Path:
 
 
 def _hold_seconds(cfg: Config) -> float:
+    """The longest a call may hold a budget reservation (its leases are renewed until then)."""
     totals = [p.timeout.total for p in cfg.providers]
     totals += [m.timeout.total for m in cfg.models if m.timeout is not None]
     return max(totals, default=600.0) + 60.0
@@ -84,15 +86,21 @@ class Governance:
         self.cache = KeyCache(store.keys, ttl=key_cache_ttl)
         self.auth = VirtualKeyAuth(cfg.auth.master_key, self.cache, clock)
         self.redis: Any = None
+        self.redis_health: RedisHealth | None = None  # budgets and limits see Redis through it
         self.invalidation: RedisInvalidation | None = None
         ledger: Ledger
         if cfg.redis.url:
-            self.redis = connect_redis(cfg.redis.url)
+            self.redis = create_redis(cfg.redis.url)
+            self.redis_health = RedisHealth(self.redis, on_failure=cfg.redis.on_failure)
             self.invalidation = RedisInvalidation(cfg.redis.url, self.cache)
-            ledger = RedisLedger(self.redis, self.spend, hold_seconds=_hold_seconds(cfg))
+            shared = RedisLedger(
+                self.redis, self.spend, lease_seconds=cfg.redis.lease_s, max_hold_seconds=_hold_seconds(cfg),
+                clock=clock, health=self.redis_health,
+            )
+            ledger = FallbackLedger(shared, MemoryLedger(self.spend), self.redis_health)
         else:
             ledger = MemoryLedger(self.spend)
-        self.limits = build_rate_limiter(cfg, self.redis)
+        self.limits = build_rate_limiter(cfg, self.redis, self.redis_health)
         self.budget = BudgetHook(ledger, self.pricer, clock, allow_unpriced=cfg.budgets.allow_unpriced)
         self.usage = UsageRecorder(
             store.usage,
@@ -132,6 +140,8 @@ class Governance:
         await self.cache.close()
         if self.invalidation is not None:
             await self.invalidation.close()
+        if self.redis_health is not None:
+            await self.redis_health.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.store.close()

@@ -355,9 +355,9 @@ class RedisInvalidation:
     """Publishes key/team changes and pokes the cache when another instance publishes one."""
 
     def __init__(self, url: str, cache: KeyCache) -> None:
-        from redis.asyncio import Redis
+        from fluxway.redis_client import create_redis
 
-        self._redis: Redis = Redis.from_url(url)
+        self._redis = create_redis(url, max_connections=4, timeout=None)  # no read timeout: it listens
         self._cache = cache
         self._task: asyncio.Task[None] | None = None
         self.healthy = True

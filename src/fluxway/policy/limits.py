@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from fluxway.config import Config
+    from fluxway.redis_client import RedisHealth
 
 WINDOW_S = 60.0
 NEVER = math.inf  # wait for a call that can never fit (it costs more than the whole limit)
@@ -332,12 +333,16 @@ def _refusal(buckets: Sequence[Bucket], decision: Decision, headers: dict[str, s
     return rate_limited(message, retry, extra)
 
 
-def build_rate_limiter(cfg: Config, redis: Redis | None) -> RateLimitHook:
-    """Redis-backed (shared by every process) when a client is given, else in this process's memory."""
+def build_rate_limiter(cfg: Config, redis: Redis | None, health: RedisHealth | None = None) -> RateLimitHook:
+    """Redis-backed (shared by every process) when a client is given, else in this process's memory.
+    ``health`` (shared with the budget ledger) carries ``redis.on_failure``."""
     if redis is not None:
         from fluxway.policy.limits_redis import RedisLimiter
+        from fluxway.redis_client import RedisHealth
 
-        return RateLimitHook(RedisLimiter(redis))
+        if health is None:
+            health = RedisHealth(redis, on_failure=cfg.redis.on_failure)
+        return RateLimitHook(RedisLimiter(redis, health=health))
     return RateLimitHook(MemoryLimiter())
 
 

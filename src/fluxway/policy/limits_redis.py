@@ -5,22 +5,22 @@ The script is the same arithmetic as :class:`fluxway.policy.limits.MemoryLimiter
 of gateway processes sharing one Redis enforce one limit exactly. Each bucket is a small hash
 (``l``: level, ``t``: last update in ms) that expires once it has drained empty.
 
-If Redis cannot be reached the limiter keeps serving from a per-process in-memory fallback and
-logs a warning (at most once per 30 s): limits then hold per process instead of across them.
+While Redis is down (see :class:`fluxway.redis_client.RedisHealth`) the limiter does not call it;
+``redis.on_failure: open`` limits on a per-process in-memory fallback (with a warning at most every
+30 s and ``fluxway_redis_fallback_total``), so limits then hold per process instead of across them;
+``closed`` answers 503 ``redis_unavailable``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from fluxway.policy.limits import NEVER, WINDOW_S, Bucket, BucketState, Decision, MemoryLimiter
+from fluxway.redis_client import REDIS_FAILURES, RedisHealth
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -122,11 +122,9 @@ end
 return 1
 """
 
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
-
-
 class RedisLimiter:
-    """Buckets in Redis. ``clock`` (seconds) replaces the server's clock, for tests only."""
+    """Buckets in Redis. ``clock`` (seconds) replaces the server's clock, for tests only. ``health``
+    is shared with the other Redis users of the process (its own, ``open``, when not given)."""
 
     def __init__(
         self,
@@ -135,6 +133,7 @@ class RedisLimiter:
         window_s: float = WINDOW_S,
         prefix: str = KEY_PREFIX,
         clock: Callable[[], float] | None = None,
+        health: RedisHealth | None = None,
     ) -> None:
         self._redis = redis
         self._window_ms = str(int(window_s * 1000))
@@ -143,7 +142,7 @@ class RedisLimiter:
         self._acquire = redis.register_script(ACQUIRE)
         self._adjust = redis.register_script(ADJUST)
         self._fallback = MemoryLimiter(window_s=window_s)
-        self._warned_at = -math.inf
+        self.health = health if health is not None else RedisHealth(redis)
 
     def _args(self, buckets: Sequence[Bucket]) -> tuple[list[str], list[Any]]:
         keys = [self._prefix + b.key for b in buckets]
@@ -156,13 +155,19 @@ class RedisLimiter:
     async def acquire(self, buckets: Sequence[Bucket]) -> Decision:
         if not buckets:
             return Decision(True, ())
+        health = self.health
+        if not health.up:
+            health.fallback("limits")  # closed: raises 503 redis_unavailable
+            return self._fallback.acquire_now(buckets)
         keys, args = self._args(buckets)
         try:
-            raw = await self._acquire(keys=keys, args=args)
-        except NoScriptError:  # pragma: no cover - redis-py reloads scripts itself; belt and braces
-            raw = await self._acquire(keys=keys, args=args)
-        except _FAILURES as exc:
-            self._warn(exc)
+            try:
+                raw = await self._acquire(keys=keys, args=args)
+            except NoScriptError:  # pragma: no cover - redis-py reloads scripts itself; belt and braces
+                raw = await self._acquire(keys=keys, args=args)
+        except REDIS_FAILURES as exc:
+            health.failed(exc)
+            health.fallback("limits")
             return self._fallback.acquire_now(buckets)
         values = [int(v) for v in raw]
         states = tuple(
@@ -178,18 +183,15 @@ class RedisLimiter:
     async def adjust(self, buckets: Sequence[Bucket]) -> None:
         if not buckets:
             return
+        if not self.health.up:
+            self._fallback.adjust_now(buckets)  # never refused: the call has already been served
+            return
         keys, args = self._args(buckets)
         try:
             await self._adjust(keys=keys, args=args)
-        except _FAILURES as exc:
-            self._warn(exc)
+        except REDIS_FAILURES as exc:
+            self.health.failed(exc)
             self._fallback.adjust_now(buckets)
-
-    def _warn(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= 30.0:
-            self._warned_at = now
-            log.warning("rate limits: Redis unavailable (%s); limiting per process until it is back", exc)
 
 
 __all__ = ["ACQUIRE", "ADJUST", "KEY_PREFIX", "RedisLimiter"]
