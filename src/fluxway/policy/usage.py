@@ -268,6 +268,10 @@ class UsageRecorder:
         target = outcome.target
         now = self._clock()
         err = outcome.error
+        error = err.message[:1000] if err is not None else None
+        partial = ctx.state.get("partial")
+        if partial is not None:  # a stream that ended early: what was delivered, marked as such
+            error = f"partial: {partial}" + (f" ({error})" if error else "")
         return {
             "id": f"{self._id_prefix}{next(self._ids):x}",
             "request_id": ctx.request_id,
@@ -291,7 +295,7 @@ class UsageRecorder:
             "ttft_ms": None if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
             "attempts": outcome.attempts,
             "cache": outcome.cache,
-            "error": err.message[:1000] if err is not None else None,
+            "error": error[:1000] if error is not None else None,
         }
 
     # flushing ------------------------------------------------------------------------------
