@@ -45,7 +45,6 @@ class Runtime:
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
-    @property
     def __post_init__(self) -> None:
         server = self.cfg.server
         self.admission = Admission(server.max_in_flight, server.max_concurrency_per_key)

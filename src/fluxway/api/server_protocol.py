@@ -100,7 +100,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
         if self._refused and self.flow is None:  # refused at connect: never tracked, nothing to unwind
-            self.parser = None  # type: ignore[assignment]
+            self.parser = None
             return
         super().connection_lost(exc)
 
@@ -114,10 +114,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 and not self.transport.is_closing():
             self._refuse(431, f"request headers exceed {self.max_header_bytes} bytes", "headers_too_large")
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._refused:
             self.transport.close()
-        return None
 
     def send_400_response(self, msg: str) -> None:
         if self._head_too_big:
