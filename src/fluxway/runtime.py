@@ -114,6 +114,12 @@ class Runtime:
         return {"targets": not self.unhealthy_models(), **(gov.ready() if gov is not None else {})}
 
     async def close(self) -> None:
+        # Calls the server just cut at the end of its drain (server.drain_s) still write their
+        # (partial) usage records; give them a moment before the recorder's final flush.
+        for _ in range(200):
+            if self.admission.in_flight <= 0:
+                break
+            await asyncio.sleep(0.01)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
