@@ -1,0 +1,141 @@
+"""End to end: a stream that ends early still has its usage record (issue 9 #6).
+
+Before: 50 streams open at shutdown were cut at a hard-coded 30 s with 0 records. Now the drain is
+``server.drain_s`` and every stream that ends early (shutdown cut: 503, client gone: 499, upstream
+failure mid-stream) is recorded with the tokens delivered so far, its error marked ``partial:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.support.gateway import Gateway, run_gateway
+from tests.support.upstream import FakeUpstream
+
+MASTER = "sk-master-cut"
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    """Streams 40 words 0.05 s apart; a body containing ``cut-me`` is cut after 3 words."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(chunk({"role": "assistant", "content": ""}))
+        for i in range(40):
+            await asyncio.sleep(0.05)
+            await resp.write(chunk({"content": "word "}))
+            if b"cut-me" in raw and i == 2:
+                await asyncio.sleep(0.01)
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
+        await resp.write(chunk({}, "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async with FakeUpstream() as up:
+        up.route("POST", "/v1/chat/completions", chat)
+        yield up
+
+
+def config(up: FakeUpstream, tmp_path: Path, **server: Any) -> dict[str, Any]:
+    return {
+        "server": server,
+        "auth": {"master_key": MASTER},
+        "store": {"url": f"sqlite:///{tmp_path}/fluxway.db"},
+        "usage": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 50},
+        "providers": [{"name": "up", "type": "openai", "base_url": up.url + "/v1", "api_keys": ["sk-up"]}],
+        "models": [{"name": "smart", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
+    }
+
+
+def records(tmp_path: Path) -> list[dict[str, Any]]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "fluxway.db")) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM usage_records ORDER BY created_at")]
+
+
+async def open_stream(s: aiohttp.ClientSession, gw: Gateway, text: str = "Hi") -> aiohttp.ClientResponse:
+    body = {"model": "smart", "stream": True, "messages": [{"role": "user", "content": text}]}
+    r = await s.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER}"})
+    assert r.status == 200
+    await r.content.readuntil(b"\n\n")  # the first event has arrived: the stream is open
+    return r
+
+
+async def drain(r: aiohttp.ClientResponse) -> bytes:
+    out = b""
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        async with asyncio.timeout(5):
+            out = await r.content.read()
+    return out
+
+
+async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstream, tmp_path: Path) -> None:
+    n = 8
+    async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as s:
+        gw = await stack.enter_async_context(run_gateway(config(upstream, tmp_path, drain_s=0.4)))
+        streams = [await open_stream(s, gw) for _ in range(n)]
+        await asyncio.sleep(0.2)  # a few words delivered to each
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        readers = [asyncio.create_task(drain(r)) for r in streams]
+        await stack.aclose()  # shutdown with the streams open: cut after server.drain_s
+        took = loop.time() - t0
+        tails = await asyncio.gather(*readers)
+    assert took < 5.0  # 0.4 s drain, not the old hard-coded 30 s
+    assert sum(b"shutting down" in t for t in tails) == n  # each client saw a clean error event
+    rows = [r for r in records(tmp_path) if r["stream"]]
+    assert len(rows) == n  # client-seen streams == records
+    for r in rows:
+        assert r["status"] == 503
+        assert r["error"].startswith("partial: cut at shutdown")
+        assert r["completion_tokens"] > 0 and r["estimated"]
+
+
+async def test_client_gone_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with run_gateway(config(upstream, tmp_path)) as gw:
+        async with aiohttp.ClientSession() as s:
+            r = await open_stream(s, gw)
+            await asyncio.sleep(0.2)
+            r.close()  # hang up mid-stream
+        for _ in range(100):
+            if gw.runtime.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+    rows = records(tmp_path)
+    assert len(rows) == 1
+    assert rows[0]["status"] == 499
+    assert rows[0]["error"].startswith("partial: client closed the stream")
+    assert rows[0]["completion_tokens"] > 0
+
+
+async def test_upstream_failure_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path) -> None:
+    async with run_gateway(config(upstream, tmp_path)) as gw, aiohttp.ClientSession() as s:
+        r = await open_stream(s, gw, "cut-me")
+        tail = await drain(r)
+        assert b"error" in tail
+    rows = records(tmp_path)
+    assert len(rows) == 1
+    assert rows[0]["error"].startswith("partial: upstream failed mid-stream")
+    assert rows[0]["completion_tokens"] > 0
