@@ -127,12 +127,20 @@ async def handle(
         await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
     except asyncio.CancelledError:
         # The server cut the call (shutdown past server.drain_s): record it, then let the cut finish.
-        if ctx is not None:
-            outcome = ctx.state.get("stream_outcome")
-            if outcome is None:
-                outcome = Outcome(503, error=_SHUTDOWN, latency_ms=(time.perf_counter() - started) * 1000.0)
+        outcome = ctx.state.get("stream_outcome") if ctx is not None else None
+        if outcome is None:  # nothing sent yet: answer 503 in the caller's shape
+            outcome = Outcome(503, error=_SHUTDOWN, latency_ms=(time.perf_counter() - started) * 1000.0)
+            if ctx is not None:
                 ctx.state["partial"] = "cut at shutdown before an answer was sent"
-        raise
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await respond(send, 503, ingress.render_error(_SHUTDOWN),
+                                  _error_headers(ingress, request_id, _SHUTDOWN))
+        # Recorded and answered: end cleanly (the server moves on without awaiting this task, and
+        # re-raising would only print a traceback per cut call).
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     except Exception:
         log.exception("request %s: internal error", request_id)
         outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
@@ -205,6 +213,13 @@ async def _stream(
         200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
     )
     ctx.state["stream_outcome"] = outcome  # for the record if the server cuts this task
+    for hook in rt.early_hooks:  # the usage recorder: a provisional record, in case of kill -9
+        provisional = getattr(hook, "provisional", None)
+        if provisional is not None:
+            try:
+                provisional(ctx, outcome)
+            except Exception:
+                log.exception("request %s: provisional record failed", ctx.request_id)
 
     async def before_last_frame() -> None:
         if outcome.error_kind is not None and "partial" not in ctx.state:
@@ -237,7 +252,7 @@ async def _stream(
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):  # a client not reading must not hold the shutdown
                 await send({"type": "http.response.body", "body": enc.error(_SHUTDOWN), "more_body": False})
-        raise
+        raise  # handle() finishes the call's hooks
     except Exception:
         log.exception("request %s: stream pump failed", ctx.request_id)
         opened.close()
