@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,13 @@ import orjson
 import pytest
 from aiohttp import web
 
+from fluxway.store import Store
+from tests.api.test_governance_e2e import free_port, gateway_process
+from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
 from tests.support.upstream import FakeUpstream
+
+db_url = dbs.db_url
 
 MASTER = "sk-master-cut"
 
@@ -58,21 +64,24 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         yield up
 
 
-def config(up: FakeUpstream, tmp_path: Path, **server: Any) -> dict[str, Any]:
+def config(up: FakeUpstream, tmp_path: Path, db_url: str, **server: Any) -> dict[str, Any]:
     return {
         "server": server,
         "auth": {"master_key": MASTER},
-        "store": {"url": f"sqlite:///{tmp_path}/fluxway.db"},
+        "store": {"url": db_url},
         "usage": {"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 50},
         "providers": [{"name": "up", "type": "openai", "base_url": up.url + "/v1", "api_keys": ["sk-up"]}],
         "models": [{"name": "smart", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
     }
 
 
-def records(tmp_path: Path) -> list[dict[str, Any]]:
-    with contextlib.closing(sqlite3.connect(tmp_path / "fluxway.db")) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM usage_records ORDER BY created_at")]
+async def records(db_url: str) -> list[dict[str, Any]]:
+    store = Store.open(db_url)
+    try:
+        rows, _ = await store.usage.logs(limit=1000)
+        return rows
+    finally:
+        await store.close()
 
 
 async def open_stream(s: aiohttp.ClientSession, gw: Gateway, text: str = "Hi") -> aiohttp.ClientResponse:
@@ -91,10 +100,10 @@ async def drain(r: aiohttp.ClientResponse) -> bytes:
     return out
 
 
-async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstream, tmp_path: Path, db_url: str) -> None:
     n = 8
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as s:
-        gw = await stack.enter_async_context(run_gateway(config(upstream, tmp_path, drain_s=0.4)))
+        gw = await stack.enter_async_context(run_gateway(config(upstream, tmp_path, db_url, drain_s=0.4)))
         streams = [await open_stream(s, gw) for _ in range(n)]
         await asyncio.sleep(0.2)  # a few words delivered to each
         loop = asyncio.get_running_loop()
@@ -105,7 +114,7 @@ async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstre
         tails = await asyncio.gather(*readers)
     assert took < 5.0  # 0.4 s drain, not the old hard-coded 30 s
     assert sum(b"shutting down" in t for t in tails) == n  # each client saw a clean error event
-    rows = [r for r in records(tmp_path) if r["stream"]]
+    rows = [r for r in await records(db_url) if r["stream"]]
     assert len(rows) == n  # client-seen streams == records
     for r in rows:
         assert r["status"] == 503
@@ -113,8 +122,8 @@ async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstre
         assert r["completion_tokens"] > 0 and r["estimated"]
 
 
-async def test_client_gone_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path) -> None:
-    async with run_gateway(config(upstream, tmp_path)) as gw:
+async def test_client_gone_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path, db_url: str) -> None:
+    async with run_gateway(config(upstream, tmp_path, db_url)) as gw:
         async with aiohttp.ClientSession() as s:
             r = await open_stream(s, gw)
             await asyncio.sleep(0.2)
@@ -123,19 +132,57 @@ async def test_client_gone_mid_stream_is_recorded_partial(upstream: FakeUpstream
             if gw.runtime.in_flight == 0:
                 break
             await asyncio.sleep(0.02)
-    rows = records(tmp_path)
+    rows = await records(db_url)
     assert len(rows) == 1
     assert rows[0]["status"] == 499
     assert rows[0]["error"].startswith("partial: client closed the stream")
     assert rows[0]["completion_tokens"] > 0
 
 
-async def test_upstream_failure_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path) -> None:
-    async with run_gateway(config(upstream, tmp_path)) as gw, aiohttp.ClientSession() as s:
+async def test_upstream_failure_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path, db_url: str) -> None:
+    async with run_gateway(config(upstream, tmp_path, db_url)) as gw, aiohttp.ClientSession() as s:
         r = await open_stream(s, gw, "cut-me")
         tail = await drain(r)
         assert b"error" in tail
-    rows = records(tmp_path)
+    rows = await records(db_url)
     assert len(rows) == 1
     assert rows[0]["error"].startswith("partial: upstream failed mid-stream")
+    assert rows[0]["completion_tokens"] > 0
+
+
+async def test_kill_9_mid_stream_leaves_the_provisional_record(
+    upstream: FakeUpstream, tmp_path: Path, db_url: str
+) -> None:
+    cfg = config(upstream, tmp_path, db_url)
+    port = free_port()
+    n = 3
+    async with gateway_process(cfg, tmp_path / "gw.yaml", port) as proc:
+        async with aiohttp.ClientSession() as s:
+            gw = Gateway(f"http://127.0.0.1:{port}", None)  # type: ignore[arg-type]
+            streams = [await open_stream(s, gw) for _ in range(n)]
+            await asyncio.sleep(0.2)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-stream: no final record can be written
+            await asyncio.to_thread(proc.wait)
+            for r in streams:
+                await drain(r)
+    async with gateway_process(cfg, tmp_path / "gw.yaml", free_port()):
+        pass  # the restart replays the spool into the store
+    rows = await records(db_url)
+    assert len(rows) == n  # every stream the clients saw open has its record
+    for r in rows:
+        assert r["status"] == 0 and r["error"].startswith("provisional:")
+        assert r["prompt_tokens"] > 0 and r["stream"]
+
+
+async def test_a_finished_stream_replaces_its_provisional_record(
+    upstream: FakeUpstream, tmp_path: Path, db_url: str
+) -> None:
+    async with run_gateway(config(upstream, tmp_path, db_url)) as gw, aiohttp.ClientSession() as s:
+        r = await open_stream(s, gw)
+        await gw.runtime.extras["governance"].usage.flush()  # the provisional record is stored
+        assert [row["status"] for row in await records(db_url)] == [0]
+        tail = await drain(r)
+        assert b"[DONE]" in tail
+    rows = await records(db_url)
+    assert [(row["status"], row["error"]) for row in rows] == [(200, None)]
     assert rows[0]["completion_tokens"] > 0
