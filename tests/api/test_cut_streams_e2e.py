@@ -23,7 +23,7 @@ from aiohttp import web
 from fluxway.store import Store
 from tests.api.test_governance_e2e import free_port, gateway_process
 from tests.store import dbs
-from tests.support.gateway import Gateway, run_gateway
+from tests.support.gateway import run_gateway
 from tests.support.upstream import FakeUpstream
 
 db_url = dbs.db_url
@@ -84,9 +84,9 @@ async def records(db_url: str) -> list[dict[str, Any]]:
         await store.close()
 
 
-async def open_stream(s: aiohttp.ClientSession, gw: Gateway, text: str = "Hi") -> aiohttp.ClientResponse:
+async def open_stream(s: aiohttp.ClientSession, base: str, text: str = "Hi") -> aiohttp.ClientResponse:
     body = {"model": "smart", "stream": True, "messages": [{"role": "user", "content": text}]}
-    r = await s.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER}"})
+    r = await s.post(base + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER}"})
     assert r.status == 200
     await r.content.readuntil(b"\n\n")  # the first event has arrived: the stream is open
     return r
@@ -100,11 +100,13 @@ async def drain(r: aiohttp.ClientResponse) -> bytes:
     return out
 
 
-async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstream, tmp_path: Path, db_url: str) -> None:
+async def test_streams_cut_at_shutdown_are_recorded_partial(
+    upstream: FakeUpstream, tmp_path: Path, db_url: str
+) -> None:
     n = 8
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as s:
         gw = await stack.enter_async_context(run_gateway(config(upstream, tmp_path, db_url, drain_s=0.4)))
-        streams = [await open_stream(s, gw) for _ in range(n)]
+        streams = [await open_stream(s, gw.url) for _ in range(n)]
         await asyncio.sleep(0.2)  # a few words delivered to each
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -122,10 +124,12 @@ async def test_streams_cut_at_shutdown_are_recorded_partial(upstream: FakeUpstre
         assert r["completion_tokens"] > 0 and r["estimated"]
 
 
-async def test_client_gone_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path, db_url: str) -> None:
+async def test_client_gone_mid_stream_is_recorded_partial(
+    upstream: FakeUpstream, tmp_path: Path, db_url: str
+) -> None:
     async with run_gateway(config(upstream, tmp_path, db_url)) as gw:
         async with aiohttp.ClientSession() as s:
-            r = await open_stream(s, gw)
+            r = await open_stream(s, gw.url)
             await asyncio.sleep(0.2)
             r.close()  # hang up mid-stream
         for _ in range(100):
@@ -139,9 +143,11 @@ async def test_client_gone_mid_stream_is_recorded_partial(upstream: FakeUpstream
     assert rows[0]["completion_tokens"] > 0
 
 
-async def test_upstream_failure_mid_stream_is_recorded_partial(upstream: FakeUpstream, tmp_path: Path, db_url: str) -> None:
+async def test_upstream_failure_mid_stream_is_recorded_partial(
+    upstream: FakeUpstream, tmp_path: Path, db_url: str
+) -> None:
     async with run_gateway(config(upstream, tmp_path, db_url)) as gw, aiohttp.ClientSession() as s:
-        r = await open_stream(s, gw, "cut-me")
+        r = await open_stream(s, gw.url, "cut-me")
         tail = await drain(r)
         assert b"error" in tail
     rows = await records(db_url)
@@ -156,15 +162,13 @@ async def test_kill_9_mid_stream_leaves_the_provisional_record(
     cfg = config(upstream, tmp_path, db_url)
     port = free_port()
     n = 3
-    async with gateway_process(cfg, tmp_path / "gw.yaml", port) as proc:
-        async with aiohttp.ClientSession() as s:
-            gw = Gateway(f"http://127.0.0.1:{port}", None)  # type: ignore[arg-type]
-            streams = [await open_stream(s, gw) for _ in range(n)]
-            await asyncio.sleep(0.2)
-            os.kill(proc.pid, signal.SIGKILL)  # mid-stream: no final record can be written
-            await asyncio.to_thread(proc.wait)
-            for r in streams:
-                await drain(r)
+    async with gateway_process(cfg, tmp_path / "gw.yaml", port) as proc, aiohttp.ClientSession() as s:
+        streams = [await open_stream(s, f"http://127.0.0.1:{port}") for _ in range(n)]
+        await asyncio.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream: no final record can be written
+        await asyncio.to_thread(proc.wait)
+        for r in streams:
+            await drain(r)
     async with gateway_process(cfg, tmp_path / "gw.yaml", free_port()):
         pass  # the restart replays the spool into the store
     rows = await records(db_url)
@@ -178,7 +182,7 @@ async def test_a_finished_stream_replaces_its_provisional_record(
     upstream: FakeUpstream, tmp_path: Path, db_url: str
 ) -> None:
     async with run_gateway(config(upstream, tmp_path, db_url)) as gw, aiohttp.ClientSession() as s:
-        r = await open_stream(s, gw)
+        r = await open_stream(s, gw.url)
         await gw.runtime.extras["governance"].usage.flush()  # the provisional record is stored
         assert [row["status"] for row in await records(db_url)] == [0]
         tail = await drain(r)
