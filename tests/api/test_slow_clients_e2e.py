@@ -168,6 +168,8 @@ async def test_slow_bodies_from_an_rpm1_key_do_not_starve_others(upstream: FakeU
             status, data = await read_status(r)
             assert status == 408, data[:300]
             assert b"request body was not received" in data
+            assert b"connection: close" in data.lower()
+            assert await r.read() == b""  # the server closed it: no trickling on after the 408
             w.close()
 
 

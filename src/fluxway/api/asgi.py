@@ -40,8 +40,11 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int, timeo
         async with asyncio.timeout(timeout):
             return await _read_body(receive, limit)
     except TimeoutError:
-        raise GatewayError(
-            408, f"the request body was not received within {timeout:g} s", code="request_timeout"
+        raise GatewayError(  # and close: a client still trickling the body must not keep the connection
+            408,
+            f"the request body was not received within {timeout:g} s",
+            code="request_timeout",
+            headers={"connection": "close"},
         ) from None
 
 
