@@ -226,3 +226,21 @@ async def test_unhashable_role_is_400(upstream: FakeUpstream, tmp_path: Path, pa
         async with s.post(gw.url + path, json=body, headers={"authorization": f"Bearer {MASTER}"}) as r:
             assert r.status == 400, await r.text()
             assert "role" in (await r.text())
+
+
+async def test_body_timeout_without_the_guarded_protocol() -> None:
+    """Embedded under another server (no Fluxway protocol in the scope), read_body keeps the time."""
+    from fluxway.api.asgi import read_body
+    from fluxway.errors import GatewayError
+
+    sent = [{"type": "http.request", "body": b'{"mo', "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if sent:
+            return sent.pop()
+        await asyncio.sleep(3600)
+        raise AssertionError
+
+    with pytest.raises(GatewayError) as info:
+        await read_body(receive, {"content-length": "100"}, 1 << 20, 0.2, {"type": "http"})
+    assert info.value.status == 408 and info.value.code == "request_timeout"

@@ -12,8 +12,12 @@ subclass adds, per connection and with no per-request await:
 
 Refusals are complete HTTP answers in the OpenAI error shape (the Anthropic shape for
 ``/v1/messages``), sent with ``connection: close``; the socket is half-closed and drained briefly so
-the client reads the answer instead of a reset. The body timeout lives in the app (it knows the
-caller's shape and records the call); see :func:`fluxway.api.asgi.read_body`.
+the client reads the answer instead of a reset.
+
+The body timeout (``server.body_timeout_s``) is armed here only when a body is still incomplete
+after a read (no timer at all for a request that arrives in one packet); when it fires, the app's
+pending ``receive`` wakes with the scope flagged, and the app answers 408 in the caller's shape and
+records the call (see :func:`fluxway.api.asgi.read_body`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from fluxway.api.asgi import BODY_TIMED_OUT, GUARDED  # scope keys: protocol enforces / body timed out
 from fluxway.config import ServerConfig
 
 _LINGER_S = 0.5  # how long a refused connection is drained before it is closed
@@ -69,6 +74,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout_s: float = 10.0
     max_header_bytes: int = 65536
     max_connections: int = 10000
+    body_timeout_s: float = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,7 +83,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.header_timeout_s = server.header_timeout_s
             self.max_header_bytes = server.max_header_bytes
             self.max_connections = server.max_connections
+            self.body_timeout_s = server.body_timeout_s
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None  # armed only while a body is incomplete
         self._in_head = True  # between a message's end (or the connection's start) and its headers' end
         self._head_raw = 0  # bytes received while in the head
         self._head_parsed = 0  # bytes of request line and headers the parser reported
@@ -99,6 +107,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         if self._refused and self.flow is None:  # refused at connect: never tracked, nothing to unwind
             self.parser = None
             return
@@ -110,9 +119,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_raw += len(data)
         super().data_received(data)
-        if self._in_head and self._head_raw > self.max_header_bytes and not self._refused \
-                and not self.transport.is_closing():
-            self._refuse(431, f"request headers exceed {self.max_header_bytes} bytes", "headers_too_large")
+        if self._in_head:
+            if self._head_raw > self.max_header_bytes and not self._refused and not self.transport.is_closing():
+                self._refuse(431, f"request headers exceed {self.max_header_bytes} bytes", "headers_too_large")
+        elif self._body_timer is None and self.cycle is not None and self.cycle.more_body:
+            # The headers are in, the body is not (a request in one packet never gets here).
+            self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_timed_out)
 
     def eof_received(self) -> None:
         if self._refused:
@@ -128,6 +140,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[GUARDED] = True  # type: ignore[literal-required]
         self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -144,6 +157,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._disarm_body_timer()
         super().on_message_complete()
         self._in_head = True
         self._head_raw = 0
@@ -165,6 +179,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        """Wake the app's pending ``receive`` with what arrived, flagged: it answers 408 in the
+        caller's shape (see :func:`fluxway.api.asgi.read_body`)."""
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            cycle.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
+            cycle.message_event.set()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
