@@ -201,18 +201,36 @@ async def test_per_key_concurrency_limit_answers_429(upstream: FakeUpstream, tmp
             assert gw.runtime.admission.of_key("master") == 0 and gw.runtime.in_flight == 0
 
 
-async def test_connection_cap_refuses_with_503(upstream: FakeUpstream, tmp_path: Path) -> None:
-    async with run_gateway(config(upstream, tmp_path, max_connections=5, header_timeout_s=30)) as gw:
+async def test_connection_cap_evicts_idle_then_refuses_with_503(upstream: FakeUpstream, tmp_path: Path) -> None:
+    cfg = config(upstream, tmp_path, max_connections=5, header_timeout_s=30, body_timeout_s=30)
+    async with run_gateway(cfg) as gw:
         host, port = addr(gw)
-        held = [await asyncio.open_connection(host, port) for _ in range(5)]
+        # five idle connections (slowloris): a new client evicts the oldest and is served
+        idle = [await asyncio.open_connection(host, port) for _ in range(5)]
         await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as s:
+            status, _ = await chat(s, gw, MASTER)
+            assert status == 200
+        status, data = await read_status(idle[0][0])
+        assert status == 503 and b"retry-after: 1" in data and b"idle one was closed" in data
+        for _, w in idle:
+            w.close()
+        await asyncio.sleep(0.1)
+        # five busy connections (bodies on their way): nothing to evict, a new one gets 503
+        busy = []
+        for _ in range(5):
+            r, w = await asyncio.open_connection(host, port)
+            w.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nauthorization: Bearer " + MASTER.encode()
+                    + b"\r\ncontent-length: 100\r\n\r\n{")
+            busy.append((r, w))
+        await asyncio.sleep(0.1)
         r, w = await asyncio.open_connection(host, port)
         w.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         status, data = await read_status(r)
         assert status == 503 and b"retry-after: 1" in data and b"too many open connections" in data
         w.close()
-        for _, hw in held:
-            hw.close()
+        for _, bw in busy:
+            bw.close()
         await asyncio.sleep(0.1)
         async with aiohttp.ClientSession() as s:
             status, _ = await chat(s, gw, MASTER)

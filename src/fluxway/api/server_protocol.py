@@ -7,8 +7,11 @@ subclass adds, per connection and with no per-request await:
 * a header timeout: a connection must deliver a request's line and headers within
   ``server.header_timeout_s`` of connecting (or of that request's first byte); else 408;
 * a header size limit: a request line plus headers above ``server.max_header_bytes``: 431;
-* a connection cap: beyond ``server.max_connections`` open connections, a new one is answered
-  503 with ``retry-after`` and closed, long before the process runs out of file descriptors.
+* a connection cap: at ``server.max_connections`` open connections, a new one first evicts the
+  connection that has waited longest without sending a complete request head (idle keep-alive,
+  slowloris; it gets 503), so clients that do send requests keep being served; only when every
+  connection is busy is the new one answered 503 with ``retry-after`` and closed, long before the
+  process runs out of file descriptors.
 
 Refusals are complete HTTP answers in the OpenAI error shape (the Anthropic shape for
 ``/v1/messages``), sent with ``connection: close``; the socket is half-closed and drained briefly so
@@ -96,16 +99,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # connection ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self.max_connections and len(self.connections) >= self.max_connections:
+        if self.max_connections and len(self.connections) >= self.max_connections and not self._evict_one():
             self.transport = transport
             self.logger.warning("connection refused: %d connections open (server.max_connections)",
                                 len(self.connections))
             self._refuse(503, "too many open connections; retry shortly", "overloaded", retry_after=1)
             return
         super().connection_made(transport)
+        self._waiting[self] = None
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._waiting.pop(self, None)
         self._disarm_head_timer()
         self._disarm_body_timer()
         if self._refused and self.flow is None:  # refused at connect: never tracked, nothing to unwind
@@ -153,6 +158,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._waiting.pop(self, None)
         self._disarm_head_timer()
         super().on_headers_complete()
 
@@ -160,10 +166,38 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_body_timer()
         super().on_message_complete()
         self._in_head = True
+        self._waiting[self] = None  # idle again: evictable, newest last
         self._head_raw = 0
         self._head_parsed = 0
 
     # guards --------------------------------------------------------------------------------
+
+    @property
+    def _waiting(self) -> dict[GuardedHttpToolsProtocol, None]:
+        """This server's connections waiting for a request head, oldest first (shared by its
+        connections through uvicorn's per-server state, not module state)."""
+        state = self.server_state
+        waiting: dict[GuardedHttpToolsProtocol, None] | None = getattr(state, "fluxway_waiting", None)
+        if waiting is None:
+            waiting = {}
+            state.fluxway_waiting = waiting  # type: ignore[attr-defined]
+        return waiting
+
+    def _evict_one(self) -> bool:
+        """Close the connection waiting longest for a request head; False if none is waiting."""
+        waiting = self._waiting
+        while waiting:
+            victim = next(iter(waiting))
+            del waiting[victim]
+            if victim._refused or victim.transport is None or victim.transport.is_closing():
+                continue
+            if victim.cycle is not None and not victim.cycle.response_complete:
+                continue  # mid-answer (pipelined): not idle
+            victim._refuse(503, "too many open connections; this idle one was closed", "overloaded",
+                           retry_after=1)
+            victim.connections.discard(victim)  # its slot is free now, not after the linger
+            return True
+        return False
 
     def _count_head(self, n: int) -> None:
         self._head_parsed += n
@@ -205,6 +239,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str, code: str, *, retry_after: int | None = None) -> None:
         """Answer ``status`` and close: half-close first, drain briefly, so the answer is read."""
         self._refused = True
+        self._waiting.pop(self, None)
         self._disarm_head_timer()
         self._unset_keepalive_if_required()
         transport = self.transport
