@@ -237,6 +237,28 @@ async def test_connection_cap_evicts_idle_then_refuses_with_503(upstream: FakeUp
             assert status == 200
 
 
+async def test_a_key_with_a_concurrency_limit_cannot_hold_more_slow_bodies(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Slow uploads hold connections, not slots: a limited key may have only so many arriving."""
+    async with run_gateway(config(upstream, tmp_path, body_timeout_s=30)) as gw:
+        key = await new_key(gw, metadata={"max_concurrency": 2})
+        host, port = addr(gw)
+        conns = []
+        for _ in range(3):
+            r, w = await asyncio.open_connection(host, port)
+            w.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nauthorization: Bearer " + key.encode()
+                    + b"\r\ncontent-length: 100\r\n\r\n{")
+            conns.append((r, w))
+            await asyncio.sleep(0.05)
+        status, data = await read_status(conns[2][0], timeout=2.0)
+        assert status == 429 and b"request bodies arriving" in data and b"connection: close" in data.lower()
+        async with aiohttp.ClientSession() as s:  # the master key is not limited
+            assert (await chat(s, gw, MASTER))[0] == 200
+        for _, w in conns:
+            w.close()
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
 async def test_unhashable_role_is_400(upstream: FakeUpstream, tmp_path: Path, path: str) -> None:
     async with run_gateway(config(upstream, tmp_path)) as gw, aiohttp.ClientSession() as s:

@@ -81,7 +81,11 @@ async def handle(
     try:
         api_key = ingress.api_key(headers)
         principal = await rt.principal(api_key)  # 401 before the body is even read
-        body = await read_body(receive, headers, server.max_body_bytes, server.body_timeout_s, scope)
+        reading = rt.admission.begin_read(principal)
+        try:
+            body = await read_body(receive, headers, server.max_body_bytes, server.body_timeout_s, scope)
+        finally:
+            rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
         short: ShortCircuit | None = None
