@@ -126,8 +126,8 @@ async def raw_status(reader: asyncio.StreamReader, timeout: float) -> int:
     return int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0
 
 
-async def probe_slow_bodies(tmp: Path, upstream: str, n: int) -> dict[str, Any]:
-    srv = Server(tmp, upstream, body_timeout_s=10)
+async def probe_slow_bodies(tmp: Path, upstream: str, n: int, per_key: int = 0) -> dict[str, Any]:
+    srv = Server(tmp, upstream, body_timeout_s=10, max_concurrency_per_key=per_key)
     await srv.start()
     try:
         slow_key, other = await srv.key(rpm=1), await srv.key()
@@ -147,7 +147,8 @@ async def probe_slow_bodies(tmp: Path, upstream: str, n: int) -> dict[str, Any]:
         slow = await asyncio.gather(*(raw_status(r, 20) for r, _ in conns))
         for _, w in conns:
             w.close()
-        return {"slow_bodies": n, "other_key_50_calls": dict(collections.Counter(others)),
+        return {"slow_bodies": n, "max_concurrency_per_key": per_key,
+                "other_key_50_calls": dict(collections.Counter(others)),
                 "other_key_seconds": round(took, 2), "master_10_calls": dict(collections.Counter(master)),
                 "slow_bodies_answered": dict(collections.Counter(slow))}
     finally:
@@ -232,6 +233,8 @@ async def main() -> None:
     ap.add_argument("--slow-bodies", type=int, default=4096)
     ap.add_argument("--idle", type=int, default=12000)
     ap.add_argument("--streams", type=int, default=50)
+    ap.add_argument("--per-key", type=int, default=100,
+                    help="server.max_concurrency_per_key for the flood past the connection cap")
     args = ap.parse_args()
     runner, upstream = await mock_upstream()
     out: dict[str, Any] = {}
@@ -239,11 +242,12 @@ async def main() -> None:
         tmp = Path(d)
         for name, coro in (
             ("slow_bodies", probe_slow_bodies(tmp / "a", upstream, args.slow_bodies)),
+            ("slow_bodies_past_the_cap", probe_slow_bodies(tmp / "d", upstream, 11000, args.per_key)),
             ("slowloris", probe_slowloris(tmp / "b", upstream, args.idle)),
             ("shutdown_cut", probe_cut_streams(tmp / "c", upstream, args.streams, signal.SIGTERM)),
             ("kill_9", probe_cut_streams(tmp / "c", upstream, args.streams, signal.SIGKILL)),
         ):
-            for sub in ("a", "b", "c"):
+            for sub in ("a", "b", "c", "d"):
                 os.makedirs(tmp / sub, exist_ok=True)
             out[name] = await coro
             print(name, json.dumps(out[name]), file=sys.stderr, flush=True)
