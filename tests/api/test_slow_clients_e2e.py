@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,38 @@ async def test_a_key_with_a_concurrency_limit_cannot_hold_more_slow_bodies(
             assert (await chat(s, gw, MASTER))[0] == 200
         for _, w in conns:
             w.close()
+
+
+async def test_a_body_trickling_after_the_answer_is_cut_at_the_body_timeout(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    async with run_gateway(config(upstream, tmp_path, body_timeout_s=0.5)) as gw:
+        host, port = addr(gw)
+        sock = socket.create_connection((host, port))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nauthorization: Bearer sk-fw-nope"
+                     b"\r\ncontent-length: 1000\r\n\r\n{")
+        sock.settimeout(0.05)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        got = b""
+        closed_after = None
+        while loop.time() - t0 < 3.0:  # keep trickling: the connection must not be held forever
+            try:
+                sock.sendall(b" ")
+                chunk = sock.recv(4096)
+                if not chunk:
+                    closed_after = loop.time() - t0
+                    break
+                got += chunk
+            except TimeoutError:
+                pass
+            except OSError:
+                closed_after = loop.time() - t0
+                break
+            await asyncio.sleep(0.05)
+        sock.close()
+        assert got.startswith(b"HTTP/1.1 401")  # refused before the body was read
+        assert closed_after is not None and closed_after < 2.0
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])

@@ -224,9 +224,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         caller's shape (see :func:`fluxway.api.asgi.read_body`)."""
         self._body_timer = None
         cycle = self.cycle
-        if cycle is not None and cycle.more_body and not cycle.response_complete:
-            cycle.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
-            cycle.message_event.set()
+        if cycle is None or not cycle.more_body:
+            return
+        if cycle.response_complete:  # answered already (a 401, say) while the body still trickles in
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
+        cycle.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
+        cycle.message_event.set()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
