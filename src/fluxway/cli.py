@@ -70,15 +70,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     import uvicorn
 
+    from fluxway.api.server_protocol import GuardedHttpToolsProtocol, raise_fd_limit
+
+    raise_fd_limit(cfg.server.max_connections)
     common: dict[str, object] = {
         "host": host,
         "port": port,
         "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-        "http": "httptools",
+        "http": GuardedHttpToolsProtocol,  # httptools + header timeout/size limit, connection cap
         "log_level": args.log_level,
         "access_log": False,
         "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": cfg.server.drain_s,
         "backlog": 4096,
         "proxy_headers": False,  # no middleware on the hot path; the gateway is the edge or behind an LB
         "server_header": False,

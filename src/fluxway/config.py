@@ -39,6 +39,19 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # Requests in flight in one process before new ones are shed with 503 (0: never shed).
     max_in_flight: int = Field(4096, ge=0)
+    # --- slow clients, admission and drain (issue 9 #4, #6) ---
+    # Seconds a connection may take to send a request's headers (idle ones included): 408 after.
+    header_timeout_s: float = Field(10.0, gt=0)
+    # Request line + headers larger than this: 431.
+    max_header_bytes: int = Field(65536, ge=1024)
+    # Seconds to receive a whole request body once the headers are in: 408 after.
+    body_timeout_s: float = Field(30.0, gt=0)
+    # Open client connections per process; one more is answered 503 and closed (0: no cap).
+    max_connections: int = Field(10000, ge=0)
+    # Calls in flight per key (0: no limit); a key's metadata.max_concurrency overrides it.
+    max_concurrency_per_key: int = Field(0, ge=0)
+    # Seconds open calls and streams get to finish at shutdown before they are cut (and recorded partial).
+    drain_s: float = Field(30.0, ge=0)
 
 
 class AuthConfig(_Strict):

@@ -16,6 +16,7 @@ from typing import Any
 
 from fluxway.adapters.base import Adapter
 from fluxway.adapters.registry import create_adapter
+from fluxway.api.admission import Admission
 from fluxway.config import Config
 from fluxway.observability import RequestStats
 from fluxway.policy.auth import MasterKeyAuth
@@ -36,13 +37,21 @@ class Runtime:
     executor: Executor
     hooks: list[Hook]
     auth: MasterKeyAuth | VirtualKeyAuth
-    in_flight: int = 0
+    admission: Admission = field(init=False)
     stats: RequestStats = field(default_factory=RequestStats)
     extras: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        server = self.cfg.server
+        self.admission = Admission(server.max_in_flight, server.max_concurrency_per_key)
+
+    @property
+    def in_flight(self) -> int:
+        return self.admission.in_flight
 
     @property
     def early_hooks(self) -> list[Hook]:
@@ -105,6 +114,12 @@ class Runtime:
         return {"targets": not self.unhealthy_models(), **(gov.ready() if gov is not None else {})}
 
     async def close(self) -> None:
+        # Calls the server just cut at the end of its drain (server.drain_s) still write their
+        # (partial) usage records; give them a moment before the recorder's final flush.
+        for _ in range(200):
+            if self.admission.in_flight <= 0:
+                break
+            await asyncio.sleep(0.01)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from fluxway.api.server_protocol import GuardedHttpToolsProtocol
 from fluxway.app import FluxwayApp, create_app
 from fluxway.config import Config, StoreConfig, parse
 from fluxway.runtime import Runtime
@@ -47,7 +48,14 @@ async def run_gateway(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", log_level="warning", http="httptools", access_log=False)
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            http=GuardedHttpToolsProtocol,
+            access_log=False,
+            timeout_graceful_shutdown=cfg.server.drain_s,
+        )
     )
     # _serve: serve() without taking over the process's signal handlers.
     task = asyncio.create_task(server._serve([sock]))

@@ -6,13 +6,14 @@ One function serves every ingress shape and endpoint; the ingress object decides
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
 from fluxway.canonical import Endpoint, UpstreamError, Usage
-from fluxway.errors import GatewayError, overloaded
+from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pricing import estimate_prompt_tokens
@@ -22,6 +23,9 @@ from fluxway.runtime import Runtime
 log = logging.getLogger("fluxway.request")
 
 _CLIENT_GONE = GatewayError(499, "client closed the stream", code="client_closed")
+_SHUTDOWN = GatewayError(
+    503, "the gateway is shutting down; the call was cut", type="server_error", code="shutting_down"
+)
 _INTERNAL = GatewayError(500, "internal gateway error; see the gateway log", type="server_error", code="internal_error")
 
 
@@ -69,18 +73,19 @@ async def handle(
     started = time.perf_counter()
     headers = request_headers(scope)
     request_id = headers.get("x-request-id") or rt.next_request_id()
-    limit = rt.cfg.server.max_in_flight
-    if limit and rt.in_flight >= limit:
-        err = overloaded()
-        await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
-        return
-    rt.in_flight += 1
+    server = rt.cfg.server
     ctx: CallContext | None = None
     outcome: Outcome | None = None
+    admitted = False
+    held: str | None = None  # the key holding a per-key concurrency slot
     try:
         api_key = ingress.api_key(headers)
         principal = await rt.principal(api_key)  # 401 before the body is even read
-        body = await read_body(receive, headers, rt.cfg.server.max_body_bytes)
+        reading = rt.admission.begin_read(principal)
+        try:
+            body = await read_body(receive, headers, server.max_body_bytes, server.body_timeout_s, scope)
+        finally:
+            rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
         short: ShortCircuit | None = None
@@ -91,6 +96,10 @@ async def handle(
         if short is not None:
             outcome = await _answer_short(rt, ctx, ingress, short, send)
             return
+        # Admission only now: the key is known and its limits and budget allowed the call, so a
+        # key sending slow bodies or refused calls holds no slot another tenant needs.
+        held = rt.admission.enter(ctx.principal)
+        admitted = True
         route = rt.executor.resolve(req.model)
         if req.stream:
             opened = await rt.executor.open_stream(req, route, principal.model_filter)
@@ -120,13 +129,30 @@ async def handle(
         outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0)
         await _post_early(rt, ctx, outcome)
         await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
+    except asyncio.CancelledError:
+        # The server cut the call (shutdown past server.drain_s): record it, then let the cut finish.
+        outcome = ctx.state.get("stream_outcome") if ctx is not None else None
+        if outcome is None:  # nothing sent yet: answer 503 in the caller's shape
+            outcome = Outcome(503, error=_SHUTDOWN, latency_ms=(time.perf_counter() - started) * 1000.0)
+            if ctx is not None:
+                ctx.state["partial"] = "cut at shutdown before an answer was sent"
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await respond(send, 503, ingress.render_error(_SHUTDOWN),
+                                  _error_headers(ingress, request_id, _SHUTDOWN))
+        # Recorded and answered: end cleanly (the server moves on without awaiting this task, and
+        # re-raising would only print a traceback per cut call).
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     except Exception:
         log.exception("request %s: internal error", request_id)
         outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
         await _post_early(rt, ctx, outcome)
         await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(ingress, request_id, _INTERNAL))
     finally:
-        rt.in_flight -= 1
+        if admitted:
+            rt.admission.leave(held)
         if outcome is not None:
             # Only configured names become labels: arbitrary client input must not grow the series.
             model = ctx.request.model if ctx is not None else ""
@@ -190,7 +216,18 @@ async def _stream(
     outcome = Outcome(
         200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
     )
+    ctx.state["stream_outcome"] = outcome  # for the record if the server cuts this task
+    for hook in rt.early_hooks:  # the usage recorder: a provisional record, in case of kill -9
+        provisional = getattr(hook, "provisional", None)
+        if provisional is not None:
+            try:
+                provisional(ctx, outcome)
+            except Exception:
+                log.exception("request %s: provisional record failed", ctx.request_id)
+
     async def before_last_frame() -> None:
+        if outcome.error_kind is not None and "partial" not in ctx.state:
+            ctx.state["partial"] = f"upstream failed mid-stream: {outcome.error_kind}"
         _settle(ctx, opened, outcome)
         await _post_early(rt, ctx, outcome)
 
@@ -201,15 +238,29 @@ async def _stream(
         if not opened.done:
             outcome.status = 499
             outcome.error = _CLIENT_GONE
+            ctx.state["partial"] = "client closed the stream"
             log.info("request %s: client went away mid-stream; upstream cancelled", ctx.request_id)
             opened.close()
 
     watcher = asyncio.ensure_future(watch())
     try:
         await _pump(enc, opened, send, outcome, before_last_frame)
+    except asyncio.CancelledError:
+        # Shutdown past server.drain_s: record what was delivered, tell the client, finish the cut.
+        opened.close()
+        outcome.status = 503
+        outcome.error = _SHUTDOWN
+        ctx.state["partial"] = "cut at shutdown (server.drain_s)"
+        log.warning("request %s: stream cut at shutdown", ctx.request_id)
+        await before_last_frame()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):  # a client not reading must not hold the shutdown
+                await send({"type": "http.response.body", "body": enc.error(_SHUTDOWN), "more_body": False})
+        raise  # handle() finishes the call's hooks
     except Exception:
         log.exception("request %s: stream pump failed", ctx.request_id)
         opened.close()
+        ctx.state.setdefault("partial", "the gateway failed mid-stream")
     finally:
         watcher.cancel()
     if "posted_early" not in ctx.state:

@@ -127,7 +127,7 @@ class RequestParser:
             role = msg.get("role")
             if role is None:
                 raise missing(f"{p}.role")
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:
                 raise invalid(f"{p}.role", "Input should be 'user', 'assistant' or 'system'")
             content = msg.get("content")
             if content is None:

@@ -85,7 +85,7 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(m, dict):
             raise wrong_type(f"messages[{i}]", "an object")
         role = m.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             if role is None:
                 raise missing_field(f"messages[{i}].role")
             raise bad_request(

@@ -90,6 +90,7 @@ class KeyInfo:
     budget: BudgetLine | None = None
     expires_at: float | None = None
     revoked_at: float | None = None
+    max_concurrency: int | None = None  # metadata.max_concurrency: calls in flight at once
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> KeyInfo:
@@ -108,7 +109,15 @@ class KeyInfo:
             budget=_budget(f"key:{kid}", row),
             expires_at=row.get("expires_at"),
             revoked_at=row.get("revoked_at"),
+            max_concurrency=_max_concurrency(row.get("metadata")),
         )
+
+
+def _max_concurrency(metadata: Any) -> int | None:
+    value = metadata.get("max_concurrency") if isinstance(metadata, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 def _globs(value: Any) -> tuple[str, ...] | None:
@@ -331,7 +340,7 @@ class VirtualKeyAuth:
             team=info.team,
             name=info.name,
             models=info.models,
-            metadata={"limits": list(r.limits), "budgets": r.budgets},
+            metadata={"limits": list(r.limits), "budgets": r.budgets, "max_concurrency": info.max_concurrency},
             team_models=r.team_models,
         )
 

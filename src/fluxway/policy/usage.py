@@ -29,7 +29,7 @@ import orjson
 
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pricing import Pricer, call_cost
-from fluxway.store.usage import UsageStore
+from fluxway.store.usage import PROVISIONAL_STATUS, UsageStore
 
 log = logging.getLogger("fluxway.usage")
 
@@ -256,6 +256,17 @@ class UsageRecorder:
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:
         return None
 
+    def provisional(self, ctx: CallContext, outcome: Outcome) -> None:
+        """A stream has opened: spool a provisional record (status :data:`PROVISIONAL_STATUS`, the
+        prompt's tokens) under the id its final record will use, so even a ``kill -9`` mid-stream
+        leaves a record of the call; the final one replaces it in the store."""
+        rec = self.record(ctx, outcome)
+        ctx.state.pop("cost", None)  # the final cost is computed from the final usage
+        ctx.state["usage_id"] = rec["id"]
+        rec["status"] = PROVISIONAL_STATUS
+        rec["error"] = "provisional: stream open (the final record replaces this one)"
+        self.spool.append(rec)
+
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
         self.spool.append(self.record(ctx, outcome))
         if self.spool.pending >= self._batch:
@@ -268,8 +279,12 @@ class UsageRecorder:
         target = outcome.target
         now = self._clock()
         err = outcome.error
+        error = err.message[:1000] if err is not None else None
+        partial = ctx.state.get("partial")
+        if partial is not None:  # a stream that ended early: what was delivered, marked as such
+            error = f"partial: {partial}" + (f" ({error})" if error else "")
         return {
-            "id": f"{self._id_prefix}{next(self._ids):x}",
+            "id": ctx.state.get("usage_id") or f"{self._id_prefix}{next(self._ids):x}",
             "request_id": ctx.request_id,
             "created_at": now,
             "day": self._day(now),
@@ -291,7 +306,7 @@ class UsageRecorder:
             "ttft_ms": None if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
             "attempts": outcome.attempts,
             "cache": outcome.cache,
-            "error": err.message[:1000] if err is not None else None,
+            "error": error[:1000] if error is not None else None,
         }
 
     # flushing ------------------------------------------------------------------------------

@@ -43,22 +43,46 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise BadCursor("invalid cursor") from None
 
 
+PROVISIONAL_STATUS = 0  # a stream's record while it is open; replaced by its final record
+
+
+def _final_per_id(rows: list[Row]) -> list[Row]:
+    """One row per id (an upsert may not touch a row twice in one statement): a final record wins
+    over a provisional one, else the later one."""
+    by_id: dict[Any, Row] = {}
+    for r in rows:
+        seen = by_id.get(r["id"])
+        if seen is None or r["status"] != PROVISIONAL_STATUS or seen["status"] == PROVISIONAL_STATUS:
+            by_id[r["id"]] = r
+    return list(by_id.values())
+
+
 class UsageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         dialect = engine.dialect.name
         if dialect == "postgresql":
-            self._insert: Any = postgresql.insert(usage_records).on_conflict_do_nothing(index_elements=["id"])
+            ins: Any = postgresql.insert(usage_records)
         elif dialect == "sqlite":
-            self._insert = sqlite.insert(usage_records).on_conflict_do_nothing(index_elements=["id"])
+            ins = sqlite.insert(usage_records)
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             raise ValueError(f"unsupported database {dialect}")
+        # A record id already stored is skipped (replays are harmless), unless the stored row is a
+        # provisional one (a stream's record written when it opened): the final record replaces it.
+        self._insert = ins.on_conflict_do_update(
+            index_elements=["id"],
+            set_={c: ins.excluded[c] for c in USAGE_COLUMNS if c != "id"},
+            where=usage_records.c.status == PROVISIONAL_STATUS,
+        )
 
     async def insert(self, records: Sequence[Mapping[str, Any]], batch_size: int = 500) -> None:
-        """Insert records; a record id already stored is skipped (replays are harmless)."""
+        """Insert records; a record id already stored is skipped (replays are harmless), except that a
+        final record replaces its provisional one (``status`` :data:`PROVISIONAL_STATUS`)."""
         if not records:
             return
         rows = [{c: r.get(c) for c in USAGE_COLUMNS} for r in records]
+        if len({r["id"] for r in rows}) != len(rows):
+            rows = _final_per_id(rows)
         async with self._engine.begin() as conn:
             for i in range(0, len(rows), batch_size):
                 await conn.execute(self._insert, rows[i : i + batch_size])
