@@ -16,7 +16,7 @@ from fluxway.api.asgi import JSON_CT, ASGIApp, Receive, Scope, Send, request_hea
 from fluxway.api.inference import handle
 from fluxway.canonical import Endpoint
 from fluxway.config import Config
-from fluxway.errors import GatewayError, forbidden
+from fluxway.errors import GatewayError, forbidden, model_not_found
 from fluxway.ingress.base import Ingress, bearer_token
 from fluxway.ingress.openai import OpenAIIngress, openai_error_body
 from fluxway.observability import render as render_metrics
@@ -107,6 +107,30 @@ async def _providers(rt: Runtime, scope: Scope, receive: Receive, send: Send) ->
                             "unhealthy_models": rt.unhealthy_models()})
 
 
+def _model_handler(ingress: OpenAIIngress) -> Handler:
+    """``GET /v1/models/{id}``: one model this key may use (404 in OpenAI's shape otherwise)."""
+
+    async def model(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = request_headers(scope)
+        path: str = scope["path"]
+        name = path[path.index("/models/") + len("/models/"):]
+        try:
+            principal = await rt.principal(ingress.api_key(headers))
+            owner = "fluxway"
+            provider, sep, upstream = name.partition("/")
+            direct = rt.cfg.routing.allow_direct and sep and upstream and rt.cfg.provider(provider) is not None
+            if not name or not principal.allows(name) or (name not in rt.executor.routes and not direct):
+                raise model_not_found(name, [m for m in rt.executor.public_models if principal.allows(m)])
+            if name not in rt.executor.routes:
+                owner = provider
+        except GatewayError as err:
+            await respond(send, err.status, ingress.render_error(err), [JSON_CT])
+            return
+        await _json(send, 200, {"id": name, "object": "model", "created": 0, "owned_by": owner})
+
+    return model
+
+
 def _models_handler(ingress: OpenAIIngress) -> Handler:
     async def models(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         headers = request_headers(scope)
@@ -143,6 +167,7 @@ class FluxwayApp:
             ("GET", "/metrics"): _metrics,
             ("GET", "/admin/providers"): _providers,
         }
+        self._model = _model_handler(openai)
         self._anthropic_ingress()
         # Also answer without the /v1 prefix, as several SDKs and gateways do.
         for (method, path), handler in list(self._routes.items()):
@@ -163,12 +188,16 @@ class FluxwayApp:
             if rt is None:
                 await _json(send, 503, {"error": {"message": "starting up", "type": "server_error"}})
                 return
-            handler = self._routes.get((scope["method"], scope["path"]))
+            path: str = scope["path"]
+            handler = self._routes.get((scope["method"], path))
             if handler is not None:
                 await handler(rt, scope, receive, send)
                 return
+            if scope["method"] == "GET" and path.startswith(("/v1/models/", "/models/")):
+                await self._model(rt, scope, receive, send)
+                return
             sub: ASGIApp | None = rt.extras.get("admin_app")
-            if sub is not None and not scope["path"].startswith("/v1/"):
+            if sub is not None and not path.startswith(("/v1/", "/messages")):
                 await sub(scope, receive, send)
                 return
             await self._not_found(scope, send)
@@ -176,13 +205,25 @@ class FluxwayApp:
             await self._lifespan(receive, send)
 
     async def _not_found(self, scope: Scope, send: Send) -> None:
+        """404 / 405, in Anthropic's error shape under its routes and OpenAI's elsewhere."""
         path = scope["path"]
+        anthropic = path.startswith(("/v1/messages", "/messages"))
         if any(p == path for _, p in self._routes):
-            await _json(send, 405, {"error": {"message": f"method {scope['method']} not allowed on {path}",
-                                              "type": "invalid_request_error", "code": "method_not_allowed"}})
+            message = f"method {scope['method']} not allowed on {path}"
+            if anthropic:
+                body: object = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+            else:
+                body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                  "code": "method_not_allowed"}}
+            allow = ", ".join(sorted(m for m, p in self._routes if p == path))
+            await respond(send, 405, orjson.dumps(body), [JSON_CT, (b"allow", allow.encode())])
             return
-        await _json(send, 404, {"error": {"message": f"no route {path}", "type": "invalid_request_error",
-                                          "code": "not_found"}})
+        message = f"no route {path}"
+        if anthropic:
+            body = {"type": "error", "error": {"type": "not_found_error", "message": message}}
+        else:
+            body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "not_found"}}
+        await _json(send, 404, body)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
