@@ -20,7 +20,7 @@ from fluxway.errors import GatewayError, forbidden, model_not_found
 from fluxway.ingress.base import Ingress, bearer_token
 from fluxway.ingress.openai import OpenAIIngress, openai_error_body
 from fluxway.observability import render as render_metrics
-from fluxway.policy.auth import ANONYMOUS
+from fluxway.policy.auth import ANONYMOUS, OPEN_MODE_ADMIN
 from fluxway.runtime import Runtime
 
 log = logging.getLogger("fluxway")
@@ -66,7 +66,7 @@ async def _metrics_allowed(rt: Runtime, scope: Scope) -> bool:
         principal = await rt.principal(given)
     except GatewayError:
         return False
-    return principal.is_admin and principal is not ANONYMOUS  # open mode's anonymous caller is not a key
+    return principal.is_admin
 
 
 async def _metrics(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,7 +87,7 @@ async def _admin_principal(rt: Runtime, scope: Scope, send: Send) -> bool:
         await respond(send, err.status, orjson.dumps(openai_error_body(err)), [JSON_CT])
         return False
     if not principal.is_admin:
-        denied = forbidden("this route needs an admin key")
+        denied = forbidden(OPEN_MODE_ADMIN if principal is ANONYMOUS else "this route needs an admin key")
         await respond(send, denied.status, orjson.dumps(openai_error_body(denied)), [JSON_CT])
         return False
     return True

@@ -29,6 +29,7 @@ from fluxway.policy.accounts import (
     key_out,
     team_out,
 )
+from fluxway.policy.auth import ANONYMOUS, OPEN_MODE_ADMIN
 from fluxway.policy.budget import NANO, period_window
 from fluxway.policy.hooks import Principal
 from fluxway.policy.keys import BudgetLine
@@ -77,6 +78,8 @@ async def require_admin(request: Request) -> Principal:
     gov: Governance = request.app.state.governance
     headers = request.headers
     principal = await gov.auth.resolve(bearer_token(headers) or headers.get("x-api-key"))
+    if principal is ANONYMOUS:
+        raise forbidden(OPEN_MODE_ADMIN)
     if not principal.is_admin:
         raise forbidden("this route needs the master key or an admin key")
     return principal

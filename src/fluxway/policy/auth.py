@@ -7,7 +7,12 @@ import hmac
 from fluxway.errors import unauthorized
 from fluxway.policy.hooks import CallContext, Outcome, Principal, ShortCircuit
 
-ANONYMOUS = Principal(id="anonymous", role="admin")
+# Open mode (no master key, no active key): inference is served, the admin API is not.
+ANONYMOUS = Principal(id="anonymous", role="user")
+OPEN_MODE_ADMIN = (
+    "the admin API is closed while the gateway has no master key: set auth.master_key in the config "
+    "(for instance master_key: ${FLUXWAY_MASTER_KEY}) and send it as 'Authorization: Bearer <key>'"
+)
 MASTER = Principal(id="master", role="admin", name="master key")
 
 

@@ -195,7 +195,7 @@ class KeyCache:
         self._by_prefix: dict[str, list[_Resolved]] = {}
         self._by_id: dict[str, _Resolved] = {}
         self.teams: dict[str, TeamInfo] = {}
-        self.has_keys = False  # any key ever created (revoked ones too): auth is then required
+        self.has_keys = False  # any active key: auth is then required (revoking the last reopens)
         self.loaded = False
         self.healthy = True
         self._generation = 0
@@ -210,34 +210,32 @@ class KeyCache:
             gen = self._generation
             rows = await self._store.active_keys()
             team_rows = await self._store.list_teams()
-            total = await self._store.count_keys()
             if gen != self._generation:
                 continue
             teams = {str(r["id"]): TeamInfo.from_row(r) for r in team_rows}
-            self._install([KeyInfo.from_row(r) for r in rows], teams, total > 0)
+            self._install([KeyInfo.from_row(r) for r in rows], teams)
             self.loaded = True
             self.healthy = True
             return
         log.warning("key cache: changes kept landing during refresh; will retry")
 
-    def _install(self, keys: list[KeyInfo], teams: dict[str, TeamInfo], has_keys: bool) -> None:
+    def _install(self, keys: list[KeyInfo], teams: dict[str, TeamInfo]) -> None:
         by_prefix: dict[str, list[_Resolved]] = {}
         by_id: dict[str, _Resolved] = {}
         for info in keys:
             r = _resolve(info, teams)
             by_id[info.id] = r
             by_prefix.setdefault(info.prefix, []).append(r)
-        self._by_prefix, self._by_id, self.teams, self.has_keys = by_prefix, by_id, teams, has_keys
+        self._by_prefix, self._by_id, self.teams, self.has_keys = by_prefix, by_id, teams, bool(by_id)
 
     def apply_key(self, row: Mapping[str, Any]) -> None:
         """A local change (create, update, revoke) takes effect at once in this process."""
         self._generation += 1
         info = KeyInfo.from_row(row)
-        self.has_keys = True
         keys = [r.info for r in self._by_id.values() if r.info.id != info.id]
         if info.revoked_at is None:
             keys.append(info)
-        self._install(keys, self.teams, True)
+        self._install(keys, self.teams)
 
     def apply_team(self, team_id: str, row: Mapping[str, Any] | None) -> None:
         self._generation += 1
@@ -246,7 +244,7 @@ class KeyCache:
             teams.pop(team_id, None)
         else:
             teams[team_id] = TeamInfo.from_row(row)
-        self._install([r.info for r in self._by_id.values()], teams, self.has_keys)
+        self._install([r.info for r in self._by_id.values()], teams)
 
     def poke(self) -> None:
         """Refresh soon (another instance changed something)."""
