@@ -492,7 +492,7 @@ def test_stream_text() -> None:
     ]
     start = evs[0][1]["message"]
     assert start["id"] == "msg_s1" and start["model"] == "smart" and start["content"] == []
-    assert start["usage"]["input_tokens"] == 0 and start["usage"]["output_tokens"] == 0
+    assert start["usage"]["input_tokens"] > 0 and start["usage"]["output_tokens"] == 0  # counted
     assert evs[1][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     assert evs[2][1]["delta"] == {"type": "text_delta", "text": "Hel"}
     assert evs[4][1] == {"type": "content_block_stop", "index": 0}

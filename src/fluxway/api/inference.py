@@ -16,9 +16,9 @@ from fluxway.canonical import Endpoint, UpstreamError, Usage
 from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
-from fluxway.policy.pricing import estimate_prompt_tokens
 from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
+from fluxway.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 log = logging.getLogger("fluxway.request")
 
@@ -302,14 +302,14 @@ async def _pump(
         await before_last_frame()
         await send({"type": "http.response.body", "body": enc.error(gerr), "more_body": False})
         return
-    await before_last_frame()
-    await send({"type": "http.response.body", "body": enc.finish(opened.usage), "more_body": False})
+    await before_last_frame()  # settles outcome.usage: the upstream's, else Fluxway's own count
+    await send({"type": "http.response.body", "body": enc.finish(outcome.usage), "more_body": False})
 
 
 def _estimate_usage(ctx: CallContext, completion_chars: int) -> Usage:
     """No usage from the upstream: about four characters a token, marked as an estimate."""
     return Usage(
         prompt_tokens=estimate_prompt_tokens(ctx.request.body),
-        completion_tokens=(completion_chars + 3) // 4,
+        completion_tokens=estimate_text_tokens(completion_chars),
         estimated=True,
     )

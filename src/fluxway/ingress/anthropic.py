@@ -17,6 +17,7 @@ from fluxway.errors import GatewayError
 from fluxway.ingress.anthropic_request import parse_messages_request
 from fluxway.ingress.base import bearer_token
 from fluxway.sse import encode
+from fluxway.tokens import estimate_prompt_tokens
 
 _FINISH = {
     "stop": "end_turn",
@@ -200,6 +201,7 @@ class AnthropicStreamEncoder:
         "_model",
         "_open",
         "_open_kind",
+        "_req",
         "_request_id",
         "_started",
         "_stop_sequence",
@@ -211,6 +213,7 @@ class AnthropicStreamEncoder:
     )
 
     def __init__(self, req: CanonicalRequest, request_id: str) -> None:
+        self._req = req
         self._model = req.model
         self._stops = req.body.get("stop")
         self._request_id = request_id
@@ -225,13 +228,20 @@ class AnthropicStreamEncoder:
         self._usage: Usage | None = None
         self._usage_raw: JSON | None = None
 
+    def _prompt_estimate(self) -> Usage | None:
+        """Before the upstream reports usage (most send it only at the end): Fluxway's own count of
+        the prompt, so ``message_start`` never says 0 input tokens."""
+        if self._usage_raw is not None:
+            return None
+        return Usage(prompt_tokens=estimate_prompt_tokens(self._req.body), estimated=True)
+
     @staticmethod
     def _event(name: str, payload: JSON) -> bytes:
         return encode(orjson.dumps(payload), name)
 
     def _start(self, chunk_id: Any) -> bytes:
         self._started = True
-        usage = usage_block(self._usage, self._usage_raw)
+        usage = usage_block(self._usage or self._prompt_estimate(), self._usage_raw)
         usage["output_tokens"] = 0
         message: JSON = {
             "id": message_id(chunk_id, self._request_id),

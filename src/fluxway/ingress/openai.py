@@ -177,7 +177,11 @@ class OpenAIStreamEncoder:
 
     def finish(self, usage: Usage | None) -> bytes:
         if self._include_usage and not self._saw_usage and usage is not None:
-            tail = {"object": "chat.completion.chunk", "choices": [], "usage": usage.to_openai()}
+            # The upstream sent no usage (llama.cpp's server, say): the caller still gets its usage
+            # chunk, from Fluxway's own count, marked as such.
+            tail: JSON = {"object": "chat.completion.chunk", "choices": [], "usage": usage.to_openai()}
+            if usage.estimated:
+                tail["x_fluxway"] = {"usage_estimated": True}
             return b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n"
         return b"data: [DONE]\n\n"
 

@@ -19,6 +19,7 @@ from typing import Any
 from fluxway.canonical import Price, Target, Usage
 from fluxway.config import Config
 from fluxway.policy.hooks import CallContext, Outcome
+from fluxway.tokens import estimate_prompt_tokens
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 # What may follow a listed name and still be the same model: release dates, "-latest", "-001",
@@ -207,12 +208,6 @@ class CallCost:
     known: bool  # the price was in the table or the config
     usage: Usage | None
     estimated: bool  # the usage was estimated (no usage from the upstream)
-
-
-def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """About four characters a token over the request's text (messages, prompt or input)."""
-    text = body.get("messages") or body.get("prompt") or body.get("input") or ""
-    return max(1, len(str(text)) // 4)
 
 
 def call_cost(pricer: Pricer, ctx: CallContext, outcome: Outcome) -> CallCost:
