@@ -126,7 +126,9 @@ async def handle(
             log.warning("request %s failed: %s %s", request_id, err.status, err.message)
         else:
             log.info("request %s rejected: %s %s", request_id, err.status, err.message)
-        outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0)
+        attempts = err.headers.get("x-fluxway-attempts")  # set by the executor when every target failed
+        outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0,
+                          attempts=int(attempts) if attempts else 0)
         await _post_early(rt, ctx, outcome)
         await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
     except asyncio.CancelledError:
