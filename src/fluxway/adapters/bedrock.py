@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
@@ -27,6 +26,7 @@ from fluxway.adapters.aws_sigv4 import AwsCredentials, sign
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.adapters.cohere import bad_request, cohere_embed_vectors, embedding_texts, openai_embeddings
 from fluxway.adapters.eventstream import EventMessage, EventStreamDecoder
+from fluxway.adapters.names import opaque_segment
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -506,7 +506,7 @@ class BedrockAdapter:
         body = {k: v for k, v in req.body.items() if k not in self.drop} if self.drop else req.body
         # ':' stays as it is: HTTP clients (yarl) normalise %3A back to ':' in paths, and the SigV4
         # signature must cover the path exactly as sent. '/' in ARNs must be %2F.
-        model_path = f"{self.base_url}/model/{quote(target.model, safe=':')}"
+        model_path = f"{self.base_url}/model/{opaque_segment(target.model)}"
         if req.endpoint is Endpoint.EMBEDDINGS:
             url, payload, accept = model_path + "/invoke", self._embed_body(body, target.model), "application/json"
         elif req.endpoint is Endpoint.CHAT:
