@@ -73,7 +73,7 @@ class AzureAdapter(OpenAICompatAdapter):
         return body
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> AzureStreamDecoder:
-        return AzureStreamDecoder()
+        return AzureStreamDecoder(self.cfg.max_event_bytes)
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         err = error_from_openai_body(status, headers, body)

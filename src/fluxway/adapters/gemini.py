@@ -34,7 +34,7 @@ from fluxway.canonical import (
     Usage,
 )
 from fluxway.config import ProviderConfig
-from fluxway.sse import SSEDecoder
+from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_VERSION = "v1beta"
@@ -655,7 +655,7 @@ class GeminiAdapter:
         return CanonicalResponse(out, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> GeminiStreamDecoder:
-        return GeminiStreamDecoder(target.model)
+        return GeminiStreamDecoder(target.model, self.cfg.max_event_bytes)
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         return error_from_gemini(status, headers, body)
@@ -672,8 +672,8 @@ class GeminiStreamDecoder:
 
     _HEAD_LIMIT = 65536
 
-    def __init__(self, model: str) -> None:
-        self._sse = SSEDecoder()
+    def __init__(self, model: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SSEDecoder(max_event_bytes)
         self._model = model
         self._id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self._created = int(time.time())

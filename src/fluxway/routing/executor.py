@@ -587,7 +587,9 @@ class Executor:
     ) -> Completed:
         adapter = self.adapters[target.provider]
         call = adapter.build(req, target, self._credentials(target, permit))
-        reply = await self.transport.send(call, self._timeouts(target, route))
+        reply = await self.transport.send(
+            call, self._timeouts(target, route), self._providers[target.provider].max_response_bytes
+        )
         trace.upstream_s += reply.elapsed
         resp = adapter.parse(req, target, reply.status, reply.headers, reply.body)
         self.board.record_success(permit, total_s=reply.elapsed)
@@ -611,7 +613,7 @@ class Executor:
         ok = False
         try:
             if upstream.status >= 400:
-                body = await upstream.read()
+                body = await upstream.read(self._providers[target.provider].max_response_bytes)
                 raise adapter.classify_error(upstream.status, upstream.headers, body)
             decoder = adapter.stream_decoder(req, target)
             chunks = upstream.chunks().__aiter__()
