@@ -33,6 +33,7 @@ from fluxway.canonical import (
 )
 from fluxway.config import Config, HedgeConfig, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
 from fluxway.errors import GatewayError, model_not_found
+from fluxway.redact import Redactor
 from fluxway.routing.clock import Clock
 from fluxway.routing.health import HealthBoard, HealthSettings, Permit
 from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, hedge_delay_s, plan
@@ -188,6 +189,7 @@ class RoutedStream:
                     for c in self._track(leg.decoder.close()):
                         yield c
             except UpstreamError as err:
+                self._executor.redactor.error(err)  # the message reaches the client, logs and records
                 if self._closed:
                     raise
                 err.target = err.target or leg.target.key
@@ -289,6 +291,8 @@ class Executor:
         self.public_models = sorted(self.routes)
         self.models_by_name = {m.name: m for m in cfg.models}
         self.price_of: Callable[[Target], Price | None] | None = None
+        # Upstream error text is scrubbed of provider keys and key-shaped strings where it enters.
+        self.redactor = Redactor.from_config(cfg)
 
     # -- resolving ----------------------------------------------------------------------------
 
@@ -350,6 +354,7 @@ class Executor:
         try:
             return await attempt(req, route, target, permit, trace)
         except UpstreamError as err:
+            self.redactor.error(err)
             err.target = target.key
             trace.errors.append(err)
             self.counters.failures += 1
@@ -667,6 +672,7 @@ class Executor:
             await self._complete_once(req, route, target, permit, Trace())
             return None
         except UpstreamError as err:
+            self.redactor.error(err)
             if err.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTER, ErrorKind.CONTEXT_LENGTH):
                 self.board.record_success(permit)  # it answered: alive
                 return None
