@@ -32,7 +32,7 @@ class SSEEvent:
 class SSEDecoder:
     """Feed raw bytes as they arrive; get back the events completed so far."""
 
-    __slots__ = ("_buf", "_data", "_event", "_first", "_id", "_max", "_retry", "_size", "_skip_lf")
+    __slots__ = ("_buf", "_data", "_event", "_first", "_id", "_max", "_over", "_retry", "_size", "_skip_lf")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._buf: bytes | bytearray = b""
@@ -44,8 +44,11 @@ class SSEDecoder:
         self._retry: int | None = None
         self._skip_lf = False
         self._first = True
+        self._over = False  # the bound was passed after events completed in the same feed
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._over:
+            raise self._too_large()
         if not chunk:
             return []
         if self._skip_lf:
@@ -68,6 +71,17 @@ class SSEDecoder:
                 return []
             self._first = False
         events: list[SSEEvent] = []
+        try:
+            return self._scan(buf, events)
+        except UpstreamError:
+            if not events:
+                raise
+            # The events completed before the oversized one are delivered; the next call fails.
+            self._over = True
+            self._buf, self._data, self._size = b"", [], 0
+            return events
+
+    def _scan(self, buf: bytes | bytearray, events: list[SSEEvent]) -> list[SSEEvent]:
         start = 0
         n = len(buf)
         while start < n:
@@ -94,13 +108,17 @@ class SSEDecoder:
 
     def _check(self, pending: int) -> None:
         if self._size + pending > self._max:
-            raise UpstreamError(
-                ErrorKind.PROTOCOL,
-                f"upstream sent a stream event larger than max_event_bytes ({self._max} bytes)",
-            )
+            raise self._too_large()
+
+    def _too_large(self) -> UpstreamError:
+        return UpstreamError(
+            ErrorKind.PROTOCOL, f"upstream sent a stream event larger than max_event_bytes ({self._max} bytes)"
+        )
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: a final event without its blank line is still dispatched."""
+        if self._over:
+            raise self._too_large()
         events: list[SSEEvent] = []
         if self._buf:
             self._line(self._buf, events)
