@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fluxway.canonical import ErrorKind, UpstreamError
 from fluxway.sse import SSEDecoder, SSEEvent, encode
 
 STREAM = (
@@ -65,3 +67,24 @@ def test_empty_data_and_field_only_lines() -> None:
 def test_encode_roundtrip() -> None:
     frame = encode(b'{"x":1}', "delta") + encode(b"[DONE]")
     assert decode_in_pieces(frame, []) == [SSEEvent('{"x":1}', "delta"), SSEEvent("[DONE]")]
+
+
+def test_an_event_over_max_event_bytes_fails_and_earlier_events_are_kept() -> None:
+    d = SSEDecoder(max_event_bytes=1024)
+    assert [e.data for e in d.feed(b"data: a\n\ndata: ")] == ["a"]
+    for _ in range(15):
+        assert d.feed(b"x" * 64) == []  # a pending line grows: appended, not rescanned
+    with pytest.raises(UpstreamError) as info:
+        d.feed(b"x" * 64)
+    assert info.value.kind is ErrorKind.PROTOCOL and "max_event_bytes" in info.value.message
+    # Many data lines of one event count together.
+    d = SSEDecoder(max_event_bytes=1024)
+    with pytest.raises(UpstreamError):
+        d.feed(b"data: " + b"y" * 100 + b"\n" * 1 + (b"data: " + b"y" * 100 + b"\n") * 10)
+    # Events completed in the same read as the oversized one are delivered first; the next read fails.
+    d = SSEDecoder(max_event_bytes=1024)
+    assert [e.data for e in d.feed(b"data: ok\n\ndata: " + b"z" * 2000)] == ["ok"]
+    with pytest.raises(UpstreamError):
+        d.feed(b"more")
+    with pytest.raises(UpstreamError):
+        d.flush()

@@ -149,6 +149,10 @@ class ProviderConfig(_Strict):
     drop_params: tuple[str, ...] = ()
     # Optional active health checks: a one-token chat request to each of this provider's targets.
     health_check: HealthCheckConfig | None = None
+    # Bounds on what one upstream answer may make the gateway hold: one SSE event / event-stream
+    # frame, and a whole buffered (non-streamed or error) body. Over them the call fails with a 502.
+    max_event_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -16,6 +16,8 @@ from yarl import URL
 
 from fluxway.canonical import ErrorKind, HttpCall, UpstreamError
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -43,9 +45,10 @@ class UpstreamStream:
         self.headers: Mapping[str, str] = resp.headers
         self.elapsed_to_headers = elapsed
 
-    async def read(self) -> bytes:
+    async def read(self, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> bytes:
+        """The whole body (an error answer), at most ``max_bytes``."""
         try:
-            return await self._resp.read()
+            return await read_bounded(self._resp, max_bytes)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _classify(exc) from None
 
@@ -63,6 +66,35 @@ class UpstreamStream:
     def release(self) -> None:
         """Return a fully read connection to the pool."""
         self._resp.release()
+
+
+def too_large(max_bytes: int) -> UpstreamError:
+    return UpstreamError(
+        ErrorKind.PROTOCOL, f"upstream response larger than max_response_bytes ({max_bytes} bytes)"
+    )
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """``resp.read()`` that never holds more than ``max_bytes`` (PROTOCOL UpstreamError beyond).
+
+    With a content-length within the bound this is one ``read()``; otherwise (chunked, or no
+    length) the body is gathered piece by piece and the connection dropped once it is over.
+    """
+    length = resp.content_length
+    if length is not None:
+        if length > max_bytes:
+            resp.close()
+            raise too_large(max_bytes)
+        return await resp.read()
+    buf = bytearray()
+    while True:
+        piece = await resp.content.readany()
+        if not piece:
+            return bytes(buf)
+        buf += piece
+        if len(buf) > max_bytes:
+            resp.close()
+            raise too_large(max_bytes)
 
 
 def _classify(exc: BaseException) -> UpstreamError:
@@ -114,15 +146,17 @@ class Transport:
                 self._urls[url] = found
         return found
 
-    async def send(self, call: HttpCall, timeouts: Timeouts) -> Reply:
-        """A whole request and response."""
+    async def send(
+        self, call: HttpCall, timeouts: Timeouts, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    ) -> Reply:
+        """A whole request and response (a body over ``max_bytes`` fails the call)."""
         t0 = time.perf_counter()
         try:
             async with self._session.request(
                 call.method, self._url(call.url), data=call.body, headers=call.headers,
                 timeout=self._timeout(timeouts),
             ) as resp:
-                body = await resp.read()
+                body = await read_bounded(resp, max_bytes)
                 return Reply(resp.status, resp.headers, body, time.perf_counter() - t0)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _classify(exc) from None

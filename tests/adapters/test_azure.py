@@ -11,6 +11,7 @@ from fluxway.adapters.azure import DEFAULT_API_VERSION, AzureAdapter
 from fluxway.adapters.registry import create_adapter
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
 from fluxway.config import ProviderConfig
+from fluxway.errors import GatewayError
 
 FIX = Path(__file__).parent.parent / "fixtures" / "azure"
 TARGET = Target("az", "my-gpt4o")
@@ -57,11 +58,19 @@ def test_api_key_header_not_bearer() -> None:
 def test_configured_api_version_and_base_url_with_openai_suffix() -> None:
     cfg = ProviderConfig(name="az", type="azure", base_url="https://myres.openai.azure.com/openai/",
                          api_keys=("k",), api_version="2025-01-01-preview")
-    call = AzureAdapter(cfg).build(chat(), Target("az", "dep/with space"), CREDS)
+    call = AzureAdapter(cfg).build(chat(), Target("az", "dep.v2_x-1"), CREDS)
     assert call.url == (
-        "https://myres.openai.azure.com/openai/deployments/dep%2Fwith%20space/chat/completions"
+        "https://myres.openai.azure.com/openai/deployments/dep.v2_x-1/chat/completions"
         "?api-version=2025-01-01-preview"
     )
+
+
+@pytest.mark.parametrize("name", ["dep/with space", "dep/x", "..", "a?b", "a#b", "a b", "a\x01b", "a%2Fb"])
+def test_deployment_names_that_would_change_the_url_are_refused(name: str) -> None:
+    cfg = ProviderConfig(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",))
+    with pytest.raises(GatewayError) as info:
+        AzureAdapter(cfg).build(chat(), Target("az", name), CREDS)
+    assert (info.value.status, info.value.code, info.value.param) == (400, "invalid_model", "model")
 
 
 def test_deployment_route_body_has_no_model_but_keeps_params() -> None:

@@ -69,17 +69,17 @@ def test_registry_and_supports() -> None:
 
 
 def test_urls_encode_the_model_id() -> None:
-    # ':' is left as it is (a valid path character that HTTP clients would un-escape anyway, which
-    # would break the signature); '/' (in ARNs) must be escaped.
+    # As botocore sends the non-greedy {modelId} label: ':' as %3A, '/' (in ARNs) as %2F (the
+    # transport sends URLs as they are built, so the signed path is the path sent).
     a = adapter()
     assert a.build(chat(), TARGET, Credentials(None)).url == (
-        "https://bedrock-runtime.us-west-2.amazonaws.com/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse"
+        "https://bedrock-runtime.us-west-2.amazonaws.com/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
     )
     arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0"
     call = a.build(chat(stream=True), Target("br", arn), Credentials(None))
     assert call.url == (
-        "https://bedrock-runtime.us-west-2.amazonaws.com/model/arn:aws:bedrock:us-west-2:123456789012:"
-        "inference-profile%2Fus.anthropic.claude-3-5-haiku-20241022-v1:0/converse-stream"
+        "https://bedrock-runtime.us-west-2.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3A"
+        "inference-profile%2Fus.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
     )
     assert call.headers["accept"] == "application/vnd.amazon.eventstream"
     assert adapter(base_url="http://127.0.0.1:9/").build(chat(), TARGET, Credentials(None)).url.startswith(
@@ -497,7 +497,7 @@ def _embed(**body: Any) -> CanonicalRequest:
 def test_titan_embeddings() -> None:
     target = Target("br", "amazon.titan-embed-text-v2:0")
     call = adapter().build(_embed(input="hello world", dimensions=256), target, Credentials(None))
-    assert call.url.endswith("/model/amazon.titan-embed-text-v2:0/invoke")
+    assert call.url.endswith("/model/amazon.titan-embed-text-v2%3A0/invoke")
     assert call.body is not None and orjson.loads(call.body) == {"inputText": "hello world", "dimensions": 256}
     resp = adapter().parse(_embed(input="hello world"), target, 200, {},
                            (FIX / "titan_embed_response.json").read_bytes())

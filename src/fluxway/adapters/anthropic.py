@@ -28,7 +28,7 @@ from fluxway.canonical import (
     Usage,
 )
 from fluxway.config import ProviderConfig
-from fluxway.sse import SSEDecoder
+from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -610,7 +610,9 @@ class AnthropicAdapter:
         return CanonicalResponse(out, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> AnthropicStreamDecoder:
-        return AnthropicStreamDecoder(target.model, uses_json_tool(req.body, target.model))
+        return AnthropicStreamDecoder(
+            target.model, uses_json_tool(req.body, target.model), self.cfg.max_event_bytes
+        )
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         return error_from_anthropic(status, headers, body)
@@ -633,8 +635,8 @@ class AnthropicStreamDecoder:
         "_usage",
     )
 
-    def __init__(self, model: str, json_tool: bool = False) -> None:
-        self._sse = SSEDecoder()
+    def __init__(self, model: str, json_tool: bool = False, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SSEDecoder(max_event_bytes)
         self._model = model
         self._json_tool = json_tool
         self._id = "msg"

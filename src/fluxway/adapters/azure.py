@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fluxway.adapters.base import Headers
+from fluxway.adapters.names import path_segment
 from fluxway.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamDecoder, error_from_openai_body
 from fluxway.adapters.presets import Preset
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
@@ -55,7 +56,7 @@ class AzureAdapter(OpenAICompatAdapter):
     def url(self, endpoint: Endpoint, target: Target) -> str:
         if self.v1:
             return f"{self.base_url}/openai/v1{_PATHS[endpoint]}"
-        deployment = quote(target.model, safe="")
+        deployment = path_segment(target.model)  # 400 invalid_model for '/', '..', '?', '#', controls
         return (
             f"{self.base_url}/openai/deployments/{deployment}{_PATHS[endpoint]}"
             f"?api-version={quote(self.api_version, safe='')}"
@@ -72,7 +73,7 @@ class AzureAdapter(OpenAICompatAdapter):
         return body
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> AzureStreamDecoder:
-        return AzureStreamDecoder()
+        return AzureStreamDecoder(self.cfg.max_event_bytes)
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         err = error_from_openai_body(status, headers, body)

@@ -19,14 +19,14 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
 from fluxway.adapters.aws_sigv4 import AwsCredentials, sign
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.adapters.cohere import bad_request, cohere_embed_vectors, embedding_texts, openai_embeddings
-from fluxway.adapters.eventstream import EventMessage, EventStreamDecoder
+from fluxway.adapters.eventstream import MAX_MESSAGE, EventMessage, EventStreamDecoder
+from fluxway.adapters.names import opaque_segment
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -506,7 +506,7 @@ class BedrockAdapter:
         body = {k: v for k, v in req.body.items() if k not in self.drop} if self.drop else req.body
         # ':' stays as it is: HTTP clients (yarl) normalise %3A back to ':' in paths, and the SigV4
         # signature must cover the path exactly as sent. '/' in ARNs must be %2F.
-        model_path = f"{self.base_url}/model/{quote(target.model, safe=':')}"
+        model_path = f"{self.base_url}/model/{opaque_segment(target.model)}"
         if req.endpoint is Endpoint.EMBEDDINGS:
             url, payload, accept = model_path + "/invoke", self._embed_body(body, target.model), "application/json"
         elif req.endpoint is Endpoint.CHAT:
@@ -570,7 +570,9 @@ class BedrockAdapter:
         return CanonicalResponse(out, Usage(prompt_tokens=tokens))
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> BedrockStreamDecoder:
-        return BedrockStreamDecoder(target.model, int(self.clock()), json_mode_of(req.body))
+        return BedrockStreamDecoder(
+            target.model, int(self.clock()), json_mode_of(req.body), self.cfg.max_event_bytes
+        )
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         return bedrock_error(status, headers, body)
@@ -581,8 +583,10 @@ class BedrockStreamDecoder:
 
     __slots__ = ("_created", "_events", "_id", "_json_blocks", "_json_mode", "_model", "_stopped", "_tools")
 
-    def __init__(self, model: str, created: int, json_mode: bool = False) -> None:
-        self._events = EventStreamDecoder()
+    def __init__(
+        self, model: str, created: int, json_mode: bool = False, max_event_bytes: int = MAX_MESSAGE
+    ) -> None:
+        self._events = EventStreamDecoder(max_event_bytes)
         self._model = model
         self._created = created
         self._id = "chatcmpl-" + uuid.uuid4().hex

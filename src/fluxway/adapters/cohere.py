@@ -34,7 +34,7 @@ from fluxway.canonical import (
     Usage,
 )
 from fluxway.config import ProviderConfig
-from fluxway.sse import SSEDecoder
+from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 
@@ -356,7 +356,7 @@ class CohereAdapter:
         return CanonicalResponse(out_body, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> CohereStreamDecoder:
-        return CohereStreamDecoder(target.model, int(self.clock()))
+        return CohereStreamDecoder(target.model, int(self.clock()), self.cfg.max_event_bytes)
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         return cohere_error(status, headers, body)
@@ -395,8 +395,8 @@ class CohereStreamDecoder:
 
     __slots__ = ("_created", "_ended", "_id", "_model", "_sse", "_tool_index")
 
-    def __init__(self, model: str, created: int) -> None:
-        self._sse = SSEDecoder()
+    def __init__(self, model: str, created: int, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SSEDecoder(max_event_bytes)
         self._model = model
         self._id = "chatcmpl-" + uuid.uuid4().hex
         self._created = created

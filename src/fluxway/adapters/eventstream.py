@@ -96,10 +96,11 @@ def parse_headers(data: bytes) -> dict[str, HeaderValue]:
 class EventStreamDecoder:
     """Feed bytes as they arrive; get back the complete messages, CRCs verified."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE) -> None:
         self._buf = bytearray()
+        self._max = max_message_bytes
 
     @property
     def pending(self) -> int:
@@ -118,6 +119,8 @@ class EventStreamDecoder:
                 raise _protocol("prelude CRC mismatch")
             if total < _MIN_MESSAGE or total > MAX_MESSAGE:
                 raise _protocol(f"message length {total} out of range")
+            if total > self._max:
+                raise _protocol(f"message of {total} bytes is larger than max_event_bytes ({self._max} bytes)")
             if hlen > MAX_HEADERS or hlen > total - _MIN_MESSAGE:
                 raise _protocol(f"headers length {hlen} out of range")
             if len(buf) - pos < total:

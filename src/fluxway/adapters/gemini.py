@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
+from fluxway.adapters.names import invalid_model, path_segment, segments_path
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -33,7 +34,7 @@ from fluxway.canonical import (
     Usage,
 )
 from fluxway.config import ProviderConfig
-from fluxway.sse import SSEDecoder
+from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_VERSION = "v1beta"
@@ -399,7 +400,31 @@ def build_embeddings(body: JSON, model: str) -> JSON:
 
 
 def _model_path(model: str) -> str:
+    """The model's resource name as sent in the request body (unencoded)."""
     return model if "/" in model else "models/" + model
+
+
+_RESOURCE_ROOTS = frozenset({"models", "tunedModels"})
+
+
+def model_url_path(model: str) -> str:
+    """The model's resource name as a checked, percent-encoded URL path.
+
+    ``gemini-1.5-flash`` -> ``models/gemini-1.5-flash``; ``models/x`` and ``tunedModels/x`` as they
+    are; a Vertex-style ``projects/p/locations/l/publishers/google/models/m`` (pairs of segments).
+    Anything else with a ``/`` is refused (400 ``invalid_model``), as are ``..``, ``?``, ``#``,
+    whitespace and control characters (see :mod:`fluxway.adapters.names`).
+    """
+    if "/" not in model:
+        return "models/" + path_segment(model)
+    path = segments_path(model)
+    segments = model.split("/")
+    if (len(segments) == 2 and segments[0] in _RESOURCE_ROOTS) or (
+        segments[0] == "projects" and len(segments) % 2 == 0
+    ):
+        return path
+    raise invalid_model(model, "gemini model names are 'name', 'models/name', 'tunedModels/name' or a "
+                               "'projects/...' resource name")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,7 +615,7 @@ class GeminiAdapter:
         return endpoint in (Endpoint.CHAT, Endpoint.EMBEDDINGS)
 
     def url(self, req: CanonicalRequest, target: Target) -> str:
-        path = f"{self.root}/{_model_path(target.model)}"
+        path = f"{self.root}/{model_url_path(target.model)}"
         if req.endpoint is Endpoint.EMBEDDINGS:
             return path + ":batchEmbedContents"
         return path + (":streamGenerateContent?alt=sse" if req.stream else ":generateContent")
@@ -630,7 +655,7 @@ class GeminiAdapter:
         return CanonicalResponse(out, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> GeminiStreamDecoder:
-        return GeminiStreamDecoder(target.model)
+        return GeminiStreamDecoder(target.model, self.cfg.max_event_bytes)
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         return error_from_gemini(status, headers, body)
@@ -647,8 +672,8 @@ class GeminiStreamDecoder:
 
     _HEAD_LIMIT = 65536
 
-    def __init__(self, model: str) -> None:
-        self._sse = SSEDecoder()
+    def __init__(self, model: str, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SSEDecoder(max_event_bytes)
         self._model = model
         self._id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self._created = int(time.time())

@@ -22,7 +22,7 @@ from fluxway.canonical import (
     Usage,
 )
 from fluxway.config import ProviderConfig
-from fluxway.sse import SSEDecoder
+from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 _PATHS = {
     Endpoint.CHAT: "/chat/completions",
@@ -135,7 +135,7 @@ class OpenAICompatAdapter:
         return CanonicalResponse(data, Usage.from_openai(data.get("usage")), raw=body)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> OpenAIStreamDecoder:
-        return OpenAIStreamDecoder()
+        return OpenAIStreamDecoder(self.cfg.max_event_bytes)
 
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError:
         return error_from_openai_body(status, headers, body)
@@ -146,8 +146,8 @@ class OpenAIStreamDecoder:
 
     __slots__ = ("_done", "_finished", "_sse")
 
-    def __init__(self) -> None:
-        self._sse = SSEDecoder()
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SSEDecoder(max_event_bytes)
         self._done = False
         self._finished = False
 

@@ -34,6 +34,7 @@ from fluxway.canonical import (
 from fluxway.config import Config, HedgeConfig, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
 from fluxway.errors import GatewayError, model_not_found
 from fluxway.policy.hooks import ModelFilter
+from fluxway.redact import Redactor
 from fluxway.routing.clock import Clock
 from fluxway.routing.health import HealthBoard, HealthSettings, Permit
 from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, hedge_delay_s, plan
@@ -198,6 +199,7 @@ class RoutedStream:
                     for c in self._track(leg.decoder.close()):
                         yield c
             except UpstreamError as err:
+                self._executor.redactor.error(err)  # the message reaches the client, logs and records
                 if self._closed:
                     raise
                 err.target = err.target or leg.target.key
@@ -306,6 +308,8 @@ class Executor:
         self.public_models = sorted(self.routes)
         self.models_by_name = {m.name: m for m in cfg.models}
         self.price_of: Callable[[Target], Price | None] | None = None
+        # Upstream error text is scrubbed of provider keys and key-shaped strings where it enters.
+        self.redactor = Redactor.from_config(cfg)
 
     # -- resolving ----------------------------------------------------------------------------
 
@@ -370,6 +374,7 @@ class Executor:
         try:
             return await attempt(req, route, target, permit, trace)
         except UpstreamError as err:
+            self.redactor.error(err)
             err.target = target.key
             trace.errors.append(err)
             self.counters.failures += 1
@@ -629,7 +634,9 @@ class Executor:
     ) -> Completed:
         adapter = self.adapters[target.provider]
         call = adapter.build(req, target, self._credentials(target, permit))
-        reply = await self.transport.send(call, self._timeouts(target, route))
+        reply = await self.transport.send(
+            call, self._timeouts(target, route), self._providers[target.provider].max_response_bytes
+        )
         trace.upstream_s += reply.elapsed
         resp = adapter.parse(req, target, reply.status, reply.headers, reply.body)
         self.board.record_success(permit, total_s=reply.elapsed)
@@ -655,7 +662,7 @@ class Executor:
         ok = False
         try:
             if upstream.status >= 400:
-                body = await upstream.read()
+                body = await upstream.read(self._providers[target.provider].max_response_bytes)
                 raise adapter.classify_error(upstream.status, upstream.headers, body)
             decoder = adapter.stream_decoder(req, target)
             chunks = upstream.chunks().__aiter__()
@@ -709,6 +716,7 @@ class Executor:
             await self._complete_once(req, route, target, permit, Trace())
             return None
         except UpstreamError as err:
+            self.redactor.error(err)
             if err.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTER, ErrorKind.CONTEXT_LENGTH):
                 self.board.record_success(permit)  # it answered: alive
                 return None
