@@ -18,6 +18,7 @@ from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pricing import estimate_prompt_tokens
 from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
+from fluxway.store.sanitize import normalise_request_id
 
 log = logging.getLogger("fluxway.request")
 
@@ -68,7 +69,8 @@ async def handle(
 ) -> None:
     started = time.perf_counter()
     headers = request_headers(scope)
-    request_id = headers.get("x-request-id") or rt.next_request_id()
+    # A client's id only when well formed ([A-Za-z0-9._:-]{1,128}): it goes to headers, logs and the store.
+    request_id = normalise_request_id(headers.get("x-request-id")) or rt.next_request_id()
     limit = rt.cfg.server.max_in_flight
     if limit and rt.in_flight >= limit:
         err = overloaded()
