@@ -17,6 +17,7 @@ from aiohttp import web
 from fluxway.policy.governance import Governance
 from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.private_pg import PrivatePostgres
 from tests.support.upstream import FakeUpstream, json_reply
 
 MASTER = "sk-master-hostile"
@@ -72,9 +73,15 @@ def _gov(gw: Gateway) -> Governance:
 
 async def _wait_records(gw: Gateway, n: int, timeout: float = 10.0) -> int:
     store = _gov(gw).store.usage
+    count = -1
     async with asyncio.timeout(timeout):
-        while (count := await store.count()) < n:
-            await asyncio.sleep(0.05)
+        while count < n:
+            try:
+                count = await store.count()
+            except Exception:  # the store is not back (or not migrated) yet
+                count = -1
+            if count < n:
+                await asyncio.sleep(0.05)
     return count
 
 
@@ -150,3 +157,27 @@ async def test_a_garbage_spool_never_stops_start_up(tmp_path: Path) -> None:
                 assert "fluxway_usage_quarantined_total 4" in await r.text()
     lines = (spool / "quarantine.jsonl").read_bytes().splitlines()
     assert len(lines) == 4 and all("reason" in orjson.loads(line) for line in lines)
+
+
+async def test_start_while_postgres_is_down_serves_and_catches_up(tmp_path: Path) -> None:
+    pg = await asyncio.to_thread(PrivatePostgres)
+    try:
+        async with FakeUpstream() as up:
+            up.route("POST", "/v1/chat/completions", _chat)
+            # PostgreSQL is not running: the gateway starts, serves the master key and the configured models
+            async with run_gateway(_config(up, tmp_path, pg.url)) as gw:
+                status, body = await _ready(gw)
+                assert status == 200 and body["status"] == "degraded" and "store" in body["degraded"], body
+                assert [await _call(gw, "smart") for _ in range(3)] == [200, 200, 200]
+                gov = _gov(gw)
+                assert gov.usage.spool.pending + sum(1 for _ in (tmp_path / "spool").glob("usage-*.jsonl")) > 0
+                await asyncio.to_thread(pg.start)
+                # the store comes back: migrated, and the spooled records land
+                assert await _wait_records(gw, 3, timeout=30) == 3
+                async with asyncio.timeout(15):
+                    while (await _ready(gw))[1]["status"] != "ok":
+                        await asyncio.sleep(0.1)
+                assert await _call(gw, "smart") == 200
+                assert await _wait_records(gw, 4) == 4
+    finally:
+        await asyncio.to_thread(pg.cleanup)
