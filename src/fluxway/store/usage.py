@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -63,8 +64,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, rid = orjson.loads(raw)
-        if not isinstance(at, int | float) or not isinstance(rid, str):
+        if not isinstance(at, int | float) or not isinstance(rid, str) or not math.isfinite(at):
             raise TypeError
+        if len(rid) > 32 or not rid.isprintable():
+            raise ValueError
         return float(at), rid
     except Exception:
         raise BadCursor("invalid cursor") from None
