@@ -94,15 +94,17 @@ class LimitIn(_Payload):
 
 
 ModelLimits = Annotated[dict[ModelGlob, LimitIn], Field(max_length=1024, description="per model glob: {rpm, tpm}")]
-Expiry = Annotated[datetime, AfterValidator(lambda d: _expiry(d))]
-
-
 def _expiry(d: datetime) -> datetime:
     try:
-        (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
+        ts = (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
     except (OverflowError, ValueError, OSError):
-        raise ValueError("not a representable time") from None
+        ts = -1.0
+    if not 0.0 <= ts <= 253402300799.0:  # shown back in UTC: 1970-01-01 .. 9999-12-31
+        raise ValueError("must be a time between 1970 and 9999 (UTC)")
     return d
+
+
+Expiry = Annotated[datetime, AfterValidator(_expiry)]
 
 
 class KeyCreate(_Payload):
