@@ -44,12 +44,20 @@ async def _live(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
 
 
 async def _ready(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    """200 while the gateway can serve, listing what is degraded (the store down: calls are still
+    served and usage spooled; a model without a healthy target); 503 only when no model can serve."""
     checks = rt.ready()
-    ok = all(checks.values())
-    body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": checks}
-    if not checks.get("targets", True):
-        body["unhealthy_models"] = rt.unhealthy_models()
-    await _json(send, 200 if ok else 503, body)
+    unhealthy = rt.unhealthy_models()
+    routes = len(rt.executor.routes)
+    serving = routes == 0 or len(unhealthy) < routes
+    degraded = [name for name, ok in checks.items() if not ok]
+    status = "unavailable" if not serving else ("degraded" if degraded or unhealthy else "ok")
+    body: dict[str, object] = {"status": status, "checks": checks}
+    if degraded:
+        body["degraded"] = degraded
+    if unhealthy:
+        body["unhealthy_models"] = unhealthy
+    await _json(send, 200 if serving else 503, body)
 
 
 async def _metrics_allowed(rt: Runtime, scope: Scope) -> bool:

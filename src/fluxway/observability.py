@@ -59,6 +59,10 @@ def render(rt: Runtime) -> bytes:
     ):
         metric(name, "counter", help_)
         lines.append(f"{name} {value}")
+    gov = rt.extras.get("governance")
+    if gov is not None:
+        metric("fluxway_usage_quarantined_total", "counter", "Usage records or spool lines set aside, unstorable.")
+        lines.append(f"fluxway_usage_quarantined_total {gov.usage.quarantine.count}")
     metric("fluxway_in_flight", "gauge", "Requests in flight in this process.")
     lines.append(f"fluxway_in_flight {rt.in_flight}")
     # Configured targets only: direct names chosen by clients never become label values.

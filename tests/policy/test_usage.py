@@ -31,12 +31,13 @@ class FakeStore:
         self.fail = False
         self.calls = 0
 
-    async def insert(self, records: Sequence[Mapping[str, Any]], batch_size: int = 500) -> None:
+    async def insert(self, records: Sequence[Mapping[str, Any]], batch_size: int = 500, on_reject: Any = None) -> int:
         self.calls += 1
         if self.fail:
             raise ConnectionError("database is down")
         for r in records:
             self.rows.setdefault(r["id"], r)
+        return 0
 
 
 def _pricer() -> Pricer:

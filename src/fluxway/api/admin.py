@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +33,7 @@ from fluxway.policy.auth import ANONYMOUS, OPEN_MODE_ADMIN
 from fluxway.policy.budget import NANO, period_window
 from fluxway.policy.hooks import Principal
 from fluxway.policy.keys import BudgetLine
-from fluxway.store.usage import BadCursor
+from fluxway.store.usage import BadCursor, is_bad_data
 
 if TYPE_CHECKING:
     from fluxway.policy.governance import Governance
@@ -41,6 +41,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("fluxway.admin")
 
 GroupBy = Literal["key", "team", "model", "provider", "day"]
+# Path and query strings reach store queries: bounded and free of control characters (NUL included).
+_PLAIN = r"^[^\x00-\x1f\x7f]*$"
+KeyId = Annotated[str, Path(max_length=64, pattern=_PLAIN)]
+TeamId = Annotated[str, Path(max_length=128, pattern=_PLAIN)]
+TeamQ = Annotated[str | None, Query(max_length=128, pattern=_PLAIN)]
+KeyQ = Annotated[str | None, Query(max_length=64, pattern=_PLAIN)]
+ModelQ = Annotated[str | None, Query(max_length=256, pattern=_PLAIN)]
+TimeQ = Annotated[str | None, Query(max_length=64, description="ISO 8601 or epoch seconds")]
+_MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 def error_body(err: GatewayError) -> dict[str, Any]:
@@ -55,14 +64,17 @@ def parse_time(value: str | None, param: str) -> float | None:
     """ISO 8601 (``2025-01-31`` or ``2025-01-31T12:00:00Z``) or epoch seconds; naive times are UTC."""
     if value is None or value == "":
         return None
+    t: float | None
     try:
-        return float(value)
+        t = float(value)
     except ValueError:
-        pass
-    try:
-        return epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        raise bad_request(f"'{param}' must be an ISO 8601 time or epoch seconds", param=param) from None
+        try:
+            t = epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except (ValueError, OverflowError, OSError):
+            t = None
+    if t is None or not (0.0 <= t <= _MAX_EPOCH):  # NaN fails both comparisons
+        raise bad_request(f"'{param}' must be an ISO 8601 time or epoch seconds (years 1970-9999)", param=param)
+    return t
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -115,11 +127,20 @@ def build_admin_app(gov: Governance) -> FastAPI:
     @app.exception_handler(SQLAlchemyError)
     @app.exception_handler(OSError)
     async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        if is_bad_data(exc):  # the values themselves were refused: the caller's input, not an outage
+            log.warning("admin %s %s: value refused by the store: %s", request.method, request.url.path, exc)
+            return _error_response(bad_request("a value in the request cannot be stored (too long or out of range)"))
         log.error("admin %s %s: store error: %s", request.method, request.url.path, exc)
         return _error_response(
             GatewayError(503, "the store is unavailable; retry shortly", type="server_error",
                          code="store_unavailable", headers={"retry-after": "1"})
         )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        # Never a plain-text "Internal Server Error": the OpenAI error shape, the detail in the log.
+        log.exception("admin %s %s: internal error", request.method, request.url.path)
+        return _error_response(GatewayError(500, "internal error", type="server_error", code="internal_error"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -136,21 +157,21 @@ def build_admin_app(gov: Governance) -> FastAPI:
 
     @app.get("/admin/keys", tags=["keys"], summary="List keys")
     async def list_keys(
-        _: Admin, team: str | None = None, include_revoked: bool = True
+        _: Admin, team: TeamQ = None, include_revoked: bool = True
     ) -> dict[str, Any]:
         rows = await gov.accounts.list_keys(team=team, include_revoked=include_revoked)
         return {"object": "list", "data": [key_out(r) for r in rows]}
 
     @app.get("/admin/keys/{key_id}", tags=["keys"], summary="One key")
-    async def get_key(key_id: str, _: Admin) -> dict[str, Any]:
+    async def get_key(key_id: KeyId, _: Admin) -> dict[str, Any]:
         return key_out(await gov.accounts.get_key(key_id))
 
     @app.patch("/admin/keys/{key_id}", tags=["keys"], summary="Update a key (fields sent change; null clears)")
-    async def update_key(key_id: str, body: KeyUpdate, _: Admin) -> dict[str, Any]:
+    async def update_key(key_id: KeyId, body: KeyUpdate, _: Admin) -> dict[str, Any]:
         return key_out(await gov.accounts.update_key(key_id, body))
 
     @app.delete("/admin/keys/{key_id}", tags=["keys"], summary="Revoke a key (it answers 401 from then on)")
-    async def revoke_key(key_id: str, _: Admin) -> dict[str, Any]:
+    async def revoke_key(key_id: KeyId, _: Admin) -> dict[str, Any]:
         return key_out(await gov.accounts.revoke_key(key_id))
 
     # teams -------------------------------------------------------------------------------
@@ -164,22 +185,22 @@ def build_admin_app(gov: Governance) -> FastAPI:
         return {"object": "list", "data": [team_out(r) for r in await gov.accounts.list_teams()]}
 
     @app.get("/admin/teams/{team_id}", tags=["teams"], summary="One team")
-    async def get_team(team_id: str, _: Admin) -> dict[str, Any]:
+    async def get_team(team_id: TeamId, _: Admin) -> dict[str, Any]:
         return team_out(await gov.accounts.get_team(team_id))
 
     @app.patch("/admin/teams/{team_id}", tags=["teams"], summary="Update a team")
-    async def update_team(team_id: str, body: TeamUpdate, _: Admin) -> dict[str, Any]:
+    async def update_team(team_id: TeamId, body: TeamUpdate, _: Admin) -> dict[str, Any]:
         return team_out(await gov.accounts.update_team(team_id, body))
 
     @app.delete("/admin/teams/{team_id}", tags=["teams"], summary="Delete a team without active keys")
-    async def delete_team(team_id: str, _: Admin) -> dict[str, Any]:
+    async def delete_team(team_id: TeamId, _: Admin) -> dict[str, Any]:
         await gov.accounts.delete_team(team_id)
         return {"id": team_id, "object": "team", "deleted": True}
 
     # budgets, usage, logs ----------------------------------------------------------------
 
     @app.get("/admin/budgets", tags=["spend"], summary="Spend against budget, per key and team")
-    async def budgets(_: Admin, scope: str | None = None) -> dict[str, Any]:
+    async def budgets(_: Admin, scope: Annotated[str | None, Query(max_length=256)] = None) -> dict[str, Any]:
         now = gov.clock()
         entries: list[tuple[str, str, str | None, Any, Any]] = []
         for r in await gov.accounts.list_keys(include_revoked=False):
@@ -222,8 +243,8 @@ def build_admin_app(gov: Governance) -> FastAPI:
     async def usage(
         _: Admin,
         group_by: GroupBy = "key",
-        since: Annotated[str | None, Query(description="ISO 8601 or epoch seconds")] = None,
-        until: Annotated[str | None, Query(description="ISO 8601 or epoch seconds (exclusive)")] = None,
+        since: TimeQ = None,
+        until: TimeQ = None,
     ) -> dict[str, Any]:
         t0, t1 = parse_time(since, "since"), parse_time(until, "until")
         await _flush()
@@ -238,13 +259,13 @@ def build_admin_app(gov: Governance) -> FastAPI:
     @app.get("/admin/logs", tags=["spend"], summary="Request logs, newest first, paginated by cursor")
     async def logs(
         _: Admin,
-        key: str | None = None,
-        model: str | None = None,
-        status: Annotated[str | None, Query(description="an HTTP status, or 'success' / 'error'")] = None,
-        since: str | None = None,
-        until: str | None = None,
+        key: KeyQ = None,
+        model: ModelQ = None,
+        status: Annotated[str | None, Query(max_length=16, description="an HTTP status, 'success' or 'error'")] = None,
+        since: TimeQ = None,
+        until: TimeQ = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> dict[str, Any]:
         st: int | Literal["success", "error"] | None = None
         if status in ("success", "error"):
@@ -252,6 +273,8 @@ def build_admin_app(gov: Governance) -> FastAPI:
         elif status:
             try:
                 st = int(status)
+                if not 100 <= st <= 999:
+                    raise ValueError
             except ValueError:
                 raise bad_request("'status' must be an HTTP status, 'success' or 'error'", param="status") from None
         t0, t1 = parse_time(since, "since"), parse_time(until, "until")

@@ -18,6 +18,7 @@ from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
+from fluxway.store.sanitize import normalise_request_id
 from fluxway.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 log = logging.getLogger("fluxway.request")
@@ -72,7 +73,8 @@ async def handle(
 ) -> None:
     started = time.perf_counter()
     headers = request_headers(scope)
-    request_id = headers.get("x-request-id") or rt.next_request_id()
+    # A client's id only when well formed ([A-Za-z0-9._:-]{1,128}): it goes to headers, logs and the store.
+    request_id = normalise_request_id(headers.get("x-request-id")) or rt.next_request_id()
     server = rt.cfg.server
     ctx: CallContext | None = None
     outcome: Outcome | None = None

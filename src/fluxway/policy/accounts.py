@@ -6,13 +6,16 @@ other instances refresh theirs.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from fluxway.errors import GatewayError, bad_request
 from fluxway.policy.keys import KeyCache, generate_secret, hash_secret, visible_prefix
@@ -24,65 +27,131 @@ Row = dict[str, Any]
 Notify = Callable[[str], Awaitable[None]]
 
 
+# Bounds of what the store holds (rpm/tpm are 32-bit integer columns; budgets become integer
+# nano-dollars in the ledger, so at most 1e9 USD keeps them within 64 bits). Bad input is a 400
+# naming the field, never a store error.
+INT32_MAX = 2**31 - 1
+MAX_BUDGET_USD = 1e9
+MAX_METADATA_BYTES = 16384
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (NUL included)")
+    return value
+
+
+def _plain_json(value: Any, depth: int = 0) -> None:
+    if depth > 16:
+        raise ValueError("nested too deeply (at most 16 levels)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
+        raise ValueError("integers must fit in 64 bits")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _plain_json(k, depth + 1)
+            _plain_json(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _plain_json(v, depth + 1)
+
+
+def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    _plain_json(value)
+    if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    return value
+
+
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Usd = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)]
+Name = Annotated[str, Field(max_length=256), AfterValidator(_no_control)]
+TeamName = Annotated[str, Field(max_length=128), AfterValidator(_no_control)]
+ModelGlob = Annotated[str, Field(max_length=256), AfterValidator(_no_control)]
+Models = Annotated[list[ModelGlob], Field(max_length=1024)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class BudgetIn(_Payload):
-    amount_usd: float = Field(ge=0)
+    amount_usd: Usd
     period: Period = "monthly"
 
 
 class LimitIn(_Payload):
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
+    rpm: Count | None = None
+    tpm: Count | None = None
+
+
+ModelLimits = Annotated[dict[ModelGlob, LimitIn], Field(max_length=1024, description="per model glob: {rpm, tpm}")]
+def _expiry(d: datetime) -> datetime:
+    try:
+        ts = (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
+    except (OverflowError, ValueError, OSError):
+        ts = -1.0
+    if not 0.0 <= ts <= 253402300799.0:  # shown back in UTC: 1970-01-01 .. 9999-12-31
+        raise ValueError("must be a time between 1970 and 9999 (UTC)")
+    return d
+
+
+Expiry = Annotated[datetime, AfterValidator(_expiry)]
 
 
 class KeyCreate(_Payload):
-    name: str | None = Field(None, max_length=256)
-    owner: str | None = Field(None, max_length=256)
-    team: str | None = Field(None, max_length=128)
-    models: list[str] | None = None
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
-    model_limits: dict[str, LimitIn] | None = Field(None, description="per model glob: {rpm, tpm}")
+    name: Name | None = None
+    owner: Name | None = None
+    team: TeamName | None = None
+    models: Models | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
+    model_limits: ModelLimits | None = None
     budget: BudgetIn | None = None
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
     role: Role = "user"
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class KeyUpdate(_Payload):
     """Only the fields sent change; an explicit null clears one."""
 
-    name: str | None = Field(None, max_length=256)
-    owner: str | None = Field(None, max_length=256)
-    team: str | None = Field(None, max_length=128)
-    models: list[str] | None = None
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
-    model_limits: dict[str, LimitIn] | None = None
+    name: Name | None = None
+    owner: Name | None = None
+    team: TeamName | None = None
+    models: Models | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
+    model_limits: ModelLimits | None = None
     budget: BudgetIn | None = None
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
     role: Role | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class TeamCreate(_Payload):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    models: list[str] | None = None
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
+    models: Models | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
     budget: BudgetIn | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class TeamUpdate(_Payload):
-    models: list[str] | None = None
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
+    models: Models | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
     budget: BudgetIn | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 def iso(ts: float | None) -> str | None:

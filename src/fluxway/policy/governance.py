@@ -6,6 +6,8 @@ The app builds one with :func:`build_governance`, puts ``hooks`` in its pipeline
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import tempfile
 import time
@@ -118,12 +120,40 @@ class Governance:
         self.hooks: list[Hook] = [self.auth, self.usage, self.limits, self.budget]
         self.admin_app: ASGIApp = _LazyAdmin(self)
         self._started = False
+        self.store_ready = False  # migrated and the keys loaded
+        self._store_task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def _open_store(self) -> None:
         revision = await self.store.upgrade()
         log.info("store %s at revision %s", self.store.dialect, revision)
-        await self.usage.start()
         await self.cache.refresh()
+        self.store_ready = True
+
+    async def _retry_store(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._open_store()
+            except Exception as exc:
+                delay = min(delay * 2, 10.0)
+                log.warning("store still unavailable (retrying in %.1fs): %s", delay, exc)
+                continue
+            log.info("store available again: keys loaded, spooled usage records catching up")
+            await self.usage.replay()
+            with contextlib.suppress(Exception):
+                await self.usage.flush()
+            return
+
+    async def start(self) -> None:
+        """Start even with the store down: the master key and the configured models serve at once,
+        usage records wait in the spool, and the store is retried in the background."""
+        try:
+            await self._open_store()
+        except Exception as exc:
+            log.error("store unavailable at start, serving the configured models and spooling usage: %s", exc)
+            self._store_task = asyncio.create_task(self._retry_store(), name="fluxway-store-retry")
+        await self.usage.start()
         self.cache.start()
         if self.invalidation is not None:
             self.invalidation.start()
@@ -135,6 +165,11 @@ class Governance:
         self._started = True
 
     async def close(self) -> None:
+        if self._store_task is not None:
+            self._store_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._store_task
+            self._store_task = None
         await self.budget.close()
         await self.usage.close()
         await self.cache.close()
@@ -148,7 +183,7 @@ class Governance:
         self._started = False
 
     def ready(self) -> dict[str, bool]:
-        return {"store": self._started and self.cache.healthy and self.usage.healthy}
+        return {"store": self._started and self.store_ready and self.cache.healthy and self.usage.healthy}
 
     async def spend(self, scope: str, since: float | None) -> float:
         """USD recorded for ``key:<id>`` or ``team:<name>`` since a time (budget buckets start from it)."""

@@ -310,7 +310,8 @@ class VirtualKeyAuth:
 
     @property
     def open(self) -> bool:
-        return self._master is None and not self._cache.has_keys
+        # Keys not loaded yet (the store was down at start): never open, keys may exist.
+        return self._master is None and self._cache.loaded and not self._cache.has_keys
 
     def authenticate(self, api_key: str | None) -> Principal:
         if api_key:

@@ -29,6 +29,9 @@ import orjson
 
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pricing import Pricer, call_cost
+from fluxway.store.quarantine import FILE_NAME as QUARANTINE_FILE
+from fluxway.store.quarantine import Quarantine
+from fluxway.store.sanitize import sanitize_record
 from fluxway.store.usage import PROVISIONAL_STATUS, UsageStore
 
 log = logging.getLogger("fluxway.usage")
@@ -44,23 +47,31 @@ class Segment:
     records: list[Record] | None = field(default_factory=list)  # None: read them back from the file
 
 
-def read_segment(path: Path) -> list[Record]:
-    """The records of a segment file; a torn or garbled line (a crash mid-write) is skipped."""
+def read_segment(path: Path, quarantine: Quarantine | None = None) -> list[Record]:
+    """The records of a segment file; a torn or garbled line (a crash mid-write) is quarantined."""
     out: list[Record] = []
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        return out
+    except OSError as exc:  # unreadable (a directory, no permission): never stops start-up
+        log.error("spool %s: cannot be read, skipped: %s", path.name, exc)
         return out
     for line in data.split(b"\n"):
         if not line.strip():
             continue
         try:
             rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            log.warning("spool %s: skipping an unreadable line (%d bytes)", path.name, len(line))
+        except orjson.JSONDecodeError as exc:
+            if quarantine is not None:
+                quarantine.line(path.name, line, f"not JSON: {exc}")
+            else:
+                log.warning("spool %s: skipping an unreadable line (%d bytes)", path.name, len(line))
             continue
         if isinstance(rec, dict) and isinstance(rec.get("id"), str):
             out.append(rec)
+        elif quarantine is not None:
+            quarantine.line(path.name, line, "not a usage record")
     return out
 
 
@@ -96,7 +107,11 @@ class Spool:
         seg = self._current
         if seg is None:
             raise RuntimeError("spool is not open")
-        data = orjson.dumps(record) + b"\n"
+        try:
+            data = orjson.dumps(record) + b"\n"
+        except orjson.JSONEncodeError:  # an integer over 64 bits: spool what the store will hold
+            record = sanitize_record(record)
+            data = orjson.dumps(record) + b"\n"
         try:
             view = memoryview(data)
             while view:
@@ -130,7 +145,7 @@ class Spool:
         out: list[Segment] = []
         mine = self._current.path if self._current else None
         for path in sorted(self.dir.glob("*" + _SUFFIX)):
-            if path == mine:
+            if path == mine or path.name == QUARANTINE_FILE:
                 continue
             try:
                 fd = os.open(path, os.O_RDWR)
@@ -192,6 +207,8 @@ class UsageRecorder:
         self._store = store
         self._pricer = pricer
         self.spool = Spool(spool_dir)
+        self.quarantine = Quarantine(spool_dir)
+        self._scanned: set[Path] = set()  # segments whose bad lines are quarantined already
         self._interval = flush_interval
         self._batch = batch_size
         self._clock = clock
@@ -217,18 +234,32 @@ class UsageRecorder:
         return replayed
 
     async def replay(self) -> int:
+        """Store what dead processes left; with the store unreachable they wait in the backlog
+        (the flusher stores them once it is back): a spool never stops start-up."""
         orphans = await asyncio.to_thread(self.spool.orphans)
         total = 0
         async with self._lock:
-            for seg in orphans:
-                records = await asyncio.to_thread(read_segment, seg.path)
-                await self._store.insert(records, self._batch)
+            for i, seg in enumerate(orphans):
+                records = await self._read(seg)
+                try:
+                    await self._store.insert(records, self._batch, self.quarantine.record)
+                except Exception as exc:
+                    log.warning("usage spool: %d segments kept for later, the store is unavailable: %s",
+                                len(orphans) - i, exc)
+                    self.healthy = False
+                    self._backlog.extend(orphans[i:])
+                    break
                 total += len(records)
                 self.stored += len(records)
                 await asyncio.to_thread(Spool.remove, seg)
         if total:
             log.info("usage spool: replayed %d records left by an earlier run", total)
         return total
+
+    async def _read(self, seg: Segment) -> list[Record]:
+        first = seg.path not in self._scanned
+        self._scanned.add(seg.path)
+        return await asyncio.to_thread(read_segment, seg.path, self.quarantine if first else None)
 
     async def close(self) -> None:
         """Flush everything (graceful shutdown); what cannot be stored stays spooled for next start."""
@@ -322,16 +353,17 @@ class UsageRecorder:
                 seg = self._backlog[0]
                 records = seg.records
                 if records is None:
-                    records = await asyncio.to_thread(read_segment, seg.path)
+                    records = await self._read(seg)
                 try:
                     await asyncio.to_thread(Spool.sync, seg)
-                    await self._store.insert(records, self._batch)
+                    await self._store.insert(records, self._batch, self.quarantine.record)
                 except Exception:
                     seg.records = None  # on disk; read back on the next try instead of holding memory
                     self.healthy = False
                     raise
                 self.healthy = True
                 self._backlog.pop(0)
+                self._scanned.discard(seg.path)
                 stored += len(records)
                 self.stored += len(records)
                 await asyncio.to_thread(Spool.remove, seg)

@@ -56,4 +56,7 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(aurl, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    # A bounded connect: a store that is down or unreachable fails fast (the gateway serves on, spooling).
+    return create_async_engine(
+        aurl, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800, connect_args={"timeout": 5}
+    )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -11,7 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fluxway.store.sanitize import sanitize_record
 from fluxway.store.tables import USAGE_COLUMNS, usage_records
+
+log = logging.getLogger("fluxway.usage")
 
 GroupBy = Literal["key", "team", "model", "provider", "day"]
 GROUP_COLUMNS: dict[str, str] = {
@@ -22,6 +28,28 @@ GROUP_COLUMNS: dict[str, str] = {
     "day": "day",
 }
 Row = dict[str, Any]
+Reject = Callable[[Mapping[str, Any], str], None]
+
+
+def is_bad_data(exc: BaseException) -> bool:
+    """True when the database refused the values themselves (SQLSTATE class 22 or 23, or a bind
+    value the driver could not convert), not for a connection, schema or server fault."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str) and state:
+            return state[:2] in ("22", "23")
+        if isinstance(e, OSError | TimeoutError):
+            return False
+        if isinstance(e, sqlite3.IntegrityError | sqlite3.DataError | ValueError | TypeError | OverflowError):
+            return True
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return False
 
 
 class BadCursor(ValueError):
@@ -36,8 +64,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, rid = orjson.loads(raw)
-        if not isinstance(at, int | float) or not isinstance(rid, str):
+        if not isinstance(at, int | float) or not isinstance(rid, str) or not math.isfinite(at):
             raise TypeError
+        if len(rid) > 32 or not rid.isprintable():
+            raise ValueError
         return float(at), rid
     except Exception:
         raise BadCursor("invalid cursor") from None
@@ -46,15 +76,22 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 PROVISIONAL_STATUS = 0  # a stream's record while it is open; replaced by its final record
 
 
-def _final_per_id(rows: list[Row]) -> list[Row]:
+def _final_per_id(pairs: list[tuple[Row, Mapping[str, Any]]]) -> list[tuple[Row, Mapping[str, Any]]]:
     """One row per id (an upsert may not touch a row twice in one statement): a final record wins
-    over a provisional one, else the later one."""
-    by_id: dict[Any, Row] = {}
-    for r in rows:
+    over a provisional one, else the later one. Pairs are (sanitised row, original record)."""
+    by_id: dict[Any, tuple[Row, Mapping[str, Any]]] = {}
+    for pair in pairs:
+        r = pair[0]
         seen = by_id.get(r["id"])
-        if seen is None or r["status"] != PROVISIONAL_STATUS or seen["status"] == PROVISIONAL_STATUS:
-            by_id[r["id"]] = r
+        if seen is None or r["status"] != PROVISIONAL_STATUS or seen[0]["status"] == PROVISIONAL_STATUS:
+            by_id[r["id"]] = pair
     return list(by_id.values())
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).splitlines()
+    return (f"{type(orig if orig is not None else exc).__name__}: " + (text[0] if text else ""))[:500]
 
 
 class UsageStore:
@@ -75,17 +112,47 @@ class UsageStore:
             where=usage_records.c.status == PROVISIONAL_STATUS,
         )
 
-    async def insert(self, records: Sequence[Mapping[str, Any]], batch_size: int = 500) -> None:
+    async def insert(
+        self, records: Sequence[Mapping[str, Any]], batch_size: int = 500, on_reject: Reject | None = None
+    ) -> int:
         """Insert records; a record id already stored is skipped (replays are harmless), except that a
-        final record replaces its provisional one (``status`` :data:`PROVISIONAL_STATUS`)."""
+        final record replaces its provisional one (``status`` :data:`PROVISIONAL_STATUS`).
+
+        Every record is sanitised first (:mod:`fluxway.store.sanitize`). Should the database still
+        refuse a batch for its values, the batch is retried record by record and each record it
+        refuses goes to ``on_reject`` (with the reason) instead of blocking the others; a connection
+        or server fault is raised, so the caller keeps the records and retries later. Returns the
+        number of records rejected.
+        """
         if not records:
-            return
-        rows = [{c: r.get(c) for c in USAGE_COLUMNS} for r in records]
-        if len({r["id"] for r in rows}) != len(rows):
-            rows = _final_per_id(rows)
-        async with self._engine.begin() as conn:
-            for i in range(0, len(rows), batch_size):
-                await conn.execute(self._insert, rows[i : i + batch_size])
+            return 0
+        pairs = [(sanitize_record(r), r) for r in records]
+        if len({row["id"] for row, _ in pairs}) != len(pairs):
+            pairs = _final_per_id(pairs)
+        rejected = 0
+        for i in range(0, len(pairs), batch_size):
+            part = pairs[i : i + batch_size]
+            chunk = [row for row, _ in part]
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(self._insert, chunk)
+                continue
+            except Exception as exc:
+                if not is_bad_data(exc):
+                    raise
+                log.warning("usage batch of %d refused (%s): storing its records one by one", len(chunk), _reason(exc))
+            for row, original in part:
+                try:
+                    async with self._engine.begin() as conn:
+                        await conn.execute(self._insert, [row])
+                except Exception as exc:
+                    if not is_bad_data(exc):
+                        raise
+                    rejected += 1
+                    log.error("usage record %s refused by the store, quarantined: %s", row.get("id"), _reason(exc))
+                    if on_reject is not None:
+                        on_reject(original, _reason(exc))
+        return rejected
 
     async def count(self, **where: Any) -> int:
         q = sa.select(sa.func.count()).select_from(usage_records)
