@@ -142,7 +142,7 @@ async def test_revoke_takes_effect_at_once_locally(store: Store) -> None:
     assert other.lookup(secret) is None
 
 
-async def test_open_gateway_until_a_key_exists(store: Store) -> None:
+async def test_open_gateway_while_no_key_is_active(store: Store) -> None:
     cache = KeyCache(store.keys)
     await cache.refresh()
     auth = VirtualKeyAuth(None, cache)
@@ -153,8 +153,13 @@ async def test_open_gateway_until_a_key_exists(store: Store) -> None:
     with pytest.raises(GatewayError):
         await auth.pre(ctx(None))
     await Accounts(store, cache).revoke_key(row["id"])
-    with pytest.raises(GatewayError):  # revoking every key does not open the gateway again
-        await auth.pre(ctx(None))
+    reopened = ctx(None)  # revoking the last key returns to open mode (issue 10) ...
+    await auth.pre(reopened)
+    assert reopened.principal is not None and reopened.principal.id == "anonymous"
+    assert not reopened.principal.is_admin  # ... which never grants the admin API
+    other = KeyCache(store.keys)  # and so does a fresh load of the store
+    await other.refresh()
+    assert not other.has_keys
 
 
 async def test_update_key_and_team_propagate(store: Store) -> None:
