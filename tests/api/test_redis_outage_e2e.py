@@ -152,6 +152,9 @@ async def test_open_serves_a_budgeted_key_through_an_outage_and_an_empty_restart
                 async with c.session.get(gw.url + "/admin/budgets", headers={"authorization": f"Bearer {MASTER}"}) as r:
                     assert r.status == 200  # read from the local ledger meanwhile
                     assert (await r.json())["data"][0]["spent_usd"] > 0
+                async with c.session.get(gw.url + "/health/ready") as r:  # degraded, still in rotation
+                    ready = await r.json()
+                    assert r.status == 200 and ready["status"] == "degraded" and ready["degraded"] == ["redis"]
 
                 server.start()  # back, empty: no scripts, no buckets
                 await c.until_redis_up()

@@ -183,7 +183,10 @@ class Governance:
         self._started = False
 
     def ready(self) -> dict[str, bool]:
-        return {"store": self._started and self.store_ready and self.cache.healthy and self.usage.healthy}
+        checks = {"store": self._started and self.store_ready and self.cache.healthy and self.usage.healthy}
+        if self.redis_health is not None:  # down: served on local state (open) or 503 for governed keys (closed)
+            checks["redis"] = self.redis_health.up
+        return checks
 
     async def spend(self, scope: str, since: float | None) -> float:
         """USD recorded for ``key:<id>`` or ``team:<name>`` since a time (budget buckets start from it)."""
