@@ -243,9 +243,13 @@ def ratelimit_headers(
         if not pairs:
             continue
         b, st = min(pairs, key=lambda p: (p[1].remaining, -p[1].reset_s))
+        reset = st.reset_s  # with some left: when the bucket is full again (OpenAI's meaning)
+        if st.remaining <= 0 and b.limit > 0:
+            # None left: when the next one is allowed, which is what retry-after says on a refusal.
+            reset = max(0.0, st.reset_s - (b.limit - 1) * WINDOW_S / b.limit)
         headers[f"x-ratelimit-limit-{kind}"] = str(b.limit)
         headers[f"x-ratelimit-remaining-{kind}"] = str(st.remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = duration(st.reset_s)
+        headers[f"x-ratelimit-reset-{kind}"] = duration(reset)
     return headers
 
 
