@@ -6,9 +6,11 @@ import argparse
 import ipaddress
 import json
 import logging
+import logging.config
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from fluxway import __version__
 from fluxway.config import Config, ConfigError, env_config_path, load
@@ -64,10 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_config = server_log_config(args.log_level)
+    logging.config.dictConfig(log_config)
     import uvicorn
 
     from fluxway.api.server_protocol import GuardedHttpToolsProtocol, raise_fd_limit
@@ -79,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "loop": "uvloop" if sys.platform != "win32" else "asyncio",
         "http": GuardedHttpToolsProtocol,  # httptools + header timeout/size limit, connection cap
         "log_level": args.log_level,
+        "log_config": log_config,  # applied again in every worker process: --workers N keeps the app's logs
         "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": cfg.server.drain_s,
@@ -94,6 +95,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         uvicorn.run(create_app(cfg, server=True), **common)  # type: ignore[arg-type]
     return 0
+
+
+def server_log_config(level: str) -> dict[str, Any]:
+    """One logging setup for the server and each of its workers: the application's records on stderr
+    at ``level``, uvicorn's own, and the migration tool's INFO chatter kept out of a normal start."""
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": fmt}},
+        "handlers": {"stderr": handler},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"level": level.upper()},
+            "uvicorn.access": {"level": "WARNING"},
+            "alembic": {"level": "WARNING"},
+        },
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
