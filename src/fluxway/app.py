@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from fluxway.api.asgi import JSON_CT, ASGIApp, Receive, Scope, Send, request_headers, respond
+from fluxway.api.cors import Cors
 from fluxway.api.inference import handle
 from fluxway.canonical import Endpoint
 from fluxway.config import Config
@@ -176,6 +177,7 @@ class FluxwayApp:
             ("GET", "/admin/providers"): _providers,
         }
         self._model = _model_handler(openai)
+        self._cors: Cors | None = Cors(self._dispatch, cfg.server.cors) if cfg.server.cors.origins else None
         self._anthropic_ingress()
         # Also answer without the /v1 prefix, as several SDKs and gateways do.
         for (method, path), handler in list(self._routes.items()):
@@ -190,6 +192,12 @@ class FluxwayApp:
         self._routes[("POST", "/v1/messages")] = _inference(AnthropicIngress(), Endpoint.CHAT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._cors is not None:
+            await self._cors(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             rt = self.runtime

@@ -32,6 +32,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CorsConfig(_Strict):
+    # Browser origins allowed to call the gateway ("https://app.example.com"; "*" for any).
+    origins: tuple[str, ...] = ()
+    max_age_s: int = Field(600, ge=0)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8400, ge=0, le=65535)
@@ -52,6 +58,8 @@ class ServerConfig(_Strict):
     max_concurrency_per_key: int = Field(0, ge=0)
     # Seconds open calls and streams get to finish at shutdown before they are cut (and recorded partial).
     drain_s: float = Field(30.0, ge=0)
+    # Cross-origin browser calls: off unless origins are listed.
+    cors: CorsConfig = CorsConfig()
 
 
 class AuthConfig(_Strict):
