@@ -31,13 +31,17 @@ async def test_preflight_and_allowed_origin() -> None:
             async with http.post(gw.url + "/v1/chat/completions", json=BODY,
                                  headers={"origin": "https://evil.example"}) as r:
                 assert r.status == 200 and "access-control-allow-origin" not in r.headers
-            async with http.options(gw.url + "/v1/chat/completions", headers={**pre, "origin": "https://evil.example"}) as r:
+            evil = {**pre, "origin": "https://evil.example"}
+            async with http.options(gw.url + "/v1/chat/completions", headers=evil) as r:
                 assert r.status == 405 and "access-control-allow-origin" not in r.headers
 
 
 async def test_no_cors_by_default() -> None:
     async with FakeUpstream() as up:
         up.route("POST", "/v1/chat/completions", chat_handler)
-        async with run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
-            async with http.post(gw.url + "/v1/chat/completions", json=BODY, headers={"origin": APP}) as r:
-                assert r.status == 200 and "access-control-allow-origin" not in r.headers
+        async with (
+            run_gateway(config(up.url)) as gw,
+            aiohttp.ClientSession() as http,
+            http.post(gw.url + "/v1/chat/completions", json=BODY, headers={"origin": APP}) as r,
+        ):
+            assert r.status == 200 and "access-control-allow-origin" not in r.headers
