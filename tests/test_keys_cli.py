@@ -85,3 +85,36 @@ def test_one_store_wherever_you_stand(
     absolute = tmp_path / "abs.db"
     cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{absolute}?timeout=5"}}))
     assert load(cfg).store.url == f"sqlite:///{absolute}?timeout=5"
+
+
+def test_teams_against_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "fw.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/fw.db"}}))
+    c = ["-c", str(cfg), "--json"]
+    rc, out, _ = _run(capsys, "teams", "create", "search", "--models", "smart,cheap", "--rpm", "60",
+                      "--budget", "10", *c)
+    assert rc == 0 and json.loads(out)["id"] == "search"
+    rc, out, _ = _run(capsys, "teams", "update", "search", "--tpm", "1000", *c)
+    assert rc == 0 and json.loads(out)["tpm"] == 1000
+    rc, out, _ = _run(capsys, "teams", "list", *c)
+    [team] = json.loads(out)["data"]
+    assert team["models"] == ["smart", "cheap"] and team["rpm"] == 60 and team["tpm"] == 1000
+    assert team["budget"] == {"amount_usd": 10.0, "period": "monthly"}
+    rc, out, _ = _run(capsys, "teams", "list", "-c", str(cfg))
+    assert rc == 0 and "search" in out and "rpm=60" in out
+    rc, out, _ = _run(capsys, "teams", "create", "bad name!", *c)
+    assert rc == 1 and json.loads(out)["ok"] is False
+    rc, out, _ = _run(capsys, "teams", "delete", "search", *c)
+    assert rc == 0 and json.loads(out)["deleted"] is True
+    rc, out, _ = _run(capsys, "teams", "delete", "search", *c)
+    assert rc == 1
+
+
+async def test_teams_against_a_running_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    async with run_gateway({"auth": {"master_key": "sk-admin"}}) as gw:
+        base = ["--url", gw.url, "--master-key", "sk-admin", "--json"]
+        assert await asyncio.to_thread(main, ["teams", "create", "ops", "--rpm", "5", *base]) == 0
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["teams", "list", *base]) == 0
+        assert [t["id"] for t in json.loads(capsys.readouterr().out)["data"]] == ["ops"]
+        assert await asyncio.to_thread(main, ["teams", "delete", "ops", *base]) == 0

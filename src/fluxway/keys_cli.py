@@ -1,6 +1,7 @@
-"""``fluxway keys create/list/revoke`` and ``fluxway db upgrade``.
+"""``fluxway keys create/list/revoke``, ``fluxway teams create/list/update/delete`` and
+``fluxway db upgrade``.
 
-Keys are managed either through a running gateway's admin API (``--url``, with the master key or an
+Keys and teams are managed either through a running gateway's admin API (``--url``, with the master key or an
 admin key) or straight in the store named by the config (``--config``); in the latter case running
 gateways learn of the change through Redis at once when ``redis.url`` is set, else within seconds.
 Heavy modules are imported inside the commands so that ``fluxway --help`` stays fast.
@@ -178,6 +179,96 @@ async def _revoke(args: argparse.Namespace) -> Row:
     return await _with_accounts(args, go)
 
 
+def _team_body(args: argparse.Namespace) -> Row:
+    body: Row = {}
+    if getattr(args, "name", None):
+        body["name"] = args.name
+    if args.models is not None:
+        body["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.rpm is not None:
+        body["rpm"] = args.rpm
+    if args.tpm is not None:
+        body["tpm"] = args.tpm
+    if args.budget is not None:
+        body["budget"] = {"amount_usd": args.budget, "period": args.period}
+    return body
+
+
+async def _team_call(args: argparse.Namespace, method: str, fn: Callable[[Accounts], Awaitable[Row]],
+                     path: str, body: Row | None = None) -> Row:
+    """One team operation, through the admin API (``--url``) or straight against the store."""
+    if args.url:
+        return await _http(args, method, path, body)
+    from fluxway.errors import GatewayError
+
+    async def go(acc: Accounts) -> Row:
+        try:
+            return await fn(acc)
+        except GatewayError as exc:
+            raise CliError(exc.message) from None
+
+    return await _with_accounts(args, go)
+
+
+def _payload(model: Any, body: Row) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _team_create(args: argparse.Namespace) -> Row:
+    from fluxway.policy.accounts import TeamCreate, team_out
+
+    body = _team_body(args)
+
+    async def fn(acc: Accounts) -> Row:
+        return team_out(await acc.create_team(_payload(TeamCreate, body)))
+
+    return await _team_call(args, "POST", fn, "/admin/teams", body)
+
+
+async def _team_list(args: argparse.Namespace) -> Row:
+    from fluxway.policy.accounts import team_out
+
+    async def fn(acc: Accounts) -> Row:
+        return {"object": "list", "data": [team_out(r) for r in await acc.list_teams()]}
+
+    return await _team_call(args, "GET", fn, "/admin/teams")
+
+
+async def _team_update(args: argparse.Namespace) -> Row:
+    from fluxway.policy.accounts import TeamUpdate, team_out
+
+    body = _team_body(args)
+
+    async def fn(acc: Accounts) -> Row:
+        return team_out(await acc.update_team(args.id, _payload(TeamUpdate, body)))
+
+    return await _team_call(args, "PATCH", fn, f"/admin/teams/{args.id}", body)
+
+
+async def _team_delete(args: argparse.Namespace) -> Row:
+    async def fn(acc: Accounts) -> Row:
+        await acc.delete_team(args.id)
+        return {"id": args.id, "object": "team", "deleted": True}
+
+    return await _team_call(args, "DELETE", fn, f"/admin/teams/{args.id}")
+
+
+def _print_team_table(rows: list[Row]) -> None:
+    if not rows:
+        print("no teams")
+        return
+    for r in rows:
+        budget = r.get("budget") or {}
+        spend = f"${budget['amount_usd']}/{budget['period']}" if budget else "-"
+        models = ",".join(r.get("models") or []) or "*"
+        print(f"{r['id']}  models={models}  rpm={r.get('rpm') or '-'}  tpm={r.get('tpm') or '-'}  budget={spend}")
+
+
 async def _upgrade(args: argparse.Namespace) -> Row:
     from fluxway.store import Store
     from fluxway.store.migrate import head_revision
@@ -247,7 +338,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``keys`` and ``db`` to the ``fluxway`` command's sub-parsers."""
+    """Add ``keys``, ``teams`` and ``db`` to the ``fluxway`` command's sub-parsers."""
 
     def common(p: argparse.ArgumentParser, remote: bool = True) -> None:
         p.add_argument("--config", "-c", help="YAML config (or FLUXWAY_CONFIG): its store is used directly")
@@ -283,6 +374,37 @@ def register(sub: Any) -> None:
     revoke.add_argument("id")
     common(revoke)
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    teams = sub.add_parser("teams", help="manage teams")
+    tsub = teams.add_subparsers(dest="teams_command", required=True)
+
+    def limits(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--models", help="comma-separated model names or globs the team's keys may use")
+        p.add_argument("--rpm", type=int)
+        p.add_argument("--tpm", type=int)
+        p.add_argument("--budget", type=float, help="USD")
+        p.add_argument("--period", default="monthly", choices=["daily", "monthly", "total"])
+
+    tcreate = tsub.add_parser("create", help="create a team")
+    tcreate.add_argument("name")
+    limits(tcreate)
+    common(tcreate)
+    tcreate.set_defaults(func=lambda a: _run(a, _team_create, lambda out: print(f"created team {out['id']}")))
+
+    tlist = tsub.add_parser("list", help="list teams")
+    common(tlist)
+    tlist.set_defaults(func=lambda a: _run(a, _team_list, lambda out: _print_team_table(out.get("data", []))))
+
+    tupdate = tsub.add_parser("update", help="change a team's models, limits or budget")
+    tupdate.add_argument("id")
+    limits(tupdate)
+    common(tupdate)
+    tupdate.set_defaults(func=lambda a: _run(a, _team_update, lambda out: print(f"updated team {out['id']}")))
+
+    tdelete = tsub.add_parser("delete", help="delete a team that has no active keys")
+    tdelete.add_argument("id")
+    common(tdelete)
+    tdelete.set_defaults(func=lambda a: _run(a, _team_delete, lambda out: print(f"deleted team {out['id']}")))
 
     db = sub.add_parser("db", help="database tasks")
     dsub = db.add_subparsers(dest="db_command", required=True)
