@@ -221,12 +221,20 @@ async def test_hook_reserves_refuses_and_settles_to_actual_cost() -> None:
     await hook.post(ctx, Outcome(502))
     assert await ledger.state(line, NOW) == (actual, 0)
 
-    # a call too big for what is left is refused before it goes anywhere
+    # a call too big for what is left is capped to what the budget can pay for ...
     big = _ctx({**body, "max_tokens": 10_000}, p)
+    await hook.pre(big)
+    cap = big.request.body["max_tokens"]
+    assert 16 <= cap < 1000 and big.response_headers["x-fluxway-budget-capped"] == str(cap)
+    spent, reserved = await ledger.state(line, NOW)
+    assert spent + reserved <= to_nano(0.01)
+    # ... and one that cannot afford even its prompt and a minimum output is refused before it goes anywhere
+    broke = _ctx({**body, "max_tokens": 10_000}, p)
     with pytest.raises(GatewayError) as ei:
-        await hook.pre(big)
+        await hook.pre(broke)
     assert ei.value.status == 429 and ei.value.code == "budget_exceeded"
-    assert "budget" not in big.state
+    assert "budget" not in broke.state
+    await hook.post(big, Outcome(502))
 
     # principals without budgets are not touched
     free = _ctx(body, Principal(id="x"))
