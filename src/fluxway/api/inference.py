@@ -221,13 +221,17 @@ async def _stream(
         200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
     )
     ctx.state["stream_outcome"] = outcome  # for the record if the server cuts this task
-    for hook in rt.early_hooks:  # the usage recorder: a provisional record, in case of kill -9
-        provisional = getattr(hook, "provisional", None)
-        if provisional is not None:
-            try:
-                provisional(ctx, outcome)
-            except Exception:
-                log.exception("request %s: provisional record failed", ctx.request_id)
+
+    def provisional() -> None:
+        # The usage recorder spools a provisional record, in case of kill -9: once the first chunk
+        # is on its way, so the spool write never delays the time to first token.
+        for hook in rt.early_hooks:
+            write = getattr(hook, "provisional", None)
+            if write is not None:
+                try:
+                    write(ctx, outcome)
+                except Exception:
+                    log.exception("request %s: provisional record failed", ctx.request_id)
 
     async def before_last_frame() -> None:
         if outcome.error_kind is not None and "partial" not in ctx.state:
@@ -248,7 +252,7 @@ async def _stream(
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await _pump(enc, opened, send, outcome, before_last_frame)
+        await _pump(enc, opened, send, outcome, before_last_frame, provisional)
     except asyncio.CancelledError:
         # Shutdown past server.drain_s: record what was delivered, tell the client, finish the cut.
         opened.close()
@@ -285,10 +289,12 @@ async def _pump(
     send: Send,
     outcome: Outcome,
     before_last_frame: Callable[[], Awaitable[None]],
+    after_first: Callable[[], None],
 ) -> None:
     first = b"".join(enc.chunk(c) for c in opened.first)
     if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})
+    after_first()
     try:
         async for chunk in opened.rest():
             data = enc.chunk(chunk)
