@@ -164,7 +164,7 @@ async def test_kill_9_mid_stream_leaves_the_provisional_record(
     n = 3
     async with gateway_process(cfg, tmp_path / "gw.yaml", port) as proc, aiohttp.ClientSession() as s:
         streams = [await open_stream(s, f"http://127.0.0.1:{port}") for _ in range(n)]
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)  # past the first checkpoint (1 s) of each 2 s stream
         os.kill(proc.pid, signal.SIGKILL)  # mid-stream: no final record can be written
         await asyncio.to_thread(proc.wait)
         for r in streams:
@@ -176,6 +176,7 @@ async def test_kill_9_mid_stream_leaves_the_provisional_record(
     for r in rows:
         assert r["status"] == 0 and r["error"].startswith("provisional:")
         assert r["prompt_tokens"] > 0 and r["stream"]
+        assert r["completion_tokens"] >= 20 and r["estimated"]  # ~20 words delivered by the last checkpoint
 
 
 async def test_a_finished_stream_replaces_its_provisional_record(

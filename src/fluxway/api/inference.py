@@ -23,6 +23,9 @@ from fluxway.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 log = logging.getLogger("fluxway.request")
 
+# How often an open stream's provisional record is refreshed with the tokens delivered so far.
+_CHECKPOINT_S = 1.0
+
 _CLIENT_GONE = GatewayError(499, "client closed the stream", code="client_closed")
 _SHUTDOWN = GatewayError(
     503, "the gateway is shutting down; the call was cut", type="server_error", code="shutting_down"
@@ -224,7 +227,9 @@ async def _stream(
 
     def provisional() -> None:
         # The usage recorder spools a provisional record, in case of kill -9: once the first chunk
-        # is on its way, so the spool write never delays the time to first token.
+        # is on its way (the spool write never delays the time to first token), then again every
+        # _CHECKPOINT_S with the tokens delivered so far; each replaces the one before.
+        outcome.usage = _estimate_usage(ctx, opened.text_chars)
         for hook in rt.early_hooks:
             write = getattr(hook, "provisional", None)
             if write is not None:
@@ -289,17 +294,21 @@ async def _pump(
     send: Send,
     outcome: Outcome,
     before_last_frame: Callable[[], Awaitable[None]],
-    after_first: Callable[[], None],
+    checkpoint: Callable[[], None],
 ) -> None:
     first = b"".join(enc.chunk(c) for c in opened.first)
     if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})
-    after_first()
+    checkpoint()
+    due = time.monotonic() + _CHECKPOINT_S
     try:
         async for chunk in opened.rest():
             data = enc.chunk(chunk)
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+            if time.monotonic() >= due:
+                checkpoint()
+                due = time.monotonic() + _CHECKPOINT_S
     except UpstreamError as err:
         if outcome.error is _CLIENT_GONE:  # our own close: nobody is listening any more
             await before_last_frame()
