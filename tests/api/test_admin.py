@@ -210,7 +210,18 @@ async def test_budgets_usage_and_logs(client: httpx.AsyncClient, gov: Governance
 async def test_openapi_docs(client: httpx.AsyncClient) -> None:
     r = await client.get("/docs", headers={"authorization": ""})
     assert r.status_code == 200 and "swagger" in r.text.lower()
+    # No CDN (issue 10): every asset the page loads is served by the gateway itself.
+    assert "cdn" not in r.text.lower() and "https://" not in r.text
+    for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
+        assert asset in r.text
+        got = await client.get(asset, headers={"authorization": ""})
+        assert got.status_code == 200 and len(got.content) > 10_000
+    assert (await client.get("/docs/static/../../etc/passwd")).status_code == 404
     spec = (await client.get("/openapi.json")).json()
+    # The Authorize button: a bearer scheme the admin routes require.
+    schemes = spec["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    assert spec["paths"]["/admin/keys"]["get"]["security"]
     paths = ["/admin/keys", "/admin/keys/{key_id}", "/admin/teams", "/admin/budgets", "/admin/usage", "/admin/logs"]
     for path in paths:
         assert path in spec["paths"]

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fluxway.api.docs import bearer_scheme, install_docs
 from fluxway.errors import GatewayError, bad_request, forbidden
 from fluxway.ingress.base import bearer_token
 from fluxway.policy.accounts import (
@@ -85,7 +87,9 @@ def _loc(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
-async def require_admin(request: Request) -> Principal:
+async def require_admin(
+    request: Request, _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None
+) -> Principal:
     """FastAPI dependency: the caller's principal, if it is the master key or an admin key."""
     gov: Governance = request.app.state.governance
     headers = request.headers
@@ -104,13 +108,14 @@ def build_admin_app(gov: Governance) -> FastAPI:
     app = FastAPI(
         title="Fluxway admin API",
         version="1",
-        docs_url="/docs",
+        docs_url=None,  # served by api.docs, without a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
         description="Virtual keys, teams, budgets, usage and request logs. "
         "Authenticate with the master key or an admin key: `Authorization: Bearer <key>`.",
     )
     app.state.governance = gov
+    install_docs(app)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
