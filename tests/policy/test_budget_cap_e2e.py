@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from fluxway.policy.budget import MIN_CAPPED_OUTPUT
+from fluxway.policy.budget_cap import MIN_CAPPED_OUTPUT
 from tests.support.gateway import run_gateway
 from tests.support.upstream import FakeUpstream, json_reply
 

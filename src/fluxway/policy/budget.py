@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ import orjson
 
 from fluxway.canonical import Endpoint, Usage
 from fluxway.errors import GatewayError, model_unpriced, rate_limited
+from fluxway.policy.budget_cap import affordable_output, cap_output
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import PriceInfo, Pricer, call_cost, cost_usd
@@ -508,45 +509,6 @@ def worst_case_tokens(ctx: CallContext, default_output: int) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=out)
 
 
-# A call is capped rather than refused only if at least this many output tokens remain affordable.
-MIN_CAPPED_OUTPUT = 16
-
-
-def _n(body: Mapping[str, Any]) -> int:
-    n = body.get("n")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
-
-
-def affordable_output(ctx: CallContext, info: PriceInfo, usage: Usage, refusal: Refusal) -> int | None:
-    """The output tokens (per choice) that what is left of the refusing budget can pay for, after the
-    prompt; None when capping cannot help (no output to cap, output free, or too little left)."""
-    if ctx.request.endpoint is Endpoint.EMBEDDINGS or usage.completion_tokens <= 0:
-        return None
-    per_token = info.price.output_per_mtok / 1_000_000 * NANO
-    if per_token <= 0:
-        return None
-    left = to_nano(refusal.line.amount_usd) - refusal.spent - refusal.reserved
-    prompt = cost_usd(info.price, Usage(prompt_tokens=usage.prompt_tokens)) * NANO
-    n = _n(ctx.request.body)
-    cap = math.floor((left - prompt) / (per_token * n))
-    if cap < MIN_CAPPED_OUTPUT or cap * n >= usage.completion_tokens:
-        return None
-    return cap
-
-
-def cap_output(ctx: CallContext, usage: Usage, cap: int) -> Usage:
-    """Send the upstream ``cap`` as the call's output limit (the field the caller used, else the
-    endpoint's own) and say so in ``x-fluxway-budget-capped``; returns the capped worst case."""
-    body = ctx.request.body
-    if "max_completion_tokens" in body or ("max_tokens" not in body and ctx.request.endpoint is Endpoint.CHAT):
-        body["max_completion_tokens"] = cap
-        body.pop("max_tokens", None)
-    else:
-        body["max_tokens"] = cap
-    ctx.response_headers["x-fluxway-budget-capped"] = str(cap)
-    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=cap * _n(body))
-
-
 class BudgetHook:
     """Reserves before the call, settles after. When the worst case does not fit what is left, the
     call's output limit is capped to what the budget can pay for; 429 ``budget_exceeded`` only when
@@ -594,7 +556,7 @@ class BudgetHook:
         for _ in range(len(lines) + 1):  # each budget line may call for a tighter cap
             if not isinstance(res, Refusal):
                 break
-            cap = affordable_output(ctx, info, usage, res)
+            cap = affordable_output(ctx, info, usage, (to_nano(res.line.amount_usd) - res.spent - res.reserved) / NANO)
             if cap is None:
                 break
             usage = cap_output(ctx, usage, cap)

@@ -276,12 +276,16 @@ class Executor:
         self.transport = transport
         self._sleep = sleep
         b = cfg.routing.breaker
-        self.configured_targets: tuple[str, ...] = tuple(
-            dict.fromkeys(
-                [t.to_target().key for m in cfg.models for t in m.targets]
-                + [f"{p.name}/{p.health_check.model}" for p in cfg.providers if p.health_check and p.health_check.model]
-            )
-        )
+        self.routes: dict[str, Route] = {}
+        for m in cfg.models:
+            targets = tuple(t.to_target() for t in m.targets)
+            self.routes[m.name] = Route(m.name, targets, m.strategy, m.retry, m.fallbacks, m.timeout, m)
+        # The health board keeps these for good (direct names live in its bounded LRU).
+        keys = [t.key for r in self.routes.values() for t in r.targets]
+        for p in cfg.providers:
+            if p.health_check and p.health_check.model:
+                keys.append(Target(p.name, p.health_check.model).key)
+        self.configured_targets: tuple[str, ...] = tuple(dict.fromkeys(keys))
         self.board = HealthBoard(
             clock,
             HealthSettings(
@@ -301,10 +305,6 @@ class Executor:
         self.counters = Counters()
         self._providers = {p.name: p for p in cfg.providers}
         self._creds = {p.name: [Credentials(k) for k in p.api_keys] for p in cfg.providers}
-        self.routes: dict[str, Route] = {}
-        for m in cfg.models:
-            targets = tuple(t.to_target() for t in m.targets)
-            self.routes[m.name] = Route(m.name, targets, m.strategy, m.retry, m.fallbacks, m.timeout, m)
         self.public_models = sorted(self.routes)
         self.models_by_name = {m.name: m for m in cfg.models}
         self.price_of: Callable[[Target], Price | None] | None = None
@@ -493,7 +493,7 @@ class Executor:
         """The planned target whose breaker or cool-down ends first."""
         if len(targets) == 1:
             return targets[0]
-        now = self.board.snapshot(()).at
+        now = self.board.now()
         return min(targets, key=lambda t: self.board.target(t.key).recovers_at(now))
 
     async def _hedged(

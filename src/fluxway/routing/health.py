@@ -535,6 +535,10 @@ class HealthBoard:
             lat = self._latency[key]
         return lat
 
+    def now(self) -> float:
+        """The board's clock."""
+        return self._clock()
+
     @property
     def dynamic_targets(self) -> int:
         """How many unconfigured (direct-name) targets the board holds now."""
