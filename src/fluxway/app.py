@@ -48,7 +48,7 @@ async def _ready(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> Non
     """200 while the gateway can serve, listing what is degraded (the store down: calls are still
     served and usage spooled; a model without a healthy target); 503 only when no model can serve."""
     checks = rt.ready()
-    unhealthy = rt.unhealthy_models()
+    unhealthy = [] if checks.get("targets", True) else rt.unhealthy_models()
     routes = len(rt.executor.routes)
     serving = routes == 0 or len(unhealthy) < routes
     degraded = [name for name, ok in checks.items() if not ok]

@@ -48,10 +48,6 @@ class KeyStore:
             r = (await conn.execute(sa.select(virtual_keys).where(virtual_keys.c.id == key_id))).mappings().first()
         return dict(r) if r else None
 
-    async def count_keys(self) -> int:
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(virtual_keys))).scalar_one())
-
     async def count_active_keys_of_team(self, team: str) -> int:
         q = (
             sa.select(sa.func.count())
