@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxway import tokens
 from fluxway.adapters.base import Adapter
 from fluxway.adapters.registry import create_adapter
 from fluxway.api.admission import Admission
@@ -68,6 +69,8 @@ class Runtime:
     @classmethod
     async def start(cls, cfg: Config, *, freeze_heap: bool = False) -> Runtime:
         adapters: dict[str, Adapter] = {p.name: create_adapter(p) for p in cfg.providers}
+        # The vocabularies Fluxway counts these models' tokens with, loaded before the first call.
+        await asyncio.to_thread(tokens.warm, [t.model for m in cfg.models for t in m.targets])
         transport = Transport()
         executor = Executor(cfg, adapters, transport)
         try:

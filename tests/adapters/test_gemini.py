@@ -306,7 +306,7 @@ def embed(encoding: str | None) -> dict[str, Any]:
     resp = adapter().parse(req, Target("gem", "gemini-embedding-001"), 200, {},
                            (FIX / "embeddings_response.json").read_bytes())
     assert resp.usage is not None and resp.usage.estimated
-    assert resp.usage.prompt_tokens == resp.body["usage"]["prompt_tokens"] == 6  # ceil(10/4) + ceil(12/4)
+    assert resp.usage.prompt_tokens == resp.body["usage"]["prompt_tokens"] == 5  # o200k: 2 + 3
     return resp.body
 
 

@@ -129,12 +129,13 @@ async def test_tokens_are_reserved_then_settled_to_the_upstream_usage(upstream: 
     async with run_gateway(config(upstream.url)) as gw:
         install(gw, {"sk-a": [{"scope": "key:a", "tpm": 100}]}, RateLimitHook(MemoryLimiter(clock)))
         client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-a", max_retries=0)
-        # "Hi": 1 prompt token (estimated) + max_tokens 50 = 51 reserved; the upstream then reports 12.
+        # "Hi": 8 prompt tokens as OpenAI frames it (1 + 3 per message + 1 role + 3 priming) + max_tokens
+        # 50 = 58 reserved; the upstream then reports 12.
         raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HI, max_tokens=50)
         assert raw.headers["x-ratelimit-limit-tokens"] == "100"
-        assert raw.headers["x-ratelimit-remaining-tokens"] == "49"
+        assert raw.headers["x-ratelimit-remaining-tokens"] == "42"
         raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HI, max_tokens=50)
-        assert raw.headers["x-ratelimit-remaining-tokens"] == "37"  # 100 - 12 - 51
+        assert raw.headers["x-ratelimit-remaining-tokens"] == "30"  # 100 - 12 - 58
         with pytest.raises(openai.RateLimitError) as info:
             await client.chat.completions.create(model="smart", messages=HI, max_tokens=80)
         assert "tokens per minute" in info.value.message

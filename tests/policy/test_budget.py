@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -187,9 +188,13 @@ def _ctx(body: dict[str, object], principal: Principal | None, endpoint: Endpoin
 
 
 def test_worst_case_tokens() -> None:
-    body: dict[str, object] = {"model": "smart", "messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 10)  # 100 tokens in o200k_base
+    body: dict[str, object] = {"model": "smart", "messages": [{"role": "user", "content": text}], "max_tokens": 50}
     u = worst_case_tokens(_ctx(body, None), 4096)
-    assert u.prompt_tokens >= 100 and u.completion_tokens == 50
+    # An alias of unknown family: its o200k count (100 + 3 + 1 for the role + 3 priming) plus 25 %.
+    assert (u.prompt_tokens, u.completion_tokens) == (math.ceil(107 * 1.25), 50)
+    exact = worst_case_tokens(_ctx({**body, "model": "gpt-4o"}, None), 4096)
+    assert exact.prompt_tokens == 107  # an OpenAI model: counted exactly, no margin
     body2 = {**body, "max_completion_tokens": 70, "n": 3}
     body2.pop("max_tokens")
     assert worst_case_tokens(_ctx(body2, None), 4096).completion_tokens == 210

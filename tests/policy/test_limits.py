@@ -20,6 +20,9 @@ from fluxway.policy.limits import (
     estimate_tokens,
 )
 
+# Ten prompt tokens as OpenAI frames a chat: 3 for the message, 1 for the role, 3 of content, 3 priming.
+TEN_TOKENS = "one two three"
+
 
 class Clock:
     def __init__(self) -> None:
@@ -113,8 +116,8 @@ async def test_refused_calls_are_not_counted(hook: RateLimitHook, clock: Clock) 
 
 async def test_tpm_reserves_the_estimate_and_reports_token_headers(hook: RateLimitHook) -> None:
     limits = [{"scope": "key:k1", "rpm": None, "tpm": 100}]
-    body = {"model": "smart", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 30}
-    assert estimate_tokens(body) == 40  # 40 chars / 4 + 30
+    body = {"model": "smart", "messages": [{"role": "user", "content": TEN_TOKENS}], "max_tokens": 30}
+    assert estimate_tokens(body, "smart") == 40  # 10 prompt tokens + 30
     ctx = ctx_for(limits, body=body)
     await hook.pre(ctx)
     assert ctx.response_headers["x-ratelimit-limit-tokens"] == "100"
@@ -131,7 +134,7 @@ async def test_tpm_reserves_the_estimate_and_reports_token_headers(hook: RateLim
 
 async def test_post_settles_tokens_to_actual_usage(hook: RateLimitHook) -> None:
     limits = [{"scope": "key:k1", "tpm": 100}]
-    body = {"model": "smart", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 30}
+    body = {"model": "smart", "messages": [{"role": "user", "content": TEN_TOKENS}], "max_tokens": 30}
     first = ctx_for(limits, body=body)
     await hook.pre(first)
     await hook.pre(ctx_for(limits, body=body))
@@ -261,20 +264,12 @@ def test_decision_states_and_never(clock: Clock) -> None:
     assert len(backend) == 0
 
 
-def test_estimate_tokens_reads_every_endpoint_shape() -> None:
-    chat = {
-        "messages": [
-            {"role": "system", "content": "a" * 8},
-            {"role": "user", "content": [{"type": "text", "text": "b" * 8}, {"type": "image_url"}]},
-            {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "c" * 8}}]},
-        ],
-        "max_completion_tokens": 10,
-        "n": 2,
-    }
-    assert estimate_tokens(chat) == 6 + 20
-    assert estimate_tokens({"prompt": "x" * 400}) == 100
-    assert estimate_tokens({"input": ["x" * 4, "y" * 4]}) == 2
-    assert estimate_tokens({"messages": [], "max_tokens": "junk"}) == 1
+def test_estimate_tokens_is_the_prompt_count_plus_every_choice_allowance() -> None:
+    chat = {"messages": [{"role": "user", "content": TEN_TOKENS}], "max_completion_tokens": 10, "n": 2}
+    assert estimate_tokens(chat, "smart") == 10 + 20
+    assert estimate_tokens({"prompt": "one two three"}, "smart") == 3
+    assert estimate_tokens({"input": ["one two", "three"]}, "smart") == 3
+    assert estimate_tokens({"messages": [], "max_tokens": "junk"}, "smart") == 3  # the reply priming alone
 
 
 @pytest.mark.parametrize(

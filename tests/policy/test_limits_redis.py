@@ -19,6 +19,7 @@ from fluxway.policy.hooks import CallContext, Outcome, Principal
 from fluxway.policy.limits import NEVER, Bucket, MemoryLimiter, RateLimitHook, build_rate_limiter
 from fluxway.policy.limits_redis import KEY_PREFIX, RedisLimiter
 from fluxway.redis_client import create_redis
+from tests.policy.test_limits import TEN_TOKENS
 
 
 class Clock:
@@ -96,7 +97,7 @@ async def test_headers_and_token_settlement(redis: Redis) -> None:
     clock = Clock()
     hook = RateLimitHook(RedisLimiter(redis, clock=clock))
     limits = [{"scope": "key:k1", "rpm": 10, "tpm": 100}]
-    body = {"model": "smart", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 30}
+    body = {"model": "smart", "messages": [{"role": "user", "content": TEN_TOKENS}], "max_tokens": 30}
     ctx = ctx_for(limits, body)
     await hook.pre(ctx)
     assert ctx.response_headers == {

@@ -35,6 +35,7 @@ from fluxway.canonical import (
 )
 from fluxway.config import ProviderConfig
 from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from fluxway.tokens import count_text
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_VERSION = "v1beta"
@@ -543,7 +544,7 @@ def embeddings_from_gemini(data: JSON, req: CanonicalRequest, model: str) -> tup
     if estimated:
         inp = req.body.get("input")
         texts = [inp] if isinstance(inp, str) else inp if isinstance(inp, list) else []
-        prompt = sum((len(t) + 3) // 4 for t in texts if isinstance(t, str))  # ~4 characters a token
+        prompt = sum(count_text(t) for t in texts if isinstance(t, str))  # o200k_base: Gemini's own ships nowhere
     body: JSON = {
         "object": "list",
         "data": items,

@@ -19,7 +19,7 @@ from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
 from fluxway.store.sanitize import normalise_request_id
-from fluxway.tokens import estimate_prompt_tokens, estimate_text_tokens
+from fluxway.tokens import completion_tokens, estimate_prompt_tokens
 
 log = logging.getLogger("fluxway.request")
 
@@ -229,7 +229,7 @@ async def _stream(
         # The usage recorder spools a provisional record, in case of kill -9: once the first chunk
         # is on its way (the spool write never delays the time to first token), then again every
         # _CHECKPOINT_S with the tokens delivered so far; each replaces the one before.
-        outcome.usage = _estimate_usage(ctx, opened.text_chars)
+        outcome.usage = _estimate_usage(ctx, opened)
         for hook in rt.early_hooks:
             write = getattr(hook, "provisional", None)
             if write is not None:
@@ -283,7 +283,7 @@ async def _stream(
 
 def _settle(ctx: CallContext, opened: RoutedStream, outcome: Outcome) -> None:
     outcome.target = opened.target  # the last leg's, after a mid-stream failover
-    outcome.usage = opened.usage or _estimate_usage(ctx, opened.text_chars)
+    outcome.usage = opened.usage or _estimate_usage(ctx, opened)
     outcome.latency_ms = (time.perf_counter() - ctx.started) * 1000.0
     outcome.upstream_ms = opened.trace.upstream_s * 1000.0
 
@@ -325,10 +325,14 @@ async def _pump(
     await send({"type": "http.response.body", "body": enc.finish(outcome.usage), "more_body": False})
 
 
-def _estimate_usage(ctx: CallContext, completion_chars: int) -> Usage:
-    """No usage from the upstream: about four characters a token, marked as an estimate."""
+def _estimate_usage(ctx: CallContext, opened: RoutedStream) -> Usage:
+    """No usage from the upstream: Fluxway's own count (:mod:`fluxway.tokens`), marked as an estimate."""
+    model = opened.target.model
+    prompt = ctx.state.get("prompt_tokens")  # counted once, though a long stream is checkpointed often
+    if prompt is None:
+        prompt = ctx.state["prompt_tokens"] = estimate_prompt_tokens(ctx.request.body, model)
     return Usage(
-        prompt_tokens=estimate_prompt_tokens(ctx.request.body),
-        completion_tokens=estimate_text_tokens(completion_chars),
+        prompt_tokens=prompt,
+        completion_tokens=completion_tokens(opened.texts, model),
         estimated=True,
     )

@@ -233,7 +233,7 @@ class AnthropicStreamEncoder:
         the prompt, so ``message_start`` never says 0 input tokens."""
         if self._usage_raw is not None:
             return None
-        return Usage(prompt_tokens=estimate_prompt_tokens(self._req.body), estimated=True)
+        return Usage(prompt_tokens=estimate_prompt_tokens(self._req.body, self._model), estimated=True)
 
     @staticmethod
     def _event(name: str, payload: JSON) -> bytes:

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import orjson
-
 from fluxway.canonical import Endpoint, Usage
 from fluxway.errors import GatewayError, model_unpriced, rate_limited
 from fluxway.policy.budget_cap import affordable_output, cap_output
@@ -40,6 +38,7 @@ from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import PriceInfo, Pricer, call_cost, cost_usd
 from fluxway.redis_client import REDIS_FAILURES, RedisHealth
+from fluxway.tokens import worst_case_prompt_tokens
 
 log = logging.getLogger("fluxway.budget")
 
@@ -492,9 +491,10 @@ class FallbackLedger:
 
 
 def worst_case_tokens(ctx: CallContext, default_output: int) -> Usage:
-    """The most a call can use: its whole body as prompt (chars / 4) plus its output cap."""
+    """The most a call can use: its prompt's tokens (with a margin where the model's own tokenizer is
+    not available) plus its output cap."""
     body = ctx.request.body
-    prompt = len(orjson.dumps(body)) // 4 + 1
+    prompt = worst_case_prompt_tokens(body, ctx.request.model)
     if ctx.request.endpoint is Endpoint.EMBEDDINGS:
         return Usage(prompt_tokens=prompt)
     out = default_output

@@ -6,7 +6,7 @@ The auth hook puts the caller's limits into ``principal.metadata["limits"]``, a 
 
 Each (scope, requests|tokens) pair is a bucket of ``limit`` units that drains continuously at
 ``limit`` units per minute (GCRA, the leaky-bucket form). A call costs 1 request and its estimated
-tokens (prompt characters / 4 + max_tokens); it is admitted only when *every* bucket it touches has
+tokens (the prompt's tokens + max_tokens); it is admitted only when *every* bucket it touches has
 room, and then it is charged to all of them at once, so a call is allowed exactly up to the threshold
 and refused right after. ``post`` settles the token charge to the actual usage (a refund or a debt).
 
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from fluxway.errors import GatewayError, rate_limited
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.tokens import estimate_prompt_tokens
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -187,36 +188,16 @@ def applicable(raw_limits: Iterable[Any], model: str) -> list[tuple[str, int | N
     return out
 
 
-def _text_chars(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(_text_chars(v) for v in value)
-    if isinstance(value, dict):
-        n = 0
-        for k in ("content", "text", "input", "arguments"):
-            if k in value:
-                n += _text_chars(value[k])
-        calls = value.get("tool_calls")
-        if isinstance(calls, list):
-            n += sum(_text_chars(c.get("function")) for c in calls if isinstance(c, dict))
-        return n
-    return 0
-
-
-def estimate_tokens(body: Mapping[str, Any]) -> int:
-    """Worst-case tokens of a call before it runs: prompt characters / 4 + the completion allowance."""
-    prompt = body.get("messages")
-    if prompt is None:
-        prompt = body.get("prompt") if "prompt" in body else body.get("input")
-    chars = _text_chars(prompt) + _text_chars(body.get("system"))
+def estimate_tokens(body: Mapping[str, Any], model: str) -> int:
+    """Worst-case tokens of a call before it runs: the prompt's tokens (:mod:`fluxway.tokens`) plus
+    the completion allowance."""
     completion = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     n = body.get("n") or 1
     try:
         completion_tokens = max(0, int(completion)) * max(1, int(n))
     except (TypeError, ValueError):
         completion_tokens = 0
-    return max(1, (chars + 3) // 4) + completion_tokens
+    return estimate_prompt_tokens(body, model) + completion_tokens
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +257,7 @@ class RateLimitHook:
         requests = [Bucket(f"{scope}|r", rpm, 1) for scope, rpm, _ in specs if rpm is not None]
         if not any(tpm is not None for _, _, tpm in specs):
             return requests, []
-        cost = estimate_tokens(body)
+        cost = estimate_tokens(body, model)
         return requests, [Bucket(f"{scope}|t", tpm, cost) for scope, _, tpm in specs if tpm is not None]
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:

@@ -218,7 +218,7 @@ def call_cost(pricer: Pricer, ctx: CallContext, outcome: Outcome) -> CallCost:
     usage = outcome.usage
     estimated = bool(usage is not None and usage.estimated)
     if usage is None and outcome.status < 400 and outcome.target is not None:
-        usage = Usage(prompt_tokens=estimate_prompt_tokens(ctx.request.body), estimated=True)
+        usage = Usage(prompt_tokens=estimate_prompt_tokens(ctx.request.body, outcome.target.model), estimated=True)
         estimated = True
     usd, known = pricer.cost(outcome.target, usage)
     out = CallCost(usd, known, usage, estimated)

@@ -145,8 +145,11 @@ class RoutedStream:
         self.first = leg.first
         self.usage: Usage | None = None
         self.text_chars = 0
+        # The generated text (content and tool-call arguments), for Fluxway's own count when the
+        # upstream reports no usage and for a continuation's prefix.
+        self.texts: list[str] = []
+        self._text: list[str] = []  # the content alone
         self.failovers: list[dict[str, object]] = []
-        self._text: list[str] = []
         self._done = False
         self._closed = False  # closed by the caller (the client went away): not the upstream's fault
         self._id: object = None  # the stream's chunk id; continuation legs are renamed to it
@@ -167,8 +170,15 @@ class RoutedStream:
                 text = delta.get("content") or delta.get("text")
                 if isinstance(text, str) and text:
                     self.text_chars += len(text)
+                    self.texts.append(text)
                     if self._route.stream_failover:
                         self._text.append(text)
+                calls = delta.get("tool_calls")
+                if calls:
+                    for call in calls:
+                        args = (call.get("function") or {}).get("arguments")
+                        if isinstance(args, str) and args:
+                            self.texts.append(args)
                 if self.failovers and choice.get("finish_reason"):
                     data["x_fluxway"] = {"stream_failover": self.failovers}
                     c.raw = None
