@@ -189,7 +189,10 @@ class FluxwayApp:
             from fluxway.ingress.anthropic import AnthropicIngress
         except ImportError:  # the Anthropic ingress is optional while it is being built
             return
+        from fluxway.api.count_tokens import count_tokens
+
         self._routes[("POST", "/v1/messages")] = _inference(AnthropicIngress(), Endpoint.CHAT)
+        self._routes[("POST", "/v1/messages/count_tokens")] = count_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._cors is not None:
