@@ -51,7 +51,7 @@ async def test_keys_against_a_running_gateway(tmp_path: Path, capsys: pytest.Cap
         rc = await asyncio.to_thread(main, ["keys", "create", "--name", "remote", *base])
         created = json.loads(capsys.readouterr().out)
         assert rc == 0 and created["key"].startswith("sk-fw-")
-        assert gw.runtime.auth.authenticate(created["key"]).id == created["id"]
+        assert gw.runtime.governance.auth.authenticate(created["key"]).id == created["id"]
         rc = await asyncio.to_thread(main, ["keys", "list", *base])
         assert rc == 0 and [k["id"] for k in json.loads(capsys.readouterr().out)["data"]] == [created["id"]]
         rc = await asyncio.to_thread(main, ["keys", "revoke", created["id"], *base])

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from fluxway.api.asgi import JSON_CT, ASGIApp, Receive, Scope, Send, request_headers, respond
+from fluxway.api.asgi import JSON_CT, Receive, Scope, Send, request_headers, respond
 from fluxway.api.cors import Cors
 from fluxway.api.inference import handle
 from fluxway.canonical import Endpoint
@@ -215,9 +215,8 @@ class FluxwayApp:
             if scope["method"] == "GET" and path.startswith(("/v1/models/", "/models/")):
                 await self._model(rt, scope, receive, send)
                 return
-            sub: ASGIApp | None = rt.extras.get("admin_app")
-            if sub is not None and not path.startswith(("/v1/", "/messages")):
-                await sub(scope, receive, send)
+            if not path.startswith(("/v1/", "/messages")):
+                await rt.governance.admin_app(scope, receive, send)
                 return
             await self._not_found(scope, send)
         elif kind == "lifespan":

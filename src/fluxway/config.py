@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fluxway.adapters.registry import is_known_type, requires_api_key
 from fluxway.canonical import Price, Target
+from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
 class ConfigError(Exception):
@@ -255,6 +256,8 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
+    # The hook stages, in order: pre hooks run in it, post hooks in reverse (fluxway.policy.pipeline).
+    pipeline: tuple[str, ...] = DEFAULT_PIPELINE
 
     def provider(self, name: str) -> ProviderConfig | None:
         for p in self.providers:
@@ -308,7 +311,7 @@ def expand_env(tree: Any, env: Mapping[str, str], problems: list[str], loc: tupl
 
 
 def _cross_check(cfg: Config) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = validate_pipeline(cfg.pipeline)
     seen: set[str] = set()
     for i, p in enumerate(cfg.providers):
         if p.name in seen:

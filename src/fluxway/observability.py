@@ -59,10 +59,8 @@ def render(rt: Runtime) -> bytes:
     ):
         metric(name, "counter", help_)
         lines.append(f"{name} {value}")
-    gov = rt.extras.get("governance")
-    if gov is not None:
-        metric("fluxway_usage_quarantined_total", "counter", "Usage records or spool lines set aside, unstorable.")
-        lines.append(f"fluxway_usage_quarantined_total {gov.usage.quarantine.count}")
+    metric("fluxway_usage_quarantined_total", "counter", "Usage records or spool lines set aside, unstorable.")
+    lines.append(f"fluxway_usage_quarantined_total {rt.governance.usage.quarantine.count}")
     metric("fluxway_in_flight", "gauge", "Requests in flight in this process.")
     lines.append(f"fluxway_in_flight {rt.in_flight}")
     # Configured targets only: direct names chosen by clients never become label values.
@@ -74,7 +72,7 @@ def render(rt: Runtime) -> bytes:
         lines.append(f'fluxway_target_breaker_state{{target="{_label(key)}"}} {_STATE_VALUE[t.state]}')
         if t.ewma_ttfb_s is not None:
             lines.append(f'fluxway_target_ttfb_ewma_seconds{{target="{_label(key)}"}} {t.ewma_ttfb_s:.6f}')
-    health = getattr(rt.extras.get("governance"), "redis_health", None)
+    health = rt.governance.redis_health
     if health is not None:
         metric("fluxway_redis_up", "gauge", "1 while Redis answers this process's budget and rate-limit calls, else 0.")
         lines.append(f"fluxway_redis_up {1 if health.up else 0}")

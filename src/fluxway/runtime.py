@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluxway import tokens
 from fluxway.adapters.base import Adapter
@@ -20,10 +19,9 @@ from fluxway.adapters.registry import create_adapter
 from fluxway.api.admission import Admission
 from fluxway.config import Config
 from fluxway.observability import RequestStats
-from fluxway.policy.auth import MasterKeyAuth
-from fluxway.policy.governance import build_governance
-from fluxway.policy.hooks import Hook, Principal
-from fluxway.policy.keys import VirtualKeyAuth
+from fluxway.policy.governance import Governance, build_governance
+from fluxway.policy.hooks import Principal
+from fluxway.policy.pipeline import Pipeline
 from fluxway.routing.executor import Executor
 from fluxway.routing.health import BreakerState
 from fluxway.transport import Transport
@@ -36,11 +34,10 @@ class Runtime:
     cfg: Config
     transport: Transport
     executor: Executor
-    hooks: list[Hook]
-    auth: MasterKeyAuth | VirtualKeyAuth
+    governance: Governance  # store, keys, limits, budgets, usage records, the admin API
+    pipeline: Pipeline
     admission: Admission = field(init=False)
     stats: RequestStats = field(default_factory=RequestStats)
-    extras: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
@@ -54,37 +51,27 @@ class Runtime:
     def in_flight(self) -> int:
         return self.admission.in_flight
 
-    @property
-    def early_hooks(self) -> list[Hook]:
-        """Hooks whose ``post`` runs before the answer's last bytes are sent (``before_send``)."""
-        return [h for h in self.hooks if getattr(h, "before_send", False)]
-
-    @property
-    def late_hooks(self) -> list[Hook]:
-        return [h for h in self.hooks if not getattr(h, "before_send", False)]
-
     def next_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 
     @classmethod
     async def start(cls, cfg: Config, *, freeze_heap: bool = False) -> Runtime:
-        adapters: dict[str, Adapter] = {p.name: create_adapter(p) for p in cfg.providers}
         # The vocabularies Fluxway counts these models' tokens with, loaded before the first call.
         await asyncio.to_thread(tokens.warm, [t.model for m in cfg.models for t in m.targets])
+        adapters: dict[str, Adapter] = {p.name: create_adapter(p) for p in cfg.providers}
+        gov = await build_governance(cfg)  # store, keys, limits, budgets, usage records, admin API
+        pricer = gov.pricer
         transport = Transport()
-        executor = Executor(cfg, adapters, transport)
+        executor = Executor(
+            cfg, adapters, transport,
+            price_of=lambda t: (info.price if (info := pricer.for_target(t)).known else None),
+        )
         try:
-            gov = await build_governance(cfg)  # store, keys, limits, budgets, usage records, admin API
             await gov.start()
         except BaseException:
             await transport.close()
             raise
-        hooks: list[Hook] = list(gov.hooks)
-        rt = cls(cfg, transport, executor, hooks, gov.auth)
-        pricer = gov.pricer
-        executor.price_of = lambda t: (info.price if (info := pricer.for_target(t)).known else None)
-        rt.extras["governance"] = gov
-        rt.extras["admin_app"] = gov.admin_app
+        rt = cls(cfg, transport, executor, gov, Pipeline.from_config(cfg.pipeline, gov.stages))
         if any(p.health_check for p in cfg.providers):
             rt.tasks.append(asyncio.create_task(executor.run_health_checks(), name="fluxway-health-checks"))
         if freeze_heap:
@@ -100,7 +87,7 @@ class Runtime:
 
     async def principal(self, api_key: str | None) -> Principal:
         """Who a key belongs to (for routes outside the hook pipeline, like /v1/models)."""
-        return await self.auth.resolve(api_key)
+        return await self.governance.auth.resolve(api_key)
 
     def unhealthy_models(self) -> list[str]:
         """Public models none of whose targets has a closed or half-open breaker."""
@@ -113,8 +100,7 @@ class Runtime:
         return out
 
     def ready(self) -> dict[str, bool]:
-        gov = self.extras.get("governance")
-        return {"targets": not self.unhealthy_models(), **(gov.ready() if gov is not None else {})}
+        return {"targets": not self.unhealthy_models(), **self.governance.ready()}
 
     async def close(self) -> None:
         # Calls the server just cut at the end of its drain (server.drain_s) still write their
@@ -128,7 +114,5 @@ class Runtime:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        gov = self.extras.pop("governance", None)
-        if gov is not None:
-            await gov.close()  # flushes usage records
+        await self.governance.close()  # flushes usage records
         await self.transport.close()

@@ -184,7 +184,7 @@ async def test_a_finished_stream_replaces_its_provisional_record(
 ) -> None:
     async with run_gateway(config(upstream, tmp_path, db_url)) as gw, aiohttp.ClientSession() as s:
         r = await open_stream(s, gw.url)
-        await gw.runtime.extras["governance"].usage.flush()  # the provisional record is stored
+        await gw.runtime.governance.usage.flush()  # the provisional record is stored
         assert [row["status"] for row in await records(db_url)] == [0]
         tail = await drain(r)
         assert b"[DONE]" in tail

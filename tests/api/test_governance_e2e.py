@@ -83,7 +83,7 @@ async def admin(base: str, method: str, path: str, body: dict[str, Any] | None =
 
 
 def governance(gw: Gateway) -> Governance:
-    gov = gw.runtime.extras["governance"]
+    gov = gw.runtime.governance
     assert isinstance(gov, Governance)
     return gov
 

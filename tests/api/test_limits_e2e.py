@@ -58,7 +58,7 @@ class KeyLimits:
 
     async def pre(self, ctx: CallContext) -> ShortCircuit | None:
         key = ctx.api_key or ""
-        ctx.principal = Principal(id=key, metadata={"limits": self.limits.get(key, [])})
+        ctx.principal = Principal(id=key, limits=self.limits.get(key, []))
         return None
 
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
@@ -84,7 +84,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 
 def install(gw: Gateway, limits: dict[str, list[dict[str, Any]]], limiter: RateLimitHook) -> None:
-    gw.runtime.hooks[:] = [KeyLimits(limits), limiter]
+    gw.runtime.pipeline.replace([KeyLimits(limits), limiter])
 
 
 async def test_rpm_5_gives_five_200_then_429_through_the_openai_sdk(upstream: FakeUpstream) -> None:

@@ -125,7 +125,7 @@ class Caller:
 
 
 def governance(gw: Gateway) -> Governance:
-    gov = gw.runtime.extras["governance"]
+    gov = gw.runtime.governance
     assert isinstance(gov, Governance)
     return gov
 

@@ -66,7 +66,7 @@ async def _ready(gw: Gateway) -> tuple[int, Any]:
 
 
 def _gov(gw: Gateway) -> Governance:
-    gov = gw.runtime.extras["governance"]
+    gov = gw.runtime.governance
     assert isinstance(gov, Governance)
     return gov
 

@@ -15,6 +15,7 @@ from fluxway.config import parse
 from fluxway.errors import GatewayError
 from fluxway.policy.budget import (
     NANO,
+    RESERVATION,
     BudgetHook,
     Ledger,
     MemoryLedger,
@@ -208,7 +209,7 @@ async def test_hook_reserves_refuses_and_settles_to_actual_cost() -> None:
     ledger = MemoryLedger(Loader())
     hook = BudgetHook(ledger, pricer, clock=lambda: NOW)
     line = BudgetLine("key:k", 0.01, "daily")
-    p = Principal(id="k", metadata={"budgets": (line,)})
+    p = Principal(id="k", budgets=(line,))
     body = {"model": "smart", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
 
     ctx = _ctx(body, p)
@@ -238,12 +239,12 @@ async def test_hook_reserves_refuses_and_settles_to_actual_cost() -> None:
     with pytest.raises(GatewayError) as ei:
         await hook.pre(broke)
     assert ei.value.status == 429 and ei.value.code == "budget_exceeded"
-    assert "budget" not in broke.state
+    assert broke.get(RESERVATION) is None
     await hook.post(big, Outcome(502))
 
     # principals without budgets are not touched
     free = _ctx(body, Principal(id="x"))
-    assert await hook.pre(free) is None and "budget" not in free.state
+    assert await hook.pre(free) is None and free.get(RESERVATION) is None
 
 
 async def test_leases_are_renewed_while_held_and_reclaimed_once_the_holder_is_gone(clean_redis_url: str) -> None:

@@ -92,13 +92,13 @@ async def test_auth_resolves_keys_and_refuses_bad_ones(store: Store) -> None:
     p = c.principal
     assert isinstance(p, KeyPrincipal)
     assert (p.id, p.role, p.team, p.name) == (row["id"], "user", "search", "bot")
-    assert p.metadata["limits"] == [
+    assert list(p.limits) == [
         {"scope": f"key:{row['id']}", "rpm": 60, "tpm": 1000},
         {"scope": f"key:{row['id']}:model:smart", "rpm": 3, "tpm": None},
         {"scope": f"key:{row['id']}:model:openai/*", "rpm": None, "tpm": 50},
         {"scope": "team:search", "rpm": 100, "tpm": None},
     ]
-    assert [b.scope for b in p.metadata["budgets"]] == [f"key:{row['id']}"]
+    assert [b.scope for b in p.budgets] == [f"key:{row['id']}"]
 
     # model globs: the key allows smart and openai/*, the team smart and cheap -> only smart
     for model, allowed in [("smart", True), ("cheap", False), ("openai/gpt-4o", False), ("other", False)]:
@@ -174,14 +174,14 @@ async def test_update_key_and_team_propagate(store: Store) -> None:
     c = ctx(secret, "cheap")
     await auth.pre(c)
     assert c.principal is not None
-    assert c.principal.metadata["limits"] == [{"scope": f"key:{row['id']}", "rpm": 5, "tpm": None}]
+    assert list(c.principal.limits) == [{"scope": f"key:{row['id']}", "rpm": 5, "tpm": None}]
     await accounts.update_team("t1", TeamUpdate(models=["smart"], budget=BudgetIn(amount_usd=1)))
     with pytest.raises(GatewayError) as ei:
         await auth.pre(ctx(secret, "cheap"))
     assert ei.value.status == 403
     c = ctx(secret, "smart")
     await auth.pre(c)
-    assert c.principal is not None and [b.scope for b in c.principal.metadata["budgets"]] == ["team:t1"]
+    assert c.principal is not None and [b.scope for b in c.principal.budgets] == ["team:t1"]
 
     with pytest.raises(GatewayError) as ei:
         await accounts.create_key(KeyCreate(team="missing"))

@@ -43,7 +43,7 @@ def ctx_for(
     key: str = "k1",
 ) -> CallContext:
     body = body if body is not None else {"model": model, "messages": [{"role": "user", "content": "hi"}]}
-    principal = Principal(id=key, metadata={"limits": limits} if limits is not None else {})
+    principal = Principal(id=key, limits=limits or ())
     req = CanonicalRequest(Endpoint.CHAT, model, body)
     return CallContext("req-1", "openai", {}, "sk-x", req, principal=principal)
 

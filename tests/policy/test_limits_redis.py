@@ -40,7 +40,7 @@ async def redis(clean_redis_url: str) -> AsyncIterator[Redis]:
 def ctx_for(limits: list[dict[str, Any]], body: dict[str, Any] | None = None) -> CallContext:
     body = body or {"model": "smart", "messages": [{"role": "user", "content": "hi"}]}
     req = CanonicalRequest(Endpoint.CHAT, "smart", body)
-    return CallContext("r", "openai", {}, "sk", req, principal=Principal(id="k1", metadata={"limits": limits}))
+    return CallContext("r", "openai", {}, "sk", req, principal=Principal(id="k1", limits=limits))
 
 
 async def admitted(hook: RateLimitHook, limits: list[dict[str, Any]]) -> bool:

@@ -45,7 +45,7 @@ async def test_open_mode_serves_inference_but_not_the_admin_api(tmp_path: Path) 
             conf = tmp_path / "fw.yaml"
             conf.write_text(yaml.safe_dump({"store": {"url": db}}))
             assert await asyncio.to_thread(main, ["keys", "create", "-c", str(conf), "--name", "ci", "--json"]) == 0
-            gov = gw.runtime.extras["governance"]
+            gov = gw.runtime.governance
             assert isinstance(gov, Governance)
             await gov.cache.refresh()
             status, _ = await _req(http, "POST", gw.url + "/v1/chat/completions", {"model": "smart", "messages": HI})

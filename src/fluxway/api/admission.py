@@ -37,8 +37,8 @@ class Admission:
 
     def key_limit(self, principal: Principal) -> int:
         """The key's concurrency limit (0: none): its ``metadata.max_concurrency``, else the default."""
-        own = principal.metadata.get("max_concurrency")
-        if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        own = principal.max_concurrency
+        if own is not None and own > 0:
             return own
         if principal.id in _UNLIMITED_IDS:
             return 0

@@ -1,6 +1,7 @@
-"""The inference pipeline: ingress -> pre hooks -> route -> executor -> egress -> post hooks.
+"""One inference call: ingress -> pre hooks -> route -> executor -> (stream hooks) -> egress -> post hooks.
 
-One function serves every ingress shape and endpoint; the ingress object decides the wire format.
+One function serves every ingress shape and endpoint; the ingress object decides the wire format
+(its body, errors and headers), the pipeline (:mod:`fluxway.policy.pipeline`) which hooks run.
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
-from fluxway.canonical import Endpoint, UpstreamError, Usage
+from fluxway.canonical import Endpoint, StreamChunk, UpstreamError, Usage
 from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.policy.pipeline import CallHooks
 from fluxway.routing.executor import RoutedStream, Trace
 from fluxway.runtime import Runtime
 from fluxway.store.sanitize import normalise_request_id
+from fluxway.stream_result import assemble, replay_chunks
 from fluxway.tokens import completion_tokens, estimate_prompt_tokens
 
 log = logging.getLogger("fluxway.request")
@@ -39,15 +42,16 @@ def _error_headers(ingress: Ingress, request_id: str, err: GatewayError) -> RawH
     headers: RawHeaders = [
         (b"content-type", ingress.content_type.encode()),
         (b"x-request-id", request_id.encode()),
+        *ingress.extra_headers(request_id),
     ]
-    if ingress.name == "anthropic":
-        headers.append((b"request-id", request_id.encode()))
     for k, v in err.headers.items():
         headers.append((k.encode("latin-1"), v.encode("latin-1")))
     return headers
 
 
-def _routed_headers(ctx: CallContext, trace: Trace, provider: str, model: str, cache: str) -> RawHeaders:
+def _routed_headers(
+    ingress: Ingress, ctx: CallContext, trace: Trace, provider: str, model: str, cache: str
+) -> RawHeaders:
     overhead_ms = (time.perf_counter() - ctx.started - trace.upstream_s) * 1000.0
     headers: RawHeaders = [
         (b"x-request-id", ctx.request_id.encode()),
@@ -56,9 +60,8 @@ def _routed_headers(ctx: CallContext, trace: Trace, provider: str, model: str, c
         (b"x-fluxway-attempts", str(trace.attempts).encode()),
         (b"x-fluxway-cache", cache.encode()),
         (b"x-fluxway-overhead-ms", f"{max(overhead_ms, 0.0):.3f}".encode()),
+        *ingress.extra_headers(ctx.request_id),
     ]
-    if ctx.ingress == "anthropic":
-        headers.append((b"request-id", ctx.request_id.encode()))
     for k, v in ctx.response_headers.items():
         headers.append((k.encode("latin-1"), v.encode("latin-1")))
     return headers
@@ -80,6 +83,7 @@ async def handle(
     request_id = normalise_request_id(headers.get("x-request-id")) or rt.next_request_id()
     server = rt.cfg.server
     ctx: CallContext | None = None
+    calls: CallHooks | None = None
     outcome: Outcome | None = None
     admitted = False
     held: str | None = None  # the key holding a per-key concurrency slot
@@ -93,13 +97,10 @@ async def handle(
             rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
-        short: ShortCircuit | None = None
-        for hook in rt.hooks:
-            short = await hook.pre(ctx)
-            if short is not None:
-                break
+        calls = rt.pipeline.for_call(ctx)  # which hooks take part: resolved once, the caller known
+        short = await calls.pre()
         if short is not None:
-            outcome = await _answer_short(rt, ctx, ingress, short, send)
+            outcome = await _answer_short(calls, ingress, short, send)
             return
         # Admission only now: the key is known and its limits and budget allowed the call, so a
         # key sending slow bodies or refused calls holds no slot another tenant needs.
@@ -108,11 +109,11 @@ async def handle(
         route = rt.executor.resolve(req.model)
         if req.stream:
             opened = await rt.executor.open_stream(req, route, principal.model_filter)
-            outcome = await _stream(rt, ctx, ingress, opened, receive, send)
+            outcome = await _stream(calls, ingress, opened, receive, send)
         else:
             done = await rt.executor.complete(req, route, principal.model_filter)
             payload = ingress.render(req, done.response)
-            hdrs = _routed_headers(ctx, done.trace, done.target.provider, done.target.model, "miss")
+            hdrs = _routed_headers(ingress, ctx, done.trace, done.target.provider, done.target.model, "miss")
             hdrs.append((b"content-type", ingress.content_type.encode()))
             outcome = Outcome(
                 200,
@@ -123,8 +124,9 @@ async def handle(
                 upstream_ms=done.trace.upstream_s * 1000.0,
                 cache="miss",
                 tried=done.trace.tried,
+                response=done.response if calls.wants_response else None,
             )
-            await _post_early(rt, ctx, outcome)
+            await calls.post_early(outcome)
             await respond(send, 200, payload, hdrs)
     except GatewayError as err:
         if err.status >= 500 or err.status == 429:
@@ -134,15 +136,16 @@ async def handle(
         attempts = err.headers.get("x-fluxway-attempts")  # set by the executor when every target failed
         outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0,
                           attempts=int(attempts) if attempts else 0)
-        await _post_early(rt, ctx, outcome)
+        if calls is not None:
+            await calls.post_early(outcome)
         await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
     except asyncio.CancelledError:
         # The server cut the call (shutdown past server.drain_s): record it, then let the cut finish.
-        outcome = ctx.state.get("stream_outcome") if ctx is not None else None
+        outcome = calls.outcome if calls is not None else None
         if outcome is None:  # nothing sent yet: answer 503 in the caller's shape
             outcome = Outcome(503, error=_SHUTDOWN, latency_ms=(time.perf_counter() - started) * 1000.0)
             if ctx is not None:
-                ctx.state["partial"] = "cut at shutdown before an answer was sent"
+                ctx.partial = "cut at shutdown before an answer was sent"
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await respond(send, 503, ingress.render_error(_SHUTDOWN),
@@ -155,7 +158,8 @@ async def handle(
     except Exception:
         log.exception("request %s: internal error", request_id)
         outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
-        await _post_early(rt, ctx, outcome)
+        if calls is not None:
+            await calls.post_early(outcome)
         await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(ingress, request_id, _INTERNAL))
     finally:
         if admitted:
@@ -169,39 +173,33 @@ async def handle(
             if outcome.usage is not None:
                 rt.stats.prompt_tokens[model] += outcome.usage.prompt_tokens
                 rt.stats.completion_tokens[model] += outcome.usage.completion_tokens
-        if ctx is not None and outcome is not None:
-            await _post_early(rt, ctx, outcome)  # a no-op unless the call ended before it could run
-            for hook in rt.late_hooks:
-                try:
-                    await hook.post(ctx, outcome)
-                except Exception:
-                    log.exception("request %s: post hook %s failed", request_id, hook.name)
+        if calls is not None and outcome is not None:
+            await calls.post_late(outcome)
 
 
-async def _post_early(rt: Runtime, ctx: CallContext | None, outcome: Outcome) -> None:
-    """The post hooks marked ``before_send`` (the usage record), run once, before the answer's
-    last bytes leave: every answer a client has seen then has its record, even if the process
-    dies right after sending it."""
-    if ctx is None or "posted_early" in ctx.state:
-        return
-    ctx.state["posted_early"] = True
-    for hook in rt.early_hooks:
-        try:
-            await hook.post(ctx, outcome)
-        except Exception:
-            log.exception("request %s: post hook %s failed", ctx.request_id, hook.name)
-
-
-async def _answer_short(
-    rt: Runtime, ctx: CallContext, ingress: Ingress, short: ShortCircuit, send: Send
-) -> Outcome:
-    payload = ingress.render(ctx.request, short.response)
-    hdrs = _routed_headers(ctx, Trace(), "cache", str(short.response.body.get("model", "")), short.cache)
-    hdrs.append((b"content-type", ingress.content_type.encode()))
-    outcome = Outcome(200, usage=short.response.usage, cache=short.cache,
-                      latency_ms=(time.perf_counter() - ctx.started) * 1000.0)
-    await _post_early(rt, ctx, outcome)
-    await respond(send, 200, payload, hdrs)
+async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit, send: Send) -> Outcome:
+    """A pre hook's ready answer, whole or as a stream, whichever the caller asked for."""
+    ctx = calls.ctx
+    req = ctx.request
+    resp = short.response
+    if resp is None:
+        resp = assemble(short.chunks or (), req.endpoint is Endpoint.COMPLETIONS)
+    model = str(resp.body.get("model", ""))
+    hdrs = _routed_headers(ingress, ctx, Trace(), short.provider, model, short.cache)
+    outcome = Outcome(200, usage=resp.usage, cache=short.cache, latency_ms=(time.perf_counter() - ctx.started) * 1000.0,
+                      response=resp if calls.wants_response else None)
+    if not req.stream:
+        hdrs.append((b"content-type", ingress.content_type.encode()))
+        await calls.post_early(outcome)
+        await respond(send, 200, ingress.render(req, resp), hdrs)
+        return outcome
+    enc = ingress.stream_encoder(req, ctx.request_id)
+    chunks = short.chunks if short.chunks is not None else replay_chunks(resp)
+    hdrs.extend(SSE_HEADERS)
+    await send({"type": "http.response.start", "status": 200, "headers": hdrs})
+    body = b"".join(enc.chunk(c) for c in chunks)
+    await calls.post_early(outcome)
+    await send({"type": "http.response.body", "body": body + enc.finish(resp.usage), "more_body": False})
     return outcome
 
 
@@ -212,25 +210,24 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def _stream(
-    rt: Runtime, ctx: CallContext, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send
-) -> Outcome:
+async def _stream(calls: CallHooks, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send) -> Outcome:
+    ctx = calls.ctx
     enc = ingress.stream_encoder(ctx.request, ctx.request_id)
-    hdrs = _routed_headers(ctx, opened.trace, opened.target.provider, opened.target.model, "miss")
+    hdrs = _routed_headers(ingress, ctx, opened.trace, opened.target.provider, opened.target.model, "miss")
     hdrs.extend(SSE_HEADERS)
     ttft_ms = (time.perf_counter() - ctx.started) * 1000.0
     await send({"type": "http.response.start", "status": 200, "headers": hdrs})
     outcome = Outcome(
         200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
     )
-    ctx.state["stream_outcome"] = outcome  # for the record if the server cuts this task
+    calls.outcome = outcome  # for the record if the server cuts this task
 
     def provisional() -> None:
         # The usage recorder spools a provisional record, in case of kill -9: once the first chunk
         # is on its way (the spool write never delays the time to first token), then again every
         # _CHECKPOINT_S with the tokens delivered so far; each replaces the one before.
         outcome.usage = _estimate_usage(ctx, opened)
-        for hook in rt.early_hooks:
+        for hook in calls.early_hooks():
             write = getattr(hook, "provisional", None)
             if write is not None:
                 try:
@@ -239,10 +236,10 @@ async def _stream(
                     log.exception("request %s: provisional record failed", ctx.request_id)
 
     async def before_last_frame() -> None:
-        if outcome.error_kind is not None and "partial" not in ctx.state:
-            ctx.state["partial"] = f"upstream failed mid-stream: {outcome.error_kind}"
-        _settle(ctx, opened, outcome)
-        await _post_early(rt, ctx, outcome)
+        if outcome.error_kind is not None and ctx.partial is None:
+            ctx.partial = f"upstream failed mid-stream: {outcome.error_kind}"
+        _settle(calls, opened, outcome)
+        await calls.post_early(outcome)
 
     async def watch() -> None:
         # The pump runs in this request's own task; a disconnect closes the upstream under it,
@@ -251,19 +248,19 @@ async def _stream(
         if not opened.done:
             outcome.status = 499
             outcome.error = _CLIENT_GONE
-            ctx.state["partial"] = "client closed the stream"
+            ctx.partial = "client closed the stream"
             log.info("request %s: client went away mid-stream; upstream cancelled", ctx.request_id)
             opened.close()
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await _pump(enc, opened, send, outcome, before_last_frame, provisional)
+        await _pump(calls, enc, opened, send, outcome, before_last_frame, provisional)
     except asyncio.CancelledError:
         # Shutdown past server.drain_s: record what was delivered, tell the client, finish the cut.
         opened.close()
         outcome.status = 503
         outcome.error = _SHUTDOWN
-        ctx.state["partial"] = "cut at shutdown (server.drain_s)"
+        ctx.partial = "cut at shutdown (server.drain_s)"
         log.warning("request %s: stream cut at shutdown", ctx.request_id)
         await before_last_frame()
         with contextlib.suppress(Exception):
@@ -273,22 +270,26 @@ async def _stream(
     except Exception:
         log.exception("request %s: stream pump failed", ctx.request_id)
         opened.close()
-        ctx.state.setdefault("partial", "the gateway failed mid-stream")
+        if ctx.partial is None:
+            ctx.partial = "the gateway failed mid-stream"
     finally:
         watcher.cancel()
-    if "posted_early" not in ctx.state:
-        _settle(ctx, opened, outcome)
+    if not calls.early_done:
+        _settle(calls, opened, outcome)
     return outcome
 
 
-def _settle(ctx: CallContext, opened: RoutedStream, outcome: Outcome) -> None:
+def _settle(calls: CallHooks, opened: RoutedStream, outcome: Outcome) -> None:
+    ctx = calls.ctx
     outcome.target = opened.target  # the last leg's, after a mid-stream failover
     outcome.usage = opened.usage or _estimate_usage(ctx, opened)
+    calls.settle_response(outcome)
     outcome.latency_ms = (time.perf_counter() - ctx.started) * 1000.0
     outcome.upstream_ms = opened.trace.upstream_s * 1000.0
 
 
 async def _pump(
+    calls: CallHooks,
     enc: StreamEncoder,
     opened: RoutedStream,
     send: Send,
@@ -296,13 +297,18 @@ async def _pump(
     before_last_frame: Callable[[], Awaitable[None]],
     checkpoint: Callable[[], None],
 ) -> None:
-    first = b"".join(enc.chunk(c) for c in opened.first)
+    first_chunks: Sequence[StreamChunk] = opened.first
+    rest: AsyncIterator[StreamChunk] = opened.rest()
+    if calls.watches_stream():  # stream hooks, or a post hook wanting the assembled answer
+        first_chunks = await calls.through(first_chunks)
+        rest = calls.stream(rest)
+    first = b"".join(enc.chunk(c) for c in first_chunks)
     if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})
     checkpoint()
     due = time.monotonic() + _CHECKPOINT_S
     try:
-        async for chunk in opened.rest():
+        async for chunk in rest:
             data = enc.chunk(chunk)
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -328,9 +334,9 @@ async def _pump(
 def _estimate_usage(ctx: CallContext, opened: RoutedStream) -> Usage:
     """No usage from the upstream: Fluxway's own count (:mod:`fluxway.tokens`), marked as an estimate."""
     model = opened.target.model
-    prompt = ctx.state.get("prompt_tokens")  # counted once, though a long stream is checkpointed often
+    prompt = ctx.prompt_tokens  # counted once, though a long stream is checkpointed often
     if prompt is None:
-        prompt = ctx.state["prompt_tokens"] = estimate_prompt_tokens(ctx.request.body, model)
+        prompt = ctx.prompt_tokens = estimate_prompt_tokens(ctx.request.body, model)
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion_tokens(opened.texts, model),

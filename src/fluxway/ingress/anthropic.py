@@ -388,3 +388,6 @@ class AnthropicIngress:
 
     def render_error(self, err: GatewayError) -> bytes:
         return orjson.dumps(error_body(err))
+
+    def extra_headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
+        return [(b"request-id", request_id.encode())]

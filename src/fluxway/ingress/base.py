@@ -41,6 +41,10 @@ class Ingress(Protocol):
 
     def render_error(self, err: GatewayError) -> bytes: ...
 
+    def extra_headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
+        """Headers this API shape adds to every answer (Anthropic's ``request-id``)."""
+        ...
+
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     auth = headers.get("authorization")

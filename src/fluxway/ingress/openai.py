@@ -209,3 +209,6 @@ class OpenAIIngress:
 
     def render_error(self, err: GatewayError) -> bytes:
         return orjson.dumps(openai_error_body(err))
+
+    def extra_headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
+        return []

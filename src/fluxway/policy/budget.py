@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from fluxway.canonical import Endpoint, Usage
 from fluxway.errors import GatewayError, model_unpriced, rate_limited
 from fluxway.policy.budget_cap import affordable_output, cap_output
-from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import PriceInfo, Pricer, call_cost, cost_usd
 from fluxway.redis_client import REDIS_FAILURES, RedisHealth
@@ -90,6 +90,9 @@ class Reservation:
     amount: int
     buckets: tuple[tuple[str, str], ...]  # (scope, window key) of each bucket held
     local: bool = False  # held by the per-process fallback ledger while Redis was down
+
+
+RESERVATION: Slot[Reservation] = Slot("budget.reservation")  # held from pre to post
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,7 +549,7 @@ class BudgetHook:
         p = ctx.principal
         if p is None:
             return None
-        lines = p.metadata.get("budgets")
+        lines = p.budgets
         if not lines:
             return None
         info = self._price(ctx)
@@ -563,12 +566,12 @@ class BudgetHook:
             res = await self.ledger.reserve(lines, math.ceil(cost_usd(info.price, usage) * NANO), now)
         if isinstance(res, Refusal):
             raise res.error()
-        ctx.state["budget"] = res
+        ctx.put(RESERVATION, res)
         return None
 
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
-        res = ctx.state.pop("budget", None)
-        if not isinstance(res, Reservation):
+        res = ctx.pop(RESERVATION)
+        if res is None:
             return
         cost = call_cost(self._pricer, ctx, outcome)
         self.ledger.settle(res, to_nano(cost.usd))

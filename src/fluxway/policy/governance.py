@@ -114,10 +114,11 @@ class Governance:
         )
         notify = self.invalidation.publish if self.invalidation is not None else None
         self.accounts = Accounts(store, self.cache, clock=clock, notify=notify)
-        # Pre order: auth, limits, budget (the recorder's pre does nothing). Post hooks run in the same
-        # order, so the recorder comes right after auth: its record reaches the spool before any
-        # other post hook awaits (a Redis settle), keeping the window before a crash as small as it can be.
-        self.hooks: list[Hook] = [self.auth, self.usage, self.limits, self.budget]
+        # The stages built here, ordered by cfg.pipeline (default auth, limits, budget, usage: the
+        # recorder's post runs first, its record reaching the spool before any other post hook
+        # awaits, keeping the window before a crash as small as it can be).
+        self.stages: dict[str, Hook] = {"auth": self.auth, "limits": self.limits, "budget": self.budget,
+                                        "usage": self.usage}
         self.admin_app: ASGIApp = _LazyAdmin(self)
         self._started = False
         self.store_ready = False  # migrated and the keys loaded

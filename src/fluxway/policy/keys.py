@@ -339,7 +339,9 @@ class VirtualKeyAuth:
             team=info.team,
             name=info.name,
             models=info.models,
-            metadata={"limits": list(r.limits), "budgets": r.budgets, "max_concurrency": info.max_concurrency},
+            limits=r.limits,
+            budgets=r.budgets,
+            max_concurrency=info.max_concurrency,
             team_models=r.team_models,
         )
 

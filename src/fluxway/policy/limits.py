@@ -1,6 +1,6 @@
 """Rate limits: requests and tokens per minute per key, per team and per (key, model).
 
-The auth hook puts the caller's limits into ``principal.metadata["limits"]``, a list of
+The auth hook puts the caller's limits into ``principal.limits``, a list of
 ``{"scope": "key:<id>" | "team:<id>" | "key:<id>:model:<glob>", "rpm": int | None, "tpm": int | None}``.
 ``None`` means unlimited; ``0`` refuses every call.
 
@@ -24,7 +24,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from fluxway.errors import GatewayError, rate_limited
-from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
 from fluxway.tokens import estimate_prompt_tokens
 
 if TYPE_CHECKING:
@@ -243,6 +243,9 @@ class _Charged:
     tokens: list[Bucket]  # token buckets charged, cost = tokens reserved
 
 
+CHARGED: Slot[_Charged] = Slot("limits.charged")  # the tokens a call reserved, settled in post
+
+
 class RateLimitHook:
     """``pre`` admits or refuses (429) and reserves tokens; ``post`` settles tokens to the actual usage."""
 
@@ -264,7 +267,7 @@ class RateLimitHook:
         principal = ctx.principal
         if principal is None:
             return None
-        limits = principal.metadata.get("limits")
+        limits = principal.limits
         if not limits:
             return None
         req_buckets, tok_buckets = self.buckets(limits, ctx.request.model, ctx.request.body)
@@ -281,12 +284,12 @@ class RateLimitHook:
             raise _refusal(everything, decision, headers)
         ctx.response_headers.update(headers)
         if tok_buckets:
-            ctx.state[self.name] = _Charged(tok_buckets)
+            ctx.put(CHARGED, _Charged(tok_buckets))
         return None
 
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
-        charged = ctx.state.get(self.name)
-        if not isinstance(charged, _Charged):
+        charged = ctx.pop(CHARGED)
+        if charged is None:
             return
         if outcome.usage is not None:
             actual = outcome.usage.total_tokens

@@ -18,7 +18,7 @@ from typing import Any
 
 from fluxway.canonical import Price, Target, Usage
 from fluxway.config import Config
-from fluxway.policy.hooks import CallContext, Outcome
+from fluxway.policy.hooks import CallContext, Outcome, Slot
 from fluxway.tokens import estimate_prompt_tokens
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -210,10 +210,13 @@ class CallCost:
     estimated: bool  # the usage was estimated (no usage from the upstream)
 
 
+COST: Slot[CallCost] = Slot("pricing.cost")  # one call's cost, shared by the budget and usage hooks
+
+
 def call_cost(pricer: Pricer, ctx: CallContext, outcome: Outcome) -> CallCost:
     """What one call cost; computed once per call and shared by the budget and usage hooks."""
-    hit = ctx.state.get("cost")
-    if isinstance(hit, CallCost):
+    hit = ctx.get(COST)
+    if hit is not None:
         return hit
     usage = outcome.usage
     estimated = bool(usage is not None and usage.estimated)
@@ -222,5 +225,5 @@ def call_cost(pricer: Pricer, ctx: CallContext, outcome: Outcome) -> CallCost:
         estimated = True
     usd, known = pricer.cost(outcome.target, usage)
     out = CallCost(usd, known, usage, estimated)
-    ctx.state["cost"] = out
+    ctx.put(COST, out)
     return out

@@ -27,14 +27,16 @@ from typing import Any
 
 import orjson
 
-from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
-from fluxway.policy.pricing import Pricer, call_cost
+from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
+from fluxway.policy.pricing import COST, Pricer, call_cost
 from fluxway.store.quarantine import FILE_NAME as QUARANTINE_FILE
 from fluxway.store.quarantine import Quarantine
 from fluxway.store.sanitize import sanitize_record
 from fluxway.store.usage import PROVISIONAL_STATUS, UsageStore
 
 log = logging.getLogger("fluxway.usage")
+
+RECORD_ID: Slot[str] = Slot("usage.record_id")  # a stream's provisional record id, kept by its final one
 
 Record = dict[str, Any]
 _SUFFIX = ".jsonl"
@@ -292,8 +294,8 @@ class UsageRecorder:
         prompt's tokens) under the id its final record will use, so even a ``kill -9`` mid-stream
         leaves a record of the call; the final one replaces it in the store."""
         rec = self.record(ctx, outcome)
-        ctx.state.pop("cost", None)  # the final cost is computed from the final usage
-        ctx.state["usage_id"] = rec["id"]
+        ctx.pop(COST)  # the final cost is computed from the final usage
+        ctx.put(RECORD_ID, rec["id"])
         rec["status"] = PROVISIONAL_STATUS
         rec["error"] = "provisional: stream open (the final record replaces this one)"
         self.spool.append(rec)
@@ -311,11 +313,11 @@ class UsageRecorder:
         now = self._clock()
         err = outcome.error
         error = err.message[:1000] if err is not None else None
-        partial = ctx.state.get("partial")
+        partial = ctx.partial
         if partial is not None:  # a stream that ended early: what was delivered, marked as such
             error = f"partial: {partial}" + (f" ({error})" if error else "")
         return {
-            "id": ctx.state.get("usage_id") or f"{self._id_prefix}{next(self._ids):x}",
+            "id": ctx.get(RECORD_ID) or f"{self._id_prefix}{next(self._ids):x}",
             "request_id": ctx.request_id,
             "created_at": now,
             "day": self._day(now),

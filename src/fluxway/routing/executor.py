@@ -280,6 +280,7 @@ class Executor:
         clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        price_of: Callable[[Target], Price | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.adapters = adapters
@@ -317,7 +318,7 @@ class Executor:
         self._creds = {p.name: [Credentials(k) for k in p.api_keys] for p in cfg.providers}
         self.public_models = sorted(self.routes)
         self.models_by_name = {m.name: m for m in cfg.models}
-        self.price_of: Callable[[Target], Price | None] | None = None
+        self.price_of = price_of  # the cost strategy's prices (the config's and the shipped table's)
         # Upstream error text is scrubbed of provider keys and key-shaped strings where it enters.
         self.redactor = Redactor.from_config(cfg)
 
