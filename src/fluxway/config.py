@@ -36,13 +36,18 @@ class _Strict(BaseModel):
 class CorsConfig(_Strict):
     # Browser origins allowed to call the gateway ("https://app.example.com"; "*" for any).
     origins: tuple[str, ...] = ()
+    # Seconds a browser may cache a preflight answer (Access-Control-Max-Age).
     max_age_s: int = Field(600, ge=0)
 
 
 class ServerConfig(_Strict):
+    # Address to listen on (`fluxway serve --host` overrides); off loopback it needs auth.master_key.
     host: str = "127.0.0.1"
+    # Port to listen on (`fluxway serve --port` overrides).
     port: int = Field(8400, ge=0, le=65535)
+    # Server processes (`fluxway serve --workers` overrides).
     workers: int = Field(1, ge=1, le=256)
+    # Largest request body accepted: 413 over it.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # Requests in flight in one process before new ones are shed with 503 (0: never shed).
     max_in_flight: int = Field(4096, ge=0)
@@ -64,6 +69,7 @@ class ServerConfig(_Strict):
 
 
 class AuthConfig(_Strict):
+    # The admin credential (`Authorization: Bearer`); unset or empty: the admin API is closed.
     master_key: str | None = None
 
     @field_validator("master_key")
@@ -73,10 +79,12 @@ class AuthConfig(_Strict):
 
 
 class StoreConfig(_Strict):
+    # Keys, teams and usage records: `sqlite:///path` (relative to the config file) or `postgresql://...`.
     url: str = "sqlite:///./fluxway.db"
 
 
 class RedisConfig(_Strict):
+    # `redis://...` to share rate limits and budgets between processes and instances; empty = per process.
     url: str | None = None
     # While Redis is down: open = budgets and rate limits held per process (warning + metric);
     # closed = calls that need them answer 503 redis_unavailable with retry-after.
@@ -102,6 +110,7 @@ class MetricsConfig(_Strict):
 
 
 class ObservabilityConfig(_Strict):
+    # GET /metrics (Prometheus text).
     metrics: MetricsConfig = MetricsConfig()
 
 
@@ -114,19 +123,27 @@ class BudgetsConfig(_Strict):
 class UsageConfig(_Strict):
     # Durable local spool for usage records (default: beside a SQLite store, else ./fluxway-spool).
     spool_dir: str | None = None
+    # Spooled records are written to the store at least this often ...
     flush_interval_ms: float = Field(200.0, gt=0)
+    # ... or as soon as this many are waiting.
     batch_size: int = Field(500, ge=1)
 
 
 class TimeoutConfig(_Strict):
+    # Seconds to open a connection to the upstream.
     connect: float = Field(5.0, gt=0)
+    # Seconds the upstream may stay silent: before its first byte, and between reads after it.
     first_token: float = Field(30.0, gt=0)
+    # Seconds for one whole upstream call, stream included.
     total: float = Field(600.0, gt=0)
 
 
 class PriceConfig(_Strict):
+    # USD per million prompt tokens.
     input_per_mtok: float = Field(0.0, ge=0)
+    # USD per million completion tokens.
     output_per_mtok: float = Field(0.0, ge=0)
+    # USD per million cached prompt tokens (default: the input price).
     cached_input_per_mtok: float | None = Field(None, ge=0)
 
     def to_price(self) -> Price:
@@ -134,25 +151,36 @@ class PriceConfig(_Strict):
 
 
 class HealthCheckConfig(_Strict):
+    # Seconds between two checks of a target.
     interval_s: float = Field(30.0, gt=0)
+    # Seconds a check may take before it counts as a failure.
     timeout_s: float = Field(10.0, gt=0)
     # The upstream model to probe; default: every model of this provider named in `models`.
     model: str | None = None
 
 
 class ProviderConfig(_Strict):
+    # What targets and `<provider>/<model>` call it by.
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    # The adapter: a preset or native type (docs/providers.md lists them).
     type: str
+    # Where its API lives (default: the type's; required for azure and openai-compatible).
     base_url: str | None = None
+    # Keys used round-robin, each with its own breaker and rate-limit cool-down; a string is one key.
     api_keys: tuple[str, ...] = ()
+    # Extra HTTP headers sent with every call.
     headers: dict[str, str] = Field(default_factory=dict)
+    # Timeouts of its calls (a model's own `timeout` wins).
     timeout: TimeoutConfig = TimeoutConfig()
     # Azure OpenAI / Anthropic version headers and similar per-provider settings.
     api_version: str | None = None
-    # AWS Bedrock.
+    # AWS Bedrock: the region (default AWS_REGION / AWS_DEFAULT_REGION).
     region: str | None = None
+    # AWS Bedrock: SigV4 credentials, used when api_keys is empty (default: AWS_ACCESS_KEY_ID, ...).
     aws_access_key_id: str | None = None
+    # AWS Bedrock: the secret of aws_access_key_id (default AWS_SECRET_ACCESS_KEY).
     aws_secret_access_key: str | None = None
+    # AWS Bedrock: a temporary credential's session token (default AWS_SESSION_TOKEN).
     aws_session_token: str | None = None
     # Parameters this provider rejects; dropped from requests before sending (added to the preset's).
     drop_params: tuple[str, ...] = ()
@@ -161,6 +189,7 @@ class ProviderConfig(_Strict):
     # Bounds on what one upstream answer may make the gateway hold: one SSE event / event-stream
     # frame, and a whole buffered (non-streamed or error) body. Over them the call fails with a 502.
     max_event_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # See max_event_bytes.
     max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
     @field_validator("api_keys", mode="before")
@@ -174,9 +203,13 @@ class ProviderConfig(_Strict):
 
 
 class TargetConfig(_Strict):
+    # A provider's `name`.
     provider: str
+    # The model name the provider knows (Azure: the deployment).
     model: str = Field(min_length=1)
+    # Share of the weighted strategy's picks; 0 = a standby used only after the others.
     weight: float = Field(1.0, ge=0)
+    # This target's price (default: the shipped price table's, fluxway/data/prices.json).
     price: PriceConfig | None = None
 
     def to_target(self) -> Target:
@@ -184,8 +217,11 @@ class TargetConfig(_Strict):
 
 
 class RetryConfig(_Strict):
+    # Tries per target for retryable errors (overload, timeouts, 5xx, connect), the first included.
     attempts: int = Field(2, ge=1, le=10)
+    # Backoff before the first retry, doubled each further retry (with jitter).
     backoff_ms: float = Field(100.0, ge=0)
+    # The cap on the backoff.
     max_backoff_ms: float = Field(2000.0, ge=0)
 
 
@@ -201,11 +237,18 @@ class HedgeConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    # The public model name clients send.
     name: str = Field(min_length=1)
+    # Which target goes first: weighted round-robin, config order (fallback), lowest time to first
+    # byte (latency), fewest in flight (least-busy) or lowest price (cost); the others follow.
     strategy: Strategy = "weighted"
+    # Where calls to this model go.
     targets: tuple[TargetConfig, ...] = Field(min_length=1)
+    # Other public models tried, in order, when every target failed.
     fallbacks: tuple[str, ...] = ()
+    # Retries on each target.
     retry: RetryConfig = RetryConfig()
+    # Timeouts for this model's calls, instead of each provider's.
     timeout: TimeoutConfig | None = None
     # Another public model (with larger context windows) tried when a target reports context_length.
     context_fallback: str | None = None
@@ -227,34 +270,53 @@ class ModelConfig(_Strict):
 class BreakerConfig(_Strict):
     """Circuit breakers per target and per provider key (see routing/health.py)."""
 
+    # Consecutive failures that open a breaker.
     failure_threshold: int = Field(5, ge=1)
+    # Failure share over the window that opens a breaker ...
     failure_rate: float = Field(0.5, gt=0, le=1)
+    # ... over a sliding window of this many seconds ...
     window_s: float = Field(30.0, gt=0)
+    # ... once the window holds at least this many outcomes.
     min_volume: int = Field(10, ge=1)
+    # Seconds an open breaker waits before letting a probe through (half-open).
     open_cooldown_s: float = Field(10.0, ge=0)
+    # The open period doubles after each failed probe, up to this.
     max_open_cooldown_s: float = Field(300.0, ge=0)
+    # Calls let through at once while half-open.
     half_open_probes: int = Field(1, ge=1)
+    # Seconds a rate-limited key (or keyless target) cools when the 429 has no retry-after.
     rate_limit_cooldown_s: float = Field(5.0, ge=0)
 
 
 class RoutingConfig(_Strict):
     # Let clients address "<provider>/<model>" directly.
     allow_direct: bool = True
+    # Circuit breakers.
     breaker: BreakerConfig = BreakerConfig()
     # Share of latency-strategy picks spent exploring untried or stale targets.
     explore: float = Field(0.05, ge=0, le=1)
 
 
 class Config(_Strict):
+    # The HTTP server: address, limits on requests and connections, shutdown.
     server: ServerConfig = ServerConfig()
+    # The admin credential (virtual keys live in the store: `fluxway keys`).
     auth: AuthConfig = AuthConfig()
+    # The database of keys, teams and usage records.
     store: StoreConfig = StoreConfig()
+    # Shared state for several processes or instances (rate limits, budgets).
     redis: RedisConfig = RedisConfig()
+    # How usage records reach the store.
     usage: UsageConfig = UsageConfig()
+    # Spend limits (set per key and team; docs/governance.md).
     budgets: BudgetsConfig = BudgetsConfig()
+    # Metrics.
     observability: ObservabilityConfig = ObservabilityConfig()
+    # Settings shared by every model's routing.
     routing: RoutingConfig = RoutingConfig()
+    # The upstream accounts: one entry per provider (a type, its keys, its base URL).
     providers: tuple[ProviderConfig, ...] = ()
+    # The public models clients call, each routed to one or more provider targets.
     models: tuple[ModelConfig, ...] = ()
     # The hook stages, in order: pre hooks run in it, post hooks in reverse (fluxway.policy.pipeline).
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE

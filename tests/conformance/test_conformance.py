@@ -18,6 +18,8 @@ import openai
 import pytest
 from aiohttp import web
 
+from fluxway.adapters.presets import PRESETS
+from fluxway.adapters.registry import ADAPTERS
 from fluxway.canonical import ErrorKind
 from tests.conformance.profile import (
     API_KEY,
@@ -142,8 +144,16 @@ def test_profile_is_complete(profile: Profile) -> None:
     assert API_KEY  # profiles send this key upstream
 
 
-def test_every_provider_joined() -> None:
-    assert {p.name for p in PROFILES} >= {"openai", "anthropic", "gemini"}
+def test_every_registered_provider_type_joined() -> None:
+    """Each provider type the registry serves (a preset or a native adapter) runs every scenario: as
+    a profile of its own, or as a variant of one (the OpenAI-compatible presets share ``openai``)."""
+    registered = set(PRESETS) | set(ADAPTERS)
+    run = {variant for _, variant in RUNS}
+    assert not registered - run, (
+        f"provider types with no conformance profile: {sorted(registered - run)}; add a module to"
+        " tests/conformance/profiles/ (or a variant of an existing profile, with its dialect)"
+    )
+    assert not run - registered, f"profiles run as types the registry does not know: {sorted(run - registered)}"
 
 
 # -- scenarios ------------------------------------------------------------------------------------
