@@ -1,5 +1,6 @@
-"""Mid-stream failover end to end (issue 4): a stream that breaks after partial output continues on
-another target with the partial answer as an assistant prefix; the client sees one stream.
+"""Mid-stream failover end to end (issues 4 and 10): a stream that breaks after partial output
+continues on another target that can continue a partial answer (its provider's ``continuation``);
+the client sees one stream, with the remaining output budget and the usage summed across legs.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def _text(chunks: list[Any]) -> str:
 
 
 def _failover_config(a: FaultyUpstream, b: FaultyUpstream, **model: Any) -> dict[str, Any]:
-    return pair_config(a, b, model={"stream_failover": True, "retry": {"attempts": 1}, **model})
+    """``a`` and ``b`` as generic servers that continue a trailing assistant message (``prefill``):
+    an ``openai`` provider has no continuation of its own."""
+    cfg = pair_config(a, b, model={"stream_failover": True, "retry": {"attempts": 1}, **model})
+    for p in cfg["providers"]:
+        p["continuation"] = "prefill"
+    return cfg
 
 
 @pytest.mark.parametrize("mode", ["reset_stream", "stall"])
@@ -66,6 +72,7 @@ async def test_broken_stream_continues_on_the_next_target(mode: str) -> None:
     finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(finishing) == 1 and finishing[0] is [c for c in chunks if c.choices][-1]
     marker = (finishing[0].model_extra or {}).get("x_fluxway")
+    assert marker is not None and marker["stream_failover"][0].pop("after_tokens") > 0  # fluxway.tokens' count
     assert marker == {
         "stream_failover": [
             {
@@ -73,6 +80,7 @@ async def test_broken_stream_continues_on_the_next_target(mode: str) -> None:
                 "to": "b/model-b",
                 "error": "timeout" if mode == "stall" else "upstream_5xx",
                 "after_chars": len("Hello "),
+                "continuation": "prefill",
             }
         ]
     }
@@ -132,7 +140,9 @@ async def test_failover_chains_across_several_targets() -> None:
         FaultyUpstream("c", text="three.") as c,
     ):
         cfg = _failover_config(a, b)
-        cfg["providers"].append({"name": "c", "type": "openai", "base_url": c.url + "/v1", "api_keys": ["sk-c"]})
+        cfg["providers"].append(
+            {"name": "c", "type": "openai", "base_url": c.url + "/v1", "api_keys": ["sk-c"], "continuation": "prefill"}
+        )
         cfg["models"][0]["targets"].append({"provider": "c", "model": "model-c"})
         async with run_gateway(cfg) as gw:
             _, chunks = await _stream(gw)

@@ -16,7 +16,8 @@ from fluxway.canonical import Endpoint, UpstreamError, Usage
 from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
-from fluxway.routing.executor import RoutedStream, Trace
+from fluxway.routing.executor import Trace
+from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
 from fluxway.store.sanitize import normalise_request_id
 from fluxway.tokens import estimate_prompt_tokens, estimate_text_tokens
