@@ -104,8 +104,11 @@ class ContinuingUpstream:
         frames += [{**base, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
         frames.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if self.style != "llamacpp" and (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": len(pieces),
-                     "total_tokens": self.prompt_tokens + len(pieces)}
+            usage = {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": len(pieces),
+                "total_tokens": self.prompt_tokens + len(pieces),
+            }
             frames.append({**base, "choices": [], "usage": usage})
         return await self._sse(request, frames)
 
@@ -137,17 +140,30 @@ class ContinuingUpstream:
         async def event(name: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **data}) + b"\n\n")
 
-        await event("message_start", {"message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"], "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1}}})
+        await event(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
+                }
+            },
+        )
         await event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         for p in pieces:
             await event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
         await event("content_block_stop", {"index": 0})
         reason = "max_tokens" if finish == "length" else "end_turn"
-        await event("message_delta", {"delta": {"stop_reason": reason, "stop_sequence": None},
-                                      "usage": {"output_tokens": len(pieces)}})
+        await event(
+            "message_delta",
+            {"delta": {"stop_reason": reason, "stop_sequence": None}, "usage": {"output_tokens": len(pieces)}},
+        )
         await event("message_stop", {})
         await resp.write_eof()
         return resp
