@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fluxway import __version__
-from fluxway.config import Config, ConfigError, env_config_path, load
+from fluxway.config import Config, ConfigError, config_warnings, env_config_path, load
 
 
 def _is_loopback(host: str) -> bool:
@@ -46,9 +46,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load_or_report(args.config, args.json)
     if cfg is None:
         return 1
+    warnings = config_warnings(cfg)
     if args.json:
-        print(json.dumps({"ok": True, "providers": len(cfg.providers), "models": len(cfg.models)}))
+        print(
+            json.dumps({"ok": True, "providers": len(cfg.providers), "models": len(cfg.models), "warnings": warnings})
+        )
     else:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
         print(f"ok: {len(cfg.providers)} provider(s), {len(cfg.models)} model(s)")
     return 0
 

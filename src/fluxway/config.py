@@ -16,7 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fluxway.adapters.registry import is_known_type, requires_api_key
+from fluxway.adapters.presets import Continuation
+from fluxway.adapters.registry import continuation_kind, is_known_type, requires_api_key
 from fluxway.canonical import Price, Target
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
@@ -191,6 +192,9 @@ class ProviderConfig(_Strict):
     max_event_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # See max_event_bytes.
     max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # How this provider continues a partial assistant answer after a mid-stream failover (default:
+    # its type's; see docs/providers.md "Continuation").
+    continuation: Continuation | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -425,6 +429,35 @@ _AWS_ENV = (
     ("region", "AWS_REGION"),
     ("region", "AWS_DEFAULT_REGION"),
 )
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """What a valid config may not do as its author expects: today, a model with ``stream_failover``
+    whose targets cannot all continue a partial answer (those are skipped on a failover)."""
+    out: list[str] = []
+    providers = {p.name: p for p in cfg.providers}
+    for i, m in enumerate(cfg.models):
+        if not m.stream_failover:
+            continue
+        cannot = [
+            f"{t.provider}/{t.model}"
+            for t in m.targets
+            if t.provider in providers and continuation_kind(providers[t.provider], t.model) == "none"
+        ]
+        if not cannot:
+            continue
+        where = f"models[{i}] '{m.name}': stream_failover is on but target(s) {', '.join(cannot)}"
+        if len(cannot) == len(m.targets):
+            out.append(
+                f"{where} cannot continue a partial answer (continuation: none): a stream that"
+                " breaks after output ends with an error event"
+            )
+        else:
+            out.append(
+                f"{where} cannot continue a partial answer (continuation: none): a failover skips"
+                " them; set the provider's continuation if its server supports one"
+            )
+    return out
 
 
 def _aws_env_defaults(cfg: Config, env: Mapping[str, str]) -> Config:

@@ -205,6 +205,8 @@ async def test_one_provider_failing_is_invisible_under_load(mode: str, stream: b
     failover = stream and mode in ("reset_stream", "stall")  # output sent: only mid-stream failover hides it
     async with FaultyUpstream("a", mode, slow_s=2.0, retry_after=2) as a, FaultyUpstream("b") as b:
         cfg = pair_config(a, b, model={"stream_failover": failover}, timeout={"first_token": 0.3, "total": 1.0})
+        for p in cfg["providers"]:
+            p["continuation"] = "prefill"  # mocks that continue a trailing assistant message (issue 10)
         async with run_gateway(cfg) as gw, asyncio.timeout(20):
             load = await run_load(_client(gw), 200, concurrency=32, stream=stream)
     assert load.errors == []

@@ -4,12 +4,21 @@
 field names to the vendor's, ``auth`` is how the key is sent (``bearer``, or ``None`` for local
 servers that take no key), ``stream_usage`` whether the vendor honours
 ``stream_options.include_usage`` (Fluxway asks for it so every stream has usage to record).
+
+``continuation`` is how the vendor continues a partial assistant answer (for a mid-stream failover,
+see ``routing/continuation.py`` and docs/providers.md): ``prefix`` (a trailing assistant message
+with ``"prefix": true``: Mistral, DeepSeek's beta API at ``continuation_base_url``),
+``continue_final_message`` (vLLM), ``completion`` (the server's chat template applied with
+``POST /apply-template``, the prompt continued on ``/completions``: llama.cpp), ``prefill`` (a
+trailing assistant message the server continues as is), or ``none``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+Continuation = Literal["prefill", "prefix", "continue_final_message", "completion", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,9 @@ class Preset:
     stream_usage: bool = True
     embeddings: bool = True
     completions: bool = True
+    continuation: Continuation = "none"
+    # Where continuation calls go when the provider's base_url is the preset's (DeepSeek's beta API).
+    continuation_base_url: str | None = None
 
 
 def _f(*names: str) -> frozenset[str]:
@@ -43,6 +55,7 @@ PRESETS: dict[str, Preset] = {
                 "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "web_search_options"),
         rename=(("max_completion_tokens", "max_tokens"), ("seed", "random_seed")),
         completions=False,
+        continuation="prefix",
     ),
     "groq": Preset(
         "https://api.groq.com/openai/v1",
@@ -57,6 +70,9 @@ PRESETS: dict[str, Preset] = {
                 "prediction", "web_search_options", "verbosity", "reasoning_effort", "user"),
         rename=(("max_completion_tokens", "max_tokens"),),
         embeddings=False,
+        # Chat Prefix Completion is a beta feature: only https://api.deepseek.com/beta serves it.
+        continuation="prefix",
+        continuation_base_url="https://api.deepseek.com/beta",
     ),
     "xai": Preset("https://api.x.ai/v1", drop=_f("store", "metadata", "web_search_options", "verbosity", "top_k")),
     "fireworks": Preset(
@@ -82,8 +98,10 @@ PRESETS: dict[str, Preset] = {
     ),
     "ollama": Preset("http://localhost:11434/v1", auth=None, key_required=False,
                      drop=_f("logit_bias", "n", "store", "metadata", "service_tier")),
-    "vllm": Preset("http://localhost:8000/v1", key_required=False, drop=_f("store", "metadata")),
+    "vllm": Preset("http://localhost:8000/v1", key_required=False, drop=_f("store", "metadata"),
+                   continuation="continue_final_message"),
     "lmstudio": Preset("http://localhost:1234/v1", auth=None, key_required=False,
                        drop=_f("store", "metadata", "service_tier")),
-    "llamacpp": Preset("http://localhost:8080/v1", key_required=False, drop=_f("store", "metadata")),
+    "llamacpp": Preset("http://localhost:8080/v1", key_required=False, drop=_f("store", "metadata"),
+                       continuation="completion"),
 }

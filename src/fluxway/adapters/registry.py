@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from fluxway.adapters.presets import PRESETS
+from fluxway.adapters.presets import PRESETS, Continuation
 
 if TYPE_CHECKING:
     from fluxway.adapters.base import Adapter
@@ -41,3 +41,16 @@ def create_adapter(cfg: ProviderConfig) -> Adapter:
     factory = getattr(importlib.import_module(module), cls)
     adapter: Adapter = factory(cfg)
     return adapter
+
+
+def continuation_kind(cfg: ProviderConfig, model: str) -> Continuation:
+    """How a target of this provider continues a partial assistant answer: the provider's
+    ``continuation`` setting, else its type's (Bedrock: prefill for Anthropic models only)."""
+    if cfg.continuation is not None:
+        return cfg.continuation
+    if cfg.type in PRESETS:
+        return PRESETS[cfg.type].continuation
+    if cfg.type == "bedrock":
+        lowered = model.lower()
+        return "prefill" if "anthropic" in lowered or "claude" in lowered else "none"
+    return "prefill" if cfg.type == "anthropic" else "none"  # Gemini, Cohere, Azure OpenAI: none

@@ -18,7 +18,8 @@ from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
-from fluxway.routing.executor import RoutedStream, Trace
+from fluxway.routing.executor import Trace
+from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
 from fluxway.store.sanitize import normalise_request_id
 from fluxway.stream_result import assemble, replay_chunks

@@ -14,22 +14,24 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fluxway.adapters.base import Adapter, StreamDecoder
+from fluxway.adapters.registry import continuation_kind
 from fluxway.canonical import (
+    JSON,
     CanonicalRequest,
     CanonicalResponse,
     Credentials,
     Endpoint,
     ErrorKind,
+    HttpCall,
     Price,
     StreamChunk,
     Target,
     UpstreamError,
-    Usage,
 )
 from fluxway.config import Config, HedgeConfig, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
 from fluxway.errors import GatewayError, model_not_found
@@ -38,7 +40,8 @@ from fluxway.redact import Redactor
 from fluxway.routing.clock import Clock
 from fluxway.routing.health import HealthBoard, HealthSettings, Permit
 from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, hedge_delay_s, plan
-from fluxway.transport import Timeouts, Transport, UpstreamStream
+from fluxway.routing.stream import Leg, RoutedStream
+from fluxway.transport import Timeouts, Transport
 
 log = logging.getLogger("fluxway.executor")
 
@@ -101,171 +104,6 @@ class _CallerFault(Exception):
 
 class _ContextTooLong(Exception):
     """The request is too long for this model: move to the context_fallback chain."""
-
-
-@dataclass(slots=True)
-class _Leg:
-    """One upstream stream after its first chunk."""
-
-    target: Target
-    permit: Permit
-    upstream: UpstreamStream
-    decoder: StreamDecoder
-    chunks: AsyncIterator[bytes]
-    first: list[StreamChunk]
-    ended: bool = False
-
-    def close(self) -> None:
-        self.upstream.close()
-
-
-class RoutedStream:
-    """A stream that has produced its first chunks; ``rest()`` yields the others.
-
-    With ``stream_failover`` on, a leg that breaks after partial output is continued on another
-    target (the partial answer sent as an assistant prefix), unseen by the client.
-    """
-
-    def __init__(
-        self,
-        executor: Executor,
-        req: CanonicalRequest,
-        route: Route,
-        leg: _Leg,
-        trace: Trace,
-        allows: ModelFilter | None = None,
-    ) -> None:
-        self._executor = executor
-        self._req = req
-        self._route = route
-        self._allows = allows
-        self._leg = leg
-        self.target = leg.target
-        self.trace = trace
-        self.first = leg.first
-        self.usage: Usage | None = None
-        self.text_chars = 0
-        # The generated text (content and tool-call arguments), for Fluxway's own count when the
-        # upstream reports no usage and for a continuation's prefix.
-        self.texts: list[str] = []
-        self._text: list[str] = []  # the content alone
-        self.failovers: list[dict[str, object]] = []
-        self._done = False
-        self._closed = False  # closed by the caller (the client went away): not the upstream's fault
-        self._id: object = None  # the stream's chunk id; continuation legs are renamed to it
-        self._track(leg.first)
-
-    def _track(self, chunks: list[StreamChunk]) -> list[StreamChunk]:
-        for c in chunks:
-            data = c.data
-            if self._id is None:
-                self._id = data.get("id")
-            elif self.failovers:
-                self._splice(c)
-            u = data.get("usage")
-            if u:
-                self.usage = Usage.from_openai(u)
-            for choice in data.get("choices") or ():
-                delta = choice.get("delta") or choice
-                text = delta.get("content") or delta.get("text")
-                if isinstance(text, str) and text:
-                    self.text_chars += len(text)
-                    self.texts.append(text)
-                    if self._route.stream_failover:
-                        self._text.append(text)
-                calls = delta.get("tool_calls")
-                if calls:
-                    for call in calls:
-                        args = (call.get("function") or {}).get("arguments")
-                        if isinstance(args, str) and args:
-                            self.texts.append(args)
-                if self.failovers and choice.get("finish_reason"):
-                    data["x_fluxway"] = {"stream_failover": self.failovers}
-                    c.raw = None
-        return chunks
-
-    def _splice(self, c: StreamChunk) -> None:
-        """A continuation chunk made to look like the rest of the first stream: its id, no new role."""
-        data = c.data
-        if "id" in data and data["id"] != self._id:
-            data["id"] = self._id
-            c.raw = None
-        for choice in data.get("choices") or ():
-            delta = choice.get("delta")
-            if isinstance(delta, dict) and "role" in delta:
-                del delta["role"]
-                c.raw = None
-
-    async def rest(self) -> AsyncIterator[StreamChunk]:
-        """The remaining chunks; raises UpstreamError if the upstream breaks mid-stream."""
-        board = self._executor.board
-        while True:
-            leg = self._leg
-            try:
-                if not leg.ended:
-                    async for data in leg.chunks:
-                        for c in self._track(leg.decoder.feed(data)):
-                            yield c
-                    for c in self._track(leg.decoder.close()):
-                        yield c
-            except UpstreamError as err:
-                self._executor.redactor.error(err)  # the message reaches the client, logs and records
-                if self._closed:
-                    raise
-                err.target = err.target or leg.target.key
-                self.trace.errors.append(err)
-                board.record_failure(leg.permit, err.kind, err.retry_after)
-                leg.close()
-                nxt = await self._failover(err) if self._route.stream_failover else None
-                if nxt is None:
-                    raise
-                self._leg = nxt
-                for c in self._track(nxt.first):
-                    yield c
-                continue
-            except BaseException:
-                board.release(leg.permit)
-                leg.close()
-                raise
-            board.record_success(leg.permit)
-            leg.upstream.release()
-            self._done = True
-            return
-
-    async def _failover(self, err: UpstreamError) -> _Leg | None:
-        """Continue on another target with the partial answer as an assistant prefix."""
-        if self._req.endpoint is not Endpoint.CHAT:
-            return None
-        partial = "".join(self._text)
-        body = dict(self._req.body)
-        body["messages"] = [*body.get("messages", ()), {"role": "assistant", "content": partial}]
-        req = CanonicalRequest(self._req.endpoint, self._req.model, body, True, self._req.include_usage)
-        failed = self._leg.target.key
-        try:
-            leg = await self._executor._run(
-                req, self._route, self._executor._open_leg, self.trace, frozenset(self.trace.tried), self._allows
-            )
-        except (GatewayError, UpstreamError):
-            log.warning("mid-stream failover from %s found no target", failed)
-            return None
-        self._executor.counters.stream_failovers += 1
-        self.failovers.append({"from": failed, "to": leg.target.key, "error": err.kind.value,
-                               "after_chars": len(partial)})
-        self.target = leg.target
-        log.info("stream continued on %s after %s broke (%s)", leg.target.key, failed, err.kind.value)
-        return leg
-
-    @property
-    def done(self) -> bool:
-        """The upstream finished the stream (its last chunk has been read)."""
-        return self._done
-
-    def close(self) -> None:
-        """Drop the upstream stream (the client went away); a reader in ``rest()`` stops at once."""
-        if not self._done and not self._closed:
-            self._closed = True
-            self._executor.board.release(self._leg.permit)
-            self._leg.close()
 
 
 class Executor:
@@ -334,7 +172,7 @@ class Executor:
                 return Route(model, (Target(provider, upstream_model),))
         raise model_not_found(model, self.public_models)
 
-    def _chain(self, route: Route, allows: ModelFilter | None) -> list[Route]:
+    def chain(self, route: Route, allows: ModelFilter | None) -> list[Route]:
         """The route, then its fallbacks breadth-first; with ``allows``, only the models the caller
         may use (a key allowed only ``cheap`` is never served by a fallback it may not call)."""
         chain = [route]
@@ -359,14 +197,18 @@ class Executor:
 
     # -- the attempt loop ---------------------------------------------------------------------
 
-    def _timeouts(self, target: Target, route: Route) -> Timeouts:
+    def timeouts(self, target: Target, route: Route) -> Timeouts:
         t = route.timeout or self._providers[target.provider].timeout
         return Timeouts(t.connect, t.first_token, t.total)  # hashable: the transport caches per value
+
+    def continuation(self, target: Target) -> str:
+        """How ``target`` continues a partial assistant answer (see :mod:`.continuation`)."""
+        return continuation_kind(self._providers[target.provider], target.model)
 
     def _acquire(self, target: Target, force: bool = False) -> Permit | None:
         return self.board.acquire(target.key, n_keys=len(self._creds[target.provider]), force=force)
 
-    def _credentials(self, target: Target, permit: Permit) -> Credentials:
+    def credentials(self, target: Target, permit: Permit) -> Credentials:
         keys = self._creds[target.provider]
         return keys[permit.key_index] if permit.key_index is not None and keys else Credentials(None)
 
@@ -403,7 +245,7 @@ class Executor:
         if not err.kind.try_next_target:
             raise _CallerFault from None
 
-    async def _run(
+    async def run(
         self,
         req: CanonicalRequest,
         route: Route,
@@ -412,7 +254,7 @@ class Executor:
         exclude: frozenset[str] = frozenset(),
         allows: ModelFilter | None = None,
     ) -> T:
-        chain = self._chain(route, allows)
+        chain = self.chain(route, allows)
         context_switched = False
         i = 0
         while i < len(chain):
@@ -574,7 +416,7 @@ class Executor:
                     res = await task
                 except BaseException:
                     continue
-                if isinstance(res, _Leg):  # a losing stream that opened anyway
+                if isinstance(res, Leg):  # a losing stream that opened anyway
                     self.board.release(res.permit)
                     res.close()
 
@@ -638,15 +480,15 @@ class Executor:
     async def complete(self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None) -> Completed:
         """Serve ``req`` whole; ``allows`` limits the fallbacks to the models the caller may use."""
         trace = Trace()
-        return await self._run(req, route, self._complete_once, trace, frozenset(), allows)
+        return await self.run(req, route, self._complete_once, trace, frozenset(), allows)
 
     async def _complete_once(
         self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
     ) -> Completed:
         adapter = self.adapters[target.provider]
-        call = adapter.build(req, target, self._credentials(target, permit))
+        call = adapter.build(req, target, self.credentials(target, permit))
         reply = await self.transport.send(
-            call, self._timeouts(target, route), self._providers[target.provider].max_response_bytes
+            call, self.timeouts(target, route), self._providers[target.provider].max_response_bytes
         )
         trace.upstream_s += reply.elapsed
         resp = adapter.parse(req, target, reply.status, reply.headers, reply.body)
@@ -660,22 +502,36 @@ class Executor:
     ) -> RoutedStream:
         """Try targets until one produces its first chunk; the client sees none of the failures."""
         trace = Trace()
-        leg = await self._run(req, route, self._open_leg, trace, frozenset(), allows)
+        leg = await self.run(req, route, self.open_leg, trace, frozenset(), allows)
         return RoutedStream(self, req, route, leg, trace, allows)
 
-    async def _open_leg(
+    async def open_leg(
         self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
-    ) -> _Leg:
+    ) -> Leg:
         adapter = self.adapters[target.provider]
-        call = adapter.build(req, target, self._credentials(target, permit))
+        call = adapter.build(req, target, self.credentials(target, permit))
+        return await self.open_call(call, adapter.stream_decoder(req, target), req.body, route, target, permit, trace)
+
+    async def open_call(
+        self,
+        call: HttpCall,
+        decoder: StreamDecoder,
+        body: JSON,
+        route: Route,
+        target: Target,
+        permit: Permit,
+        trace: Trace,
+    ) -> Leg:
+        """Open one upstream stream and read up to its first chunk (``body``: the request sent, for
+        Fluxway's own count of its prompt)."""
+        adapter = self.adapters[target.provider]
         t0 = time.perf_counter()
-        upstream = await self.transport.open_stream(call, self._timeouts(target, route))
+        upstream = await self.transport.open_stream(call, self.timeouts(target, route))
         ok = False
         try:
             if upstream.status >= 400:
-                body = await upstream.read(self._providers[target.provider].max_response_bytes)
-                raise adapter.classify_error(upstream.status, upstream.headers, body)
-            decoder = adapter.stream_decoder(req, target)
+                body_bytes = await upstream.read(self._providers[target.provider].max_response_bytes)
+                raise adapter.classify_error(upstream.status, upstream.headers, body_bytes)
             chunks = upstream.chunks().__aiter__()
             first: list[StreamChunk] = []
             ended = False
@@ -693,7 +549,7 @@ class Executor:
             trace.upstream_s += elapsed
             self.board.record_first_byte(permit, elapsed)
             ok = True
-            return _Leg(target, permit, upstream, decoder, chunks, first, ended)
+            return Leg(target, permit, upstream, decoder, chunks, first, body, ended)
         finally:
             if not ok:
                 upstream.close()
