@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import orjson
 from aiohttp import web
 
-from fluxway.benchmark import chat_completion_body, sse_frames
+from fluxway_bench.fixtures import chat_completion_body, sse_frames
 
 
 @dataclass

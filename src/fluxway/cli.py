@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
-        from fluxway.benchmark import main as bench_main
+        from fluxway_bench.cli import main as bench_main
 
         return int(bench_main(argv[1:]))
     parser = build_parser()
