@@ -102,7 +102,7 @@ async def test_the_order_comes_from_config_and_post_hooks_run_in_reverse(gw: Gat
 
 
 def test_a_bad_pipeline_is_a_config_error_with_its_index() -> None:
-    base = {"providers": [], "models": []}
+    base: dict[str, Any] = {"providers": [], "models": []}
     with pytest.raises(ConfigError) as info:
         parse({**base, "pipeline": ["auth", "caching", "usage"]}, {})
     assert any(p.startswith("pipeline[1]: unknown stage 'caching'") for p in info.value.problems)
