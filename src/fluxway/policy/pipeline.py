@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, cast
+from typing import cast
 
 from fluxway.canonical import Endpoint, StreamChunk
 from fluxway.policy.hooks import CallContext, Hook, Outcome, ShortCircuit, StreamHook
@@ -26,7 +26,7 @@ log = logging.getLogger("fluxway.pipeline")
 # Stage names a config may list, in the order the default applies them. guardrails and cache take
 # part once their sections are configured (their hooks are not built otherwise).
 STAGES = ("auth", "limits", "budget", "guardrails", "cache", "usage")
-DEFAULT_PIPELINE = ("auth", "limits", "budget", "guardrails", "cache", "usage")
+DEFAULT_PIPELINE = STAGES
 REQUIRED_STAGES = ("auth", "usage")  # never dropped: who calls, and the record of every call
 
 
@@ -66,9 +66,6 @@ class Pipeline:
         self.hooks: tuple[Hook, ...] = tuple(hooks)
         self._conditional = any(callable(getattr(h, "applies", None)) for h in self.hooks)
         self._all = _CallPlan(self.hooks)
-
-    def __iter__(self) -> Any:
-        return iter(self.hooks)
 
     def plan(self, ctx: CallContext) -> _CallPlan:
         """The hooks that take part in this call (asked once, after auth)."""
@@ -136,29 +133,23 @@ class CallHooks:
         out: list[StreamChunk] = []
         for chunk in chunks:
             out.extend(await self._through(self._plan.stream, 0, chunk))
-        if self._assembler is not None:
-            for c in out:
-                self._assembler.feed(c)
         return out
 
     async def stream(self, chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
         """The rest of the stream as the stream hooks pass it on, then what they still hold."""
         self._start()
         hooks = self._plan.stream
-        asm = self._assembler
         async for chunk in chunks:
             for c in await self._through(hooks, 0, chunk):
-                if asm is not None:
-                    asm.feed(c)
                 yield c
         for i, hook in enumerate(hooks):  # what each hook still holds, through the hooks after it
             for held in await hook.end(self.ctx):
                 for c in await self._through(hooks, i + 1, held):
-                    if asm is not None:
-                        asm.feed(c)
                     yield c
 
     async def _through(self, hooks: Sequence[StreamHook], start: int, chunk: StreamChunk) -> Sequence[StreamChunk]:
+        """``chunk`` through ``hooks[start:]``; what comes out is what the client gets (and the
+        assembled answer is made of)."""
         batch: Sequence[StreamChunk] = (chunk,)
         for hook in hooks[start:]:
             out: list[StreamChunk] = []
@@ -167,6 +158,9 @@ class CallHooks:
             batch = out
             if not batch:
                 break
+        if self._assembler is not None:
+            for c in batch:
+                self._assembler.feed(c)
         return batch
 
     def settle_response(self, outcome: Outcome) -> None:

@@ -78,7 +78,6 @@ class RoutedStream:
         self.trace = trace
         self.first = leg.first
         self.usage: Usage | None = None
-        self.text_chars = 0
         # The generated text (content and tool-call arguments), for Fluxway's own count when the
         # upstream reports no usage.
         self.texts: list[str] = []
@@ -124,7 +123,6 @@ class RoutedStream:
                         if text != delta.get("content"):
                             delta["content"] = text
                             c.raw = None
-                    self.text_chars += len(text)
                     self.texts.append(text)
                     if self._failover_on:
                         self._text.append(text)
