@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fluxway.cli import main
-from fluxway.config import ConfigError, expand_env, load, parse
+from fluxway.config import ConfigError, config_warnings, expand_env, load, parse
 
 
 def base(**extra: Any) -> dict[str, Any]:
@@ -78,6 +78,18 @@ def test_key_required_unless_preset_is_keyless() -> None:
     assert problems(data) == ["providers[0].api_keys: provider type 'openai' needs at least one API key"]
     ok = base(providers=[{"name": "openai", "type": "ollama"}])
     assert parse(ok, {}).providers[0].api_keys == ()
+
+
+def test_key_from_an_unset_variable_with_empty_default_loads_with_a_warning() -> None:
+    data = base(providers=[{"name": "openai", "type": "openai", "api_keys": ["${OPENAI_API_KEY:-}"]}])
+    cfg = parse(data, {})
+    assert cfg.providers[0].api_keys == ()
+    assert cfg.providers[0].unset_key_vars == ("OPENAI_API_KEY",)
+    assert any("OPENAI_API_KEY is not set" in w for w in config_warnings(cfg))
+    cfg = parse(data, {"OPENAI_API_KEY": "sk-real"})
+    assert cfg.providers[0].api_keys == ("sk-real",)
+    assert cfg.providers[0].unset_key_vars == ()
+    assert config_warnings(cfg) == []
 
 
 def test_env_expansion_forms() -> None:

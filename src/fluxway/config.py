@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from fluxway.adapters.presets import Continuation
 from fluxway.adapters.registry import continuation_kind, is_known_type, requires_api_key
@@ -195,6 +195,14 @@ class ProviderConfig(_Strict):
     # How this provider continues a partial assistant answer after a mid-stream failover (default:
     # its type's; see docs/providers.md "Continuation").
     continuation: Continuation | None = None
+    # Set by parse(): the environment variables that api_keys named and that were unset or empty
+    # (`${OPENAI_API_KEY:-}`): the provider loads, but its calls fail saying which to set.
+    _unset_key_vars: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unset_key_vars(self) -> tuple[str, ...]:
+        """The unset environment variables this provider's (now empty) ``api_keys`` came from."""
+        return self._unset_key_vars
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -386,7 +394,12 @@ def _cross_check(cfg: Config) -> list[str]:
         if not is_known_type(p.type):
             problems.append(f"providers[{i}].type: unknown provider type '{p.type}'")
             continue
-        if requires_api_key(p.type) and not p.api_keys and not (p.aws_access_key_id or p.type == "bedrock"):
+        if (
+            requires_api_key(p.type)
+            and not p.api_keys
+            and not p.unset_key_vars
+            and not (p.aws_access_key_id or p.type == "bedrock")
+        ):
             problems.append(f"providers[{i}].api_keys: provider type '{p.type}' needs at least one API key")
         if p.type == "bedrock":
             if not p.region and not p.base_url:
@@ -432,9 +445,15 @@ _AWS_ENV = (
 
 
 def config_warnings(cfg: Config) -> list[str]:
-    """What a valid config may not do as its author expects: today, a model with ``stream_failover``
-    whose targets cannot all continue a partial answer (those are skipped on a failover)."""
-    out: list[str] = []
+    """What a valid config may not do as its author expects: a provider whose API keys come from
+    unset environment variables, a model with ``stream_failover`` whose targets cannot all continue a
+    partial answer (those are skipped on a failover)."""
+    out: list[str] = [
+        f"providers[{i}].api_keys: empty because {' / '.join(p.unset_key_vars)} is not set: calls to"
+        f" provider '{p.name}' fail (or fall back) until it is"
+        for i, p in enumerate(cfg.providers)
+        if p.unset_key_vars
+    ]
     providers = {p.name: p for p in cfg.providers}
     for i, m in enumerate(cfg.models):
         if not m.stream_failover:
@@ -493,6 +512,23 @@ def _aws_env_defaults(cfg: Config, env: Mapping[str, str]) -> Config:
     return cfg.model_copy(update={"providers": tuple(providers)}) if changed else cfg
 
 
+def _key_vars(data: dict[str, Any]) -> dict[int, tuple[str, ...]]:
+    """Per provider index, the environment variables its ``api_keys`` name (before expansion)."""
+    out: dict[int, tuple[str, ...]] = {}
+    providers = data.get("providers")
+    if not isinstance(providers, list):
+        return out
+    for i, p in enumerate(providers):
+        keys = p.get("api_keys") if isinstance(p, dict) else None
+        if isinstance(keys, str):
+            keys = [keys]
+        if isinstance(keys, list):
+            names = tuple(m.group(1) for k in keys if isinstance(k, str) for m in _VAR.finditer(k))
+            if names:
+                out[i] = names
+    return out
+
+
 def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate an already-parsed YAML tree."""
     problems: list[str] = []
@@ -500,6 +536,7 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["(root): the config must be a mapping"])
+    key_vars = _key_vars(data)
     data = expand_env(data, os.environ if env is None else env, problems)
     try:
         cfg = Config.model_validate(data)
@@ -510,6 +547,9 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
                 msg = "unknown key"
             problems.append(f"{_path(err['loc'])}: {msg}")
         raise ConfigError(problems) from None
+    for i, p in enumerate(cfg.providers):
+        if not p.api_keys and key_vars.get(i):
+            p._unset_key_vars = key_vars[i]
     cfg = _aws_env_defaults(cfg, os.environ if env is None else env)
     problems.extend(_cross_check(cfg))
     if problems:

@@ -210,6 +210,11 @@ class Executor:
 
     def credentials(self, target: Target, permit: Permit) -> Credentials:
         keys = self._creds[target.provider]
+        if not keys and (unset := self._providers[target.provider].unset_key_vars):
+            raise UpstreamError(
+                ErrorKind.AUTH,
+                f"provider '{target.provider}' has no API key ({' / '.join(unset)} is not set)",
+            )
         return keys[permit.key_index] if permit.key_index is not None and keys else Credentials(None)
 
     async def _one(
