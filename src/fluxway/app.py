@@ -17,9 +17,9 @@ from fluxway.api.cors import Cors
 from fluxway.api.inference import handle
 from fluxway.canonical import Endpoint
 from fluxway.config import Config
-from fluxway.errors import GatewayError, forbidden, model_not_found
+from fluxway.errors import GatewayError, error_body, forbidden, model_not_found, openai_error_body
 from fluxway.ingress.base import Ingress, bearer_token
-from fluxway.ingress.openai import OpenAIIngress, openai_error_body
+from fluxway.ingress.openai import OpenAIIngress
 from fluxway.observability import render as render_metrics
 from fluxway.policy.auth import ANONYMOUS, OPEN_MODE_ADMIN
 from fluxway.runtime import Runtime
@@ -205,7 +205,7 @@ class FluxwayApp:
         if kind == "http":
             rt = self.runtime
             if rt is None:
-                await _json(send, 503, {"error": {"message": "starting up", "type": "server_error"}})
+                await _json(send, 503, openai_error_body(GatewayError(503, "starting up", type="server_error")))
                 return
             path: str = scope["path"]
             handler = self._routes.get((scope["method"], path))
@@ -227,21 +227,12 @@ class FluxwayApp:
         path = scope["path"]
         anthropic = path.startswith(("/v1/messages", "/messages"))
         if any(p == path for _, p in self._routes):
-            message = f"method {scope['method']} not allowed on {path}"
-            if anthropic:
-                body: object = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
-            else:
-                body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                  "code": "method_not_allowed"}}
+            err = GatewayError(405, f"method {scope['method']} not allowed on {path}", code="method_not_allowed")
             allow = ", ".join(sorted(m for m, p in self._routes if p == path))
-            await respond(send, 405, orjson.dumps(body), [JSON_CT, (b"allow", allow.encode())])
+            body = orjson.dumps(error_body(err, anthropic=anthropic))
+            await respond(send, 405, body, [JSON_CT, (b"allow", allow.encode())])
             return
-        message = f"no route {path}"
-        if anthropic:
-            body = {"type": "error", "error": {"type": "not_found_error", "message": message}}
-        else:
-            body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "not_found"}}
-        await _json(send, 404, body)
+        await _json(send, 404, error_body(GatewayError(404, f"no route {path}", code="not_found"), anthropic=anthropic))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

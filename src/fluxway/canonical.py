@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 JSON = dict[str, Any]
 
@@ -22,6 +22,11 @@ class Endpoint(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+
+
+# How a model picks among its targets (routing/plan.py implements each; config.py validates them).
+Strategy = Literal["weighted", "fallback", "latency", "least-busy", "cost"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class ErrorKind(StrEnum):

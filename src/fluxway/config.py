@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from fluxway.adapters.presets import Continuation
 from fluxway.adapters.registry import continuation_kind, is_known_type, requires_api_key
-from fluxway.canonical import Price, Target
+from fluxway.canonical import Price, Strategy, Target
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
@@ -235,9 +235,6 @@ class RetryConfig(_Strict):
     backoff_ms: float = Field(100.0, ge=0)
     # The cap on the backoff.
     max_backoff_ms: float = Field(2000.0, ge=0)
-
-
-Strategy = Literal["weighted", "fallback", "latency", "least-busy", "cost"]
 
 
 class HedgeConfig(_Strict):

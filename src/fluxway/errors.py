@@ -1,6 +1,10 @@
-"""Errors the gateway itself answers with; each ingress renders them in its caller's API shape."""
+"""Errors the gateway itself answers with, and their two wire shapes (OpenAI's and Anthropic's):
+every answer the gateway builds, from an ingress, the admin API, the router's 404/405 or the HTTP
+protocol's refusals, renders a :class:`GatewayError` with one of the two functions below."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class GatewayError(Exception):
@@ -23,6 +27,47 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+
+def openai_error_body(err: GatewayError) -> dict[str, Any]:
+    """OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+# HTTP status -> Anthropic's ``error.type`` (its API reference's "Errors" page).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(err: GatewayError) -> str:
+    """A gateway error's status -> the Anthropic ``error.type``."""
+    known = _ANTHROPIC_TYPES.get(err.status)
+    if known is not None:
+        return known
+    return "api_error" if err.status >= 500 else "invalid_request_error"
+
+
+def anthropic_error_body(err: GatewayError) -> dict[str, Any]:
+    """Anthropic's ``{"type": "error", "error": {"type", "message"}}``."""
+    return {"type": "error", "error": {"type": anthropic_error_type(err), "message": err.message}}
+
+
+def error_body(err: GatewayError, *, anthropic: bool) -> dict[str, Any]:
+    """``err`` in the caller's shape."""
+    return anthropic_error_body(err) if anthropic else openai_error_body(err)
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = "invalid_request") -> GatewayError:

@@ -11,7 +11,8 @@ from anthropic.types import Message
 
 from fluxway.canonical import CanonicalRequest, CanonicalResponse, Endpoint, StreamChunk, Usage
 from fluxway.errors import GatewayError, overloaded, rate_limited
-from fluxway.ingress.anthropic import AnthropicIngress, error_type
+from fluxway.errors import anthropic_error_type as error_type
+from fluxway.ingress.anthropic import AnthropicIngress
 from fluxway.ingress.anthropic_request import effort_for_budget
 from fluxway.sse import SSEDecoder
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxway.api.docs import bearer_scheme, install_docs
-from fluxway.errors import GatewayError, bad_request, forbidden
+from fluxway.errors import GatewayError, bad_request, forbidden, openai_error_body
 from fluxway.ingress.base import bearer_token
 from fluxway.policy.accounts import (
     KeyCreate,
@@ -54,12 +54,8 @@ TimeQ = Annotated[str | None, Query(max_length=64, description="ISO 8601 or epoc
 _MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
-def error_body(err: GatewayError) -> dict[str, Any]:
-    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
-
-
 def _error_response(err: GatewayError) -> JSONResponse:
-    return JSONResponse(error_body(err), status_code=err.status, headers=err.headers or None)
+    return JSONResponse(openai_error_body(err), status_code=err.status, headers=err.headers or None)
 
 
 def parse_time(value: str | None, param: str) -> float | None:

@@ -11,6 +11,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
 
+from fluxway.errors import GatewayError, openai_error_body
+
 # The admin routes declare it (see api.admin.require_admin), so the spec carries a bearer scheme.
 bearer_scheme = HTTPBearer(auto_error=False, description="the master key or an admin key")
 
@@ -43,6 +45,6 @@ def install_docs(app: FastAPI, openapi_url: str = "/openapi.json") -> None:
     @app.get("/docs/static/{name}", include_in_schema=False, response_model=None)
     async def asset(name: str) -> FileResponse | JSONResponse:
         if assets is None or name not in _ASSETS:
-            return JSONResponse({"error": {"message": f"no asset {name}", "type": "invalid_request_error",
-                                           "param": None, "code": "not_found"}}, status_code=404)
+            missing = GatewayError(404, f"no asset {name}", code="not_found")
+            return JSONResponse(openai_error_body(missing), status_code=404)
         return FileResponse(assets / name, headers={"cache-control": "public, max-age=86400"})

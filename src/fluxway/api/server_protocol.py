@@ -33,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fluxway.api.asgi import BODY_TIMED_OUT, GUARDED  # scope keys: protocol enforces / body timed out
 from fluxway.config import ServerConfig
+from fluxway.errors import GatewayError, error_body
 
 _LINGER_S = 0.5  # how long a refused connection is drained before it is closed
 
@@ -42,12 +43,8 @@ class _HeadTooLarge(Exception):
 
 
 def _refusal(status: int, message: str, code: str, *, anthropic: bool, retry_after: int | None = None) -> bytes:
-    if anthropic:
-        kind = "overloaded_error" if status == 503 else "invalid_request_error"
-        body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-    else:
-        kind = "server_error" if status >= 500 else "invalid_request_error"
-        body = orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    body = orjson.dumps(error_body(GatewayError(status, message, type=kind, code=code), anthropic=anthropic))
     head = [
         STATUS_LINE[status],
         b"content-type: application/json\r\n",

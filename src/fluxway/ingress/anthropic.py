@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from fluxway.canonical import JSON, CanonicalRequest, CanonicalResponse, Endpoint, StreamChunk, Usage
-from fluxway.errors import GatewayError
+from fluxway.errors import GatewayError, anthropic_error_body
 from fluxway.ingress.anthropic_request import parse_messages_request
 from fluxway.ingress.base import bearer_token
 from fluxway.sse import encode
@@ -26,35 +26,6 @@ _FINISH = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def error_type(err: GatewayError) -> str:
-    """A gateway error's status -> the Anthropic ``error.type``."""
-    known = _ERROR_TYPES.get(err.status)
-    if known is not None:
-        return known
-    return "api_error" if err.status >= 500 else "invalid_request_error"
-
-
-def error_body(err: GatewayError) -> JSON:
-    return {"type": "error", "error": {"type": error_type(err), "message": err.message}}
-
 
 def message_id(upstream_id: Any, fallback: str | None = None) -> str:
     """``msg_...`` derived from the upstream's id (``chatcmpl-abc`` -> ``msg_abc``)."""
@@ -360,7 +331,7 @@ class AnthropicStreamEncoder:
         return out + self._event("message_stop", {"type": "message_stop"})
 
     def error(self, err: GatewayError) -> bytes:
-        return self._event("error", error_body(err))
+        return self._event("error", anthropic_error_body(err))
 
 
 class AnthropicIngress:
@@ -387,7 +358,7 @@ class AnthropicIngress:
         return AnthropicStreamEncoder(req, request_id)
 
     def render_error(self, err: GatewayError) -> bytes:
-        return orjson.dumps(error_body(err))
+        return orjson.dumps(anthropic_error_body(err))
 
     def extra_headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
         return [(b"request-id", request_id.encode())]

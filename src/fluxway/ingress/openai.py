@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from fluxway.canonical import JSON, CanonicalRequest, CanonicalResponse, Endpoint, StreamChunk, Usage
-from fluxway.errors import GatewayError, bad_request, missing_field, wrong_type
+from fluxway.errors import GatewayError, bad_request, missing_field, openai_error_body, wrong_type
 from fluxway.ingress.base import bearer_token
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -151,10 +151,6 @@ def parse_openai_body(endpoint: Endpoint, body: bytes) -> CanonicalRequest:
     opts = data.get("stream_options")
     include_usage = bool(stream and isinstance(opts, dict) and opts.get("include_usage"))
     return CanonicalRequest(endpoint, model, data, stream, include_usage)
-
-
-def openai_error_body(err: GatewayError) -> JSON:
-    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
 
 
 class OpenAIStreamEncoder:

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,12 @@ from fluxway.policy.limits import build_rate_limiter
 from fluxway.policy.pricing import Pricer
 from fluxway.policy.usage import UsageRecorder
 from fluxway.redis_client import RedisHealth, create_redis
+from fluxway.routing.clock import Clock
 from fluxway.store import Store
 from fluxway.store.engine import sqlite_path
 
 log = logging.getLogger("fluxway.governance")
 
-Clock = Callable[[], float]
 
 
 def spool_dir_for(cfg: Config) -> Path:

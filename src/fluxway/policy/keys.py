@@ -13,13 +13,14 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxway.errors import forbidden, unauthorized
 from fluxway.policy.auth import ANONYMOUS, MASTER
 from fluxway.policy.hooks import CallContext, ModelFilter, Outcome, Principal, ShortCircuit
+from fluxway.routing.clock import Clock
 from fluxway.store.keys import KeyStore
 
 log = logging.getLogger("fluxway.keys")
@@ -30,7 +31,6 @@ PREFIX_LEN = len(KEY_PREFIX) + VISIBLE_CHARS
 PERIODS = ("daily", "monthly", "total")
 INVALIDATION_CHANNEL = "fluxway:keys"
 
-Clock = Callable[[], float]
 
 
 def generate_secret() -> str:

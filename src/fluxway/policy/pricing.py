@@ -19,6 +19,7 @@ from typing import Any
 from fluxway.canonical import Price, Target, Usage
 from fluxway.config import Config
 from fluxway.policy.hooks import CallContext, Outcome, Slot
+from fluxway.routing.plan import plan_fallback_chain
 from fluxway.tokens import estimate_prompt_tokens
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -133,6 +134,7 @@ class Pricer:
 
     def __init__(self, cfg: Config, table: PriceTable | None = None) -> None:
         self._cfg = cfg
+        self._models_by_name = {m.name: m for m in cfg.models}
         self.table = table or PriceTable()
         self._overrides: dict[tuple[str, str], Price] = {}
         for m in cfg.models:
@@ -183,23 +185,14 @@ class Pricer:
         return info
 
     def _targets_of(self, public_model: str) -> list[Target]:
-        out: list[Target] = []
-        seen: set[str] = set()
-        todo = [public_model]
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            m = self._cfg.model(name)
-            if m is not None:
-                out.extend(t.to_target() for t in m.targets)
-                todo.extend(m.fallbacks)
-                continue
-            provider, sep, model = name.partition("/")
-            if sep and model and self._cfg.routing.allow_direct and self._cfg.provider(provider) is not None:
-                out.append(Target(provider, model))
-        return out
+        models = self._models_by_name
+        if public_model in models:
+            chain = plan_fallback_chain(public_model, models)
+            return [t.to_target() for name in chain for t in models[name].targets]
+        provider, sep, model = public_model.partition("/")
+        if sep and model and self._cfg.routing.allow_direct and self._cfg.provider(provider) is not None:
+            return [Target(provider, model)]
+        return []
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
-"""Clocks for routing: the health board and the planner take one as a plain ``() -> float`` callable.
+"""The one clock type: every component that reads time takes a plain ``() -> float`` callable.
 
-Production code passes :func:`time.monotonic`; tests pass a :class:`ManualClock` and move time by hand.
+Routing passes :func:`time.monotonic`, keys and governance :func:`time.time`; tests pass a
+:class:`ManualClock` and move time by hand.
 """
 
 from __future__ import annotations

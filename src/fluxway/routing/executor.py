@@ -39,7 +39,14 @@ from fluxway.policy.hooks import ModelFilter
 from fluxway.redact import Redactor
 from fluxway.routing.clock import Clock
 from fluxway.routing.health import HealthBoard, HealthSettings, Permit
-from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, hedge_delay_s, plan
+from fluxway.routing.plan import (
+    PlannerState,
+    backoff_s,
+    context_fallback_chain,
+    hedge_delay_s,
+    plan,
+    plan_fallback_chain,
+)
 from fluxway.routing.stream import Leg, RoutedStream
 from fluxway.transport import Timeouts, Transport
 
@@ -173,19 +180,10 @@ class Executor:
         raise model_not_found(model, self.public_models)
 
     def chain(self, route: Route, allows: ModelFilter | None) -> list[Route]:
-        """The route, then its fallbacks breadth-first; with ``allows``, only the models the caller
-        may use (a key allowed only ``cheap`` is never served by a fallback it may not call)."""
-        chain = [route]
-        seen = {route.name}
-        i = 0
-        while i < len(chain):
-            for name in chain[i].fallbacks:
-                if name not in seen and name in self.routes:
-                    seen.add(name)
-                    if allows is None or allows(name):
-                        chain.append(self.routes[name])
-            i += 1
-        return chain
+        """The route, then its fallbacks (:func:`plan_fallback_chain`); with ``allows``, only the
+        models the caller may use."""
+        names = plan_fallback_chain(route.name, self.routes, allows)
+        return [route, *(self.routes[n] for n in names[1:])]
 
     def plan(self, route: Route, endpoint: Endpoint, exclude: frozenset[str] = frozenset()) -> list[Target]:
         if len(route.targets) == 1:  # nothing to choose: the breaker is consulted when acquiring

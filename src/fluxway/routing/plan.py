@@ -35,10 +35,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fluxway.canonical import Price, Target
+from fluxway.canonical import STRATEGIES, Price, Target
 from fluxway.routing.health import HealthSnapshot, TargetHealth
-
-STRATEGIES = ("weighted", "fallback", "latency", "least-busy", "cost")
 
 PriceLookup = Callable[[Target], Price | None]
 
@@ -210,11 +208,18 @@ def plan(
     return [targets[i] for i in order]
 
 
-def plan_fallback_chain(model_name: str, models_by_name: Mapping[str, HasFallbacks]) -> list[str]:
-    """``model_name`` then its ``fallbacks``, expanded transitively breadth-first, each model once.
+def plan_fallback_chain(
+    model_name: str,
+    models_by_name: Mapping[str, HasFallbacks],
+    allows: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """``model_name`` then its ``fallbacks``, expanded transitively breadth-first, each model once:
+    the one fallback chain (routing, worst-case pricing and the planner all use it).
 
     A model's own fallbacks come before its fallbacks' fallbacks; cycles and unknown names are
-    skipped. An unknown ``model_name`` gives an empty chain.
+    skipped. With ``allows``, a fallback it refuses is neither in the chain nor followed (a key
+    allowed only ``cheap`` is never served by a fallback it may not call). An unknown
+    ``model_name`` gives an empty chain.
     """
     if model_name not in models_by_name:
         return []
@@ -225,7 +230,8 @@ def plan_fallback_chain(model_name: str, models_by_name: Mapping[str, HasFallbac
         for fb in models_by_name[chain[i]].fallbacks:
             if fb not in seen and fb in models_by_name:
                 seen.add(fb)
-                chain.append(fb)
+                if allows is None or allows(fb):
+                    chain.append(fb)
         i += 1
     return chain
 
