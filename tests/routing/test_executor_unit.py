@@ -306,6 +306,18 @@ async def test_a_hedged_stream_returns_the_first_leg_to_produce_a_chunk() -> Non
     assert rig.fake.calls[1].started_at - rig.fake.calls[0].started_at == pytest.approx(0.25)
 
 
+
+async def test_without_after_ms_the_hedge_waits_for_the_targets_observed_p95_ttfb() -> None:
+    rig = Rig([model("m", "a/x", "b/y", hedge={})])
+    rig.fake.script("a/x", *[Answer("steady", latency=0.3)] * 10, Answer("stuck", latency=60))
+    for _ in range(10):  # too few samples for a p95 yet: no hedging
+        await rig.complete()
+    assert rig.fake.called() == ["a/x"] * 10 and rig.ex.counters.hedges == 0
+    assert rig.ex.board.target("a/x").p95_ttfb_s == pytest.approx(0.3)
+    done = await rig.complete()
+    assert done.target.key == "b/y"
+    assert rig.fake.calls[11].started_at - rig.fake.calls[10].started_at == pytest.approx(0.3)
+
 # -- breakers ---------------------------------------------------------------------------------
 
 BREAKER = {"failure_threshold": 2, "open_cooldown_s": 10, "max_open_cooldown_s": 100}
@@ -369,6 +381,16 @@ async def test_with_every_breaker_open_the_call_is_forced_through_rather_than_re
     assert rig.fake.called() == ["a/x", "a/x"]
 
 
+
+async def test_an_active_health_check_that_gets_a_bad_request_closes_an_open_breaker() -> None:
+    rig = Rig([model("m", "a/x", retry={"attempts": 1})], breaker={**BREAKER, "failure_threshold": 1})
+    rig.fake.script("a/x", Status(500), Status(400, "max_tokens too small"))
+    await rig.fails()
+    assert rig.ex.board.target("a/x").state is BreakerState.OPEN
+    assert await rig.ex.probe(rig.ex.resolve("m").targets[0], timeout_s=3) is None  # it answered: alive
+    assert rig.ex.board.target("a/x").state is BreakerState.CLOSED
+    assert rig.fake.calls[1].body["max_tokens"] == 1 and rig.fake.calls[1].timeouts.total == 3
+
 # -- streams and mid-stream failover ----------------------------------------------------------
 
 
@@ -419,3 +441,16 @@ async def test_a_partial_answer_no_other_target_can_continue_is_not_spliced() ->
         _ = [c async for c in rs.rest()]
     assert "not continued" in info.value.message and "continuation none" in info.value.message
     assert rig.fake.called() == ["a/x"]
+
+
+
+async def test_latencies_are_measured_on_the_executors_clock() -> None:
+    rig = Rig([model("m", "a/x", "b/y", retry={"attempts": 1})])
+    rig.fake.script("a/x", Answer("slowish", latency=0.75), Status(500))
+    rig.fake.script("b/y", Answer("streamed", latency=0.25))
+    done = await rig.complete()
+    assert done.trace.upstream_s == pytest.approx(0.75)
+    assert rig.ex.board.target("a/x").ewma_ttfb_s == pytest.approx(0.75)
+    rs = await rig.stream()
+    assert await read_all(rs) == "streamed"
+    assert rig.ex.board.target("b/y").ewma_ttfb_s == pytest.approx(0.25)  # time to its first chunk
