@@ -6,6 +6,10 @@ executor carries the plan out and reports every attempt's outcome to the :class:
 Order of attempts for a public model: its targets as planned (each tried ``retry.attempts`` times
 for retryable errors, with backoff), then its ``fallbacks`` models' targets; a context-length error
 moves to the ``context_fallback`` chain instead. A caller fault (bad request) stops at once.
+
+Calls go out through the :class:`~.transport.Transport` protocol; time comes only from the injected
+``clock`` and ``sleep``. The hedged race is :mod:`.hedging`; the caller's error when every attempt
+failed, :mod:`.outcome`.
 """
 
 from __future__ import annotations
