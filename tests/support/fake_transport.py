@@ -14,7 +14,8 @@ of behaviours, one per call, the last repeating (unscripted targets answer ``Ans
 ``Status(code)``       an OpenAI-shaped error with that HTTP status (and ``retry_after``)
 ``ConnectError()``     the connection is refused (a CONNECT UpstreamError)
 ``Hang()``             no answer: a TIMEOUT UpstreamError once the call's read timeout passes
-``Break(pieces)``      streams: a chunk per piece, then the connection breaks
+``Break(pieces)``      streams: a chunk per piece, then the connection breaks (whole answers:
+                       it breaks before the body)
 =====================  ====================================================================
 
 Every behaviour takes a ``latency`` (virtual seconds before the headers). Every call is recorded in
@@ -265,7 +266,7 @@ class FakeTransport:
         self.calls.append(rec)
         return rec, self._next(target)
 
-    async def _before_headers(self, rec: Call, b: Behaviour, timeouts: Timeouts) -> None:
+    async def _before_headers(self, rec: Call, b: Behaviour) -> None:
         try:
             if b.latency:
                 await self.vt.wait(b.latency)
@@ -282,13 +283,17 @@ class FakeTransport:
 
     async def send(self, call: HttpCall, timeouts: Timeouts, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> Reply:
         rec, b = self._start(call, timeouts, stream=False)
-        await self._before_headers(rec, b, timeouts)
+        await self._before_headers(rec, b)
         try:
-            if isinstance(b, Hang | Break):
+            if isinstance(b, Hang):
                 await self.vt.wait(min(timeouts.first_token, timeouts.total))
                 rec.outcome = "failed"
                 rec.ended_at = self.vt.now()
                 raise UpstreamError(ErrorKind.TIMEOUT, "upstream timed out")
+            if isinstance(b, Break):
+                rec.outcome = "broken"
+                rec.ended_at = self.vt.now()
+                raise UpstreamError(ErrorKind.UPSTREAM_5XX, "upstream connection broke: ServerDisconnectedError")
         except asyncio.CancelledError:
             rec.outcome = "cancelled"
             rec.ended_at = self.vt.now()
@@ -304,7 +309,7 @@ class FakeTransport:
 
     async def open_stream(self, call: HttpCall, timeouts: Timeouts) -> FakeStream:
         rec, b = self._start(call, timeouts, stream=True)
-        await self._before_headers(rec, b, timeouts)
+        await self._before_headers(rec, b)
         model = str(rec.body.get("model"))
         sse = {"content-type": "text/event-stream"}
         if isinstance(b, Status):
