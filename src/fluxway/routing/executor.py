@@ -6,6 +6,10 @@ executor carries the plan out and reports every attempt's outcome to the :class:
 Order of attempts for a public model: its targets as planned (each tried ``retry.attempts`` times
 for retryable errors, with backoff), then its ``fallbacks`` models' targets; a context-length error
 moves to the ``context_fallback`` chain instead. A caller fault (bad request) stops at once.
+
+Calls go out through the :class:`~.transport.Transport` protocol; time comes only from the injected
+``clock`` and ``sleep``. The hedged race is :mod:`.hedging`; the caller's error when every attempt
+failed, :mod:`.outcome`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from fluxway.adapters.registry import continuation_kind
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
-    CanonicalResponse,
     Credentials,
     Endpoint,
     ErrorKind,
@@ -39,16 +42,13 @@ from fluxway.policy.hooks import ModelFilter
 from fluxway.redact import Redactor
 from fluxway.routing.clock import Clock
 from fluxway.routing.health import HealthBoard, HealthSettings, Permit
-from fluxway.routing.plan import (
-    PlannerState,
-    backoff_s,
-    context_fallback_chain,
-    hedge_delay_s,
-    plan,
-    plan_fallback_chain,
-)
+from fluxway.routing.hedging import hedged
+from fluxway.routing.outcome import Completed, Trace, failure
+from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, plan, plan_fallback_chain
 from fluxway.routing.stream import Leg, RoutedStream
-from fluxway.transport import Timeouts, Transport
+from fluxway.routing.transport import Timeouts, Transport
+
+__all__ = ["Completed", "Counters", "Executor", "Route", "Trace"]
 
 log = logging.getLogger("fluxway.executor")
 
@@ -74,24 +74,6 @@ class Route:
     @property
     def stream_failover(self) -> bool:
         return self.model is not None and self.model.stream_failover
-
-
-@dataclass(slots=True)
-class Trace:
-    """What the attempts of one call did (for headers, errors and usage records)."""
-
-    attempts: int = 0
-    planned: int = 0  # targets planned that support the endpoint
-    upstream_s: float = 0.0
-    tried: list[str] = field(default_factory=list)
-    errors: list[UpstreamError] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Completed:
-    response: CanonicalResponse
-    target: Target
-    trace: Trace
 
 
 @dataclass(slots=True)
@@ -130,7 +112,7 @@ class Executor:
         self.cfg = cfg
         self.adapters = adapters
         self.transport = transport
-        self._sleep = sleep
+        self.sleep = sleep
         b = cfg.routing.breaker
         self.routes: dict[str, Route] = {}
         for m in cfg.models:
@@ -203,7 +185,7 @@ class Executor:
         """How ``target`` continues a partial assistant answer (see :mod:`.continuation`)."""
         return continuation_kind(self._providers[target.provider], target.model)
 
-    def _acquire(self, target: Target, force: bool = False) -> Permit | None:
+    def acquire(self, target: Target, force: bool = False) -> Permit | None:
         return self.board.acquire(target.key, n_keys=len(self._creds[target.provider]), force=force)
 
     def credentials(self, target: Target, permit: Permit) -> Credentials:
@@ -215,7 +197,7 @@ class Executor:
             )
         return keys[permit.key_index] if permit.key_index is not None and keys else Credentials(None)
 
-    async def _one(
+    async def attempt_once(
         self,
         req: CanonicalRequest,
         route: Route,
@@ -241,7 +223,7 @@ class Executor:
             self.board.release(permit)
             raise
 
-    def _after_failure(self, err: UpstreamError) -> None:
+    def after_failure(self, err: UpstreamError) -> None:
         """Raise the control-flow signal an error calls for, if any."""
         if err.kind is ErrorKind.CONTEXT_LENGTH:
             raise _ContextTooLong from None
@@ -299,20 +281,20 @@ class Executor:
         made = trace.attempts
         hedge = r.hedge
         if hedge is not None and len(targets) > 1:
-            result, start = await self._hedged(req, r, targets, attempt, trace, hedge)
+            result, start = await hedged(self, req, r, targets, attempt, trace, hedge)
             if result is not None:
                 return result[0]
         last = len(targets) - 1
         retry_more = True  # may a forced (panic) attempt still help after the loop?
         for i, target in enumerate(targets[start:], start):
             for n in range(r.retry.attempts):
-                permit = self._acquire(target)
+                permit = self.acquire(target)
                 if permit is None:
                     break
                 try:
-                    return await self._one(req, r, target, permit, attempt, trace)
+                    return await self.attempt_once(req, r, target, permit, attempt, trace)
                 except UpstreamError as err:
-                    self._after_failure(err)
+                    self.after_failure(err)
                     retry_more = err.kind.retryable and err.kind is not ErrorKind.RATE_LIMITED
                     if not err.kind.retryable:
                         break
@@ -325,23 +307,23 @@ class Executor:
                     if err.kind is ErrorKind.TIMEOUT and i < last:
                         break  # a target that just timed out would likely cost another full timeout
                     if n + 1 < r.retry.attempts:
-                        await self._sleep(backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng))
+                        await self.sleep(backoff_s(n + 1, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng))
         # Panic mode (as Envoy's): breakers must never make a call worse off than no breaker. When
         # they refused attempts (every target open, or the only one opened by this call's own
         # failure), the call still gets its retry budget, forced through at the soonest to recover.
         while retry_more and trace.attempts - made < r.retry.attempts:
             if trace.attempts > made:
-                await self._sleep(
+                await self.sleep(
                     backoff_s(trace.attempts - made, r.retry.backoff_ms, r.retry.max_backoff_ms, self._rng)
                 )
             target = self._soonest(targets)
-            permit = self._acquire(target, force=True)
+            permit = self.acquire(target, force=True)
             if permit is None:
                 break
             try:
-                return await self._one(req, r, target, permit, attempt, trace)
+                return await self.attempt_once(req, r, target, permit, attempt, trace)
             except UpstreamError as err:
-                self._after_failure(err)
+                self.after_failure(err)
                 retry_more = err.kind.retryable and err.kind is not ErrorKind.RATE_LIMITED
         raise LookupError(r.name)
 
@@ -352,131 +334,11 @@ class Executor:
         now = self.board.now()
         return min(targets, key=lambda t: self.board.target(t.key).recovers_at(now))
 
-    async def _hedged(
-        self,
-        req: CanonicalRequest,
-        r: Route,
-        targets: list[Target],
-        attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
-        trace: Trace,
-        hedge: HedgeConfig,
-    ) -> tuple[tuple[T] | None, int]:
-        """Race the first target against later ones started after the hedge delay.
-
-        Returns ((result,), targets used) for a success, or (None, targets used) when every started
-        attempt failed (the caller goes on with the remaining targets).
-        """
-        delay = hedge_delay_s(hedge.after_ms, self.board.target(targets[0].key))
-        if delay is None:
-            return None, 0
-        pending: set[asyncio.Task[T]] = set()
-        started: list[asyncio.Task[T]] = []
-        used = 0
-        extra = 0
-
-        def launch() -> None:
-            nonlocal used
-            while used < len(targets):
-                target = targets[used]
-                used += 1
-                permit = self._acquire(target)
-                if permit is not None:
-                    task = asyncio.ensure_future(self._one(req, r, target, permit, attempt, trace))
-                    pending.add(task)
-                    started.append(task)
-                    return
-
-        launch()
-        try:
-            while pending:
-                can_hedge = extra < hedge.max_extra and used < len(targets)
-                done, _ = await asyncio.wait(
-                    pending, timeout=delay if can_hedge else None, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    extra += 1
-                    self.counters.hedges += 1
-                    log.info("hedging %s after %.0f ms", r.name, delay * 1000)
-                    launch()
-                    continue
-                for task in done:
-                    pending.discard(task)
-                    exc = task.exception()
-                    if exc is None:
-                        if task is not started[0]:
-                            self.counters.hedge_wins += 1
-                        return (task.result(),), used
-                    if isinstance(exc, UpstreamError):
-                        self._after_failure(exc)
-                    else:
-                        raise exc
-            return None, used
-        finally:
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                try:
-                    res = await task
-                except BaseException:
-                    continue
-                if isinstance(res, Leg):  # a losing stream that opened anyway
-                    self.board.release(res.permit)
-                    res.close()
-
     # -- failure ------------------------------------------------------------------------------
 
     def failure(self, route: Route, trace: Trace) -> GatewayError:
         """The answer when every attempt failed."""
-        if not trace.errors:
-            if not trace.planned:
-                return GatewayError(
-                    400,
-                    f"no target of model '{route.name}' supports this endpoint",
-                    param="model",
-                    code="unsupported_endpoint",
-                )
-            return GatewayError(
-                503,
-                f"every target of model '{route.name}' is unavailable (circuit open); retry shortly",
-                type="server_error",
-                code="no_healthy_target",
-                headers={"retry-after": "1"},
-            )
-        last = trace.errors[-1]
-        tried = "; ".join(f"{e.target}: {e.kind.value} ({e.message})" for e in trace.errors)
-        if last.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_LENGTH, ErrorKind.CONTENT_FILTER) and last.status:
-            code = {
-                ErrorKind.CONTEXT_LENGTH: "context_length_exceeded",
-                ErrorKind.CONTENT_FILTER: "content_filter",
-            }.get(last.kind, "upstream_bad_request")
-            param = None
-            if last.body and isinstance(last.body.get("error"), dict):
-                param = last.body["error"].get("param")
-            return GatewayError(
-                last.status if 400 <= last.status < 500 else 400,
-                f"{last.target}: {last.message}",
-                code=code,
-                param=param if isinstance(param, str) else None,
-            )
-        if last.kind is ErrorKind.RATE_LIMITED:
-            retry_after = last.retry_after if last.retry_after is not None else 1.0
-            return GatewayError(
-                429,
-                f"every target of model '{route.name}' is rate limited: {tried}",
-                type="rate_limit_error",
-                code="upstream_rate_limited",
-                headers={"retry-after": str(max(1, int(retry_after + 0.999)))},
-            )
-        if all(e.kind is ErrorKind.TIMEOUT for e in trace.errors):
-            return GatewayError(
-                504, f"every target of model '{route.name}' timed out: {tried}", type="server_error", code="timeout"
-            )
-        return GatewayError(
-            502,
-            f"every target of model '{route.name}' failed: {tried}",
-            type="server_error",
-            code="upstream_error",
-        )
+        return failure(route.name, trace)
 
     # -- whole answers ------------------------------------------------------------------------
 
@@ -528,7 +390,7 @@ class Executor:
         """Open one upstream stream and read up to its first chunk (``body``: the request sent, for
         Fluxway's own count of its prompt)."""
         adapter = self.adapters[target.provider]
-        t0 = time.perf_counter()
+        t0 = self.board.now()
         upstream = await self.transport.open_stream(call, self.timeouts(target, route))
         ok = False
         try:
@@ -548,7 +410,7 @@ class Executor:
                         raise UpstreamError(ErrorKind.PROTOCOL, "upstream stream ended without any event") from None
                     break
                 first = decoder.feed(data)
-            elapsed = time.perf_counter() - t0
+            elapsed = self.board.now() - t0
             trace.upstream_s += elapsed
             self.board.record_first_byte(permit, elapsed)
             ok = True
@@ -577,7 +439,7 @@ class Executor:
         req = CanonicalRequest(
             Endpoint.CHAT, target.key, {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
         )
-        permit = self._acquire(target, force=True)
+        permit = self.acquire(target, force=True)
         if permit is None:
             return None
         route = Route(target.key, (target,), timeout=TimeoutConfig(connect=timeout_s, first_token=timeout_s,
@@ -612,4 +474,4 @@ class Executor:
                 err = await self.probe(target, hc.timeout_s)
                 if err is not None:
                     log.warning("health check of %s failed: %s %s", target.key, err.kind.value, err.message)
-            await self._sleep(hc.interval_s)
+            await self.sleep(hc.interval_s)

@@ -27,7 +27,7 @@ from fluxway.routing.continuation import (
     trim_echo,
 )
 from fluxway.routing.health import Permit
-from fluxway.transport import UpstreamStream
+from fluxway.routing.transport import OpenStream
 
 if TYPE_CHECKING:
     from fluxway.routing.executor import Executor, Route, Trace
@@ -41,7 +41,7 @@ class Leg:
 
     target: Target
     permit: Permit
-    upstream: UpstreamStream
+    upstream: OpenStream
     decoder: StreamDecoder
     chunks: AsyncIterator[bytes]
     first: list[StreamChunk]
