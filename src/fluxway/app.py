@@ -17,11 +17,11 @@ from fluxway.api.cors import Cors
 from fluxway.api.inference import handle
 from fluxway.canonical import Endpoint
 from fluxway.config import Config
-from fluxway.errors import GatewayError, error_body, forbidden, model_not_found, openai_error_body
+from fluxway.errors import GatewayError, error_body, model_not_found, openai_error_body
 from fluxway.ingress.base import Ingress, bearer_token
 from fluxway.ingress.openai import OpenAIIngress
 from fluxway.observability import render as render_metrics
-from fluxway.policy.auth import ANONYMOUS, OPEN_MODE_ADMIN
+from fluxway.policy.auth import admin_principal
 from fluxway.runtime import Runtime
 
 log = logging.getLogger("fluxway")
@@ -89,15 +89,10 @@ async def _metrics(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> N
 
 async def _admin_principal(rt: Runtime, scope: Scope, send: Send) -> bool:
     """True if the caller may use admin routes; otherwise answers 401/403 and returns False."""
-    headers = request_headers(scope)
     try:
-        principal = await rt.principal(bearer_token(headers) or headers.get("x-api-key"))
+        await admin_principal(rt.principal, request_headers(scope))
     except GatewayError as err:
         await respond(send, err.status, orjson.dumps(openai_error_body(err)), [JSON_CT])
-        return False
-    if not principal.is_admin:
-        denied = forbidden(OPEN_MODE_ADMIN if principal is ANONYMOUS else "this route needs an admin key")
-        await respond(send, denied.status, orjson.dumps(openai_error_body(denied)), [JSON_CT])
         return False
     return True
 

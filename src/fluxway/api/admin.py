@@ -19,8 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxway.api.docs import bearer_scheme, install_docs
-from fluxway.errors import GatewayError, bad_request, forbidden, openai_error_body
-from fluxway.ingress.base import bearer_token
+from fluxway.errors import GatewayError, bad_request, openai_error_body
 from fluxway.policy.accounts import (
     KeyCreate,
     KeyUpdate,
@@ -31,7 +30,7 @@ from fluxway.policy.accounts import (
     key_out,
     team_out,
 )
-from fluxway.policy.auth import ANONYMOUS, OPEN_MODE_ADMIN
+from fluxway.policy.auth import admin_principal
 from fluxway.policy.budget import NANO, period_window
 from fluxway.policy.hooks import Principal
 from fluxway.policy.keys import BudgetLine
@@ -88,13 +87,7 @@ async def require_admin(
 ) -> Principal:
     """FastAPI dependency: the caller's principal, if it is the master key or an admin key."""
     gov: Governance = request.app.state.governance
-    headers = request.headers
-    principal = await gov.auth.resolve(bearer_token(headers) or headers.get("x-api-key"))
-    if principal is ANONYMOUS:
-        raise forbidden(OPEN_MODE_ADMIN)
-    if not principal.is_admin:
-        raise forbidden("this route needs the master key or an admin key")
-    return principal
+    return await admin_principal(gov.auth.resolve, request.headers)
 
 
 Admin = Annotated[Principal, Depends(require_admin)]
