@@ -91,7 +91,3 @@ async def respond(send: Send, status: int, body: bytes, headers: RawHeaders) -> 
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def encode_headers(headers: dict[str, str]) -> RawHeaders:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

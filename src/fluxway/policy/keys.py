@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fluxway.errors import forbidden, unauthorized
@@ -28,7 +28,6 @@ log = logging.getLogger("fluxway.keys")
 KEY_PREFIX = "sk-fw-"
 VISIBLE_CHARS = 8  # characters after "sk-fw-" kept in clear for lookup and display
 PREFIX_LEN = len(KEY_PREFIX) + VISIBLE_CHARS
-PERIODS = ("daily", "monthly", "total")
 INVALIDATION_CHANNEL = "fluxway:keys"
 
 
@@ -148,7 +147,6 @@ class KeyPrincipal(Principal):
     """A virtual key's principal: its own model globs and its team's must both allow a model."""
 
     team_models: tuple[str, ...] | None = None
-    key_name: str | None = field(default=None, repr=False)
 
     def allows(self, model: str) -> bool:
         if not Principal.allows(self, model):
@@ -265,10 +263,6 @@ class KeyCache:
     def get(self, key_id: str) -> KeyInfo | None:
         r = self._by_id.get(key_id)
         return r.info if r else None
-
-    def budgets_of(self, key_id: str) -> tuple[BudgetLine, ...]:
-        r = self._by_id.get(key_id)
-        return r.budgets if r else ()
 
     # background ----------------------------------------------------------------------------
 

@@ -87,11 +87,6 @@ class PriceTable:
         self._index = index
         return index
 
-    @property
-    def default_max_output_tokens(self) -> int:
-        self._load()
-        return self._default_max
-
     def lookup(self, provider_type: str | None, model: str) -> PriceInfo:
         key = (provider_type, model)
         hit = self._cache.get(key)
