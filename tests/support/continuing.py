@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support.openai_bodies import openai_sse
+from tests.support.replies import json_reply, sse_reply
 from tests.support.upstream import FakeUpstream, Recorded
 
 STORY = " ".join(f"word{i}" for i in range(400))
@@ -80,15 +82,6 @@ class ContinuingUpstream:
             return str(last["content"])
         return ""
 
-    async def _sse(self, request: web.Request, frames: list[dict[str, Any]]) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        for f in frames:
-            await resp.write(b"data: " + orjson.dumps(f) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
-
     def _pieces(self, body: dict[str, Any], prefix: str) -> tuple[list[str], str]:
         pieces = story_from(prefix)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -110,11 +103,11 @@ class ContinuingUpstream:
                 "total_tokens": self.prompt_tokens + len(pieces),
             }
             frames.append({**base, "choices": [], "usage": usage})
-        return await self._sse(request, frames)
+        return await sse_reply(request, openai_sse(frames))
 
     async def _template(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response({"prompt": template(body["messages"])})
+        return json_reply({"prompt": template(body["messages"])})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -125,7 +118,7 @@ class ContinuingUpstream:
         base = {"id": "cmpl-llamacpp", "object": "text_completion", "created": 1, "model": body.get("model")}
         frames = [{**base, "choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in pieces]
         frames.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": finish}]})
-        return await self._sse(request, frames)
+        return await sse_reply(request, openai_sse(frames))
 
     # -- Anthropic shape -------------------------------------------------------------------------
 

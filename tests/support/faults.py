@@ -46,7 +46,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tests.support.upstream import Recorded
+from tests.support.openai_bodies import chunk, completion, error, usage, usage_chunk
+from tests.support.upstream import FakeUpstream, Recorded
 
 MODES = (
     "ok",
@@ -82,7 +83,7 @@ FAILURE_MODES = (
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return error(message, type_, param=None, code=code)
 
 
 class FaultyUpstream:
@@ -118,7 +119,7 @@ class FaultyUpstream:
         self.drip_s = drip_s
         self.retry_after = retry_after
         self.hang_s = hang_s
-        self.requests: list[Recorded] = []
+        self.up = FakeUpstream(self._dispatch, cancel_on_disconnect=True)
         self.outcomes: Counter[str] = Counter()
         self.disconnects = 0
         self.disconnected = asyncio.Event()
@@ -127,13 +128,25 @@ class FaultyUpstream:
         self._mode = "ok"
         self._rate: float | None = None
         self._every: int | None = None
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self.port = 0
-        self.url = ""
         self._initial = (mode, rate, every)
 
     # -- control ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.up.url
+
+    @url.setter
+    def url(self, url: str) -> None:  # a test points a never-entered upstream elsewhere
+        self.up.url = url
+
+    @property
+    def port(self) -> int:
+        return self.up.port
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.up.requests
 
     @property
     def mode(self) -> str:
@@ -150,9 +163,9 @@ class FaultyUpstream:
         was_refused = self._mode == "refused"
         self._mode, self._rate, self._every = mode, rate, every
         if mode == "refused" and not was_refused:
-            await self._stop_listening()
+            await self.up.refuse()
         elif mode != "refused" and was_refused:
-            await self._listen()
+            await self.up.listen()
 
     def reset_counts(self) -> None:
         self.requests.clear()
@@ -179,63 +192,18 @@ class FaultyUpstream:
     # -- server ----------------------------------------------------------------------------------
 
     async def __aenter__(self) -> FaultyUpstream:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1, handler_cancellation=True)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.url = f"http://127.0.0.1:{self.port}"
+        await self.up.__aenter__()
         mode, rate, every = self._initial
-        if mode == "refused":
-            self._mode = "refused"
-        else:
-            await self._listen()
-            await self.set_mode(mode, rate=rate, every=every)
+        await self.set_mode(mode, rate=rate, every=every)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _listen(self) -> None:
-        assert self._runner is not None
-        for _ in range(100):
-            try:
-                site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-                await site.start()
-            except OSError:  # the port is briefly held after a stop
-                await asyncio.sleep(0.01)
-                continue
-            self._site = site
-            return
-        raise RuntimeError(f"cannot listen on 127.0.0.1:{self.port} again")
-
-    async def _stop_listening(self) -> None:
-        assert self._runner is not None
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        server = self._runner.server
-        if server is not None:
-            for conn in list(server.connections):
-                conn.force_close()
+        await self.up.__aexit__(*exc)
 
     # -- answers ---------------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method,
-                request.path,
-                dict(request.query),
-                {k.lower(): v for k, v in request.headers.items()},
-                body,
-            )
-        )
         if request.method != "POST" or request.path not in ("/v1/chat/completions", "/chat/completions"):
             return web.json_response(_error(404, f"no route {request.path}", "invalid_request_error"), status=404)
         try:
@@ -364,10 +332,7 @@ class FaultyUpstream:
             frames.append(self._chunk(model, {}, finish="stop"))
             opts = payload.get("stream_options")
             if isinstance(opts, dict) and opts.get("include_usage"):
-                usage = self._chunk(model, {})
-                usage["choices"] = []
-                usage["usage"] = {"prompt_tokens": 5, "completion_tokens": len(pieces), "total_tokens": 5 + len(pieces)}
-                frames.append(usage)
+                frames.append(usage_chunk(usage(5, len(pieces)), model=model, id=f"chatcmpl-{self.name}"))
         for i, frame in enumerate(frames):
             if i and self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
@@ -383,30 +348,10 @@ class FaultyUpstream:
         return resp
 
     def _completion(self, model: str) -> dict[str, Any]:
-        return {
-            "id": f"chatcmpl-{self.name}",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-        }
+        return completion(self.text, model=model, id=f"chatcmpl-{self.name}", tokens=usage(5, 3), refusal=None)
 
     def _chunk(self, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": f"chatcmpl-{self.name}",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+        return chunk(delta, finish, model=model, id=f"chatcmpl-{self.name}")
 
 
 class Blackhole:

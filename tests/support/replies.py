@@ -1,0 +1,80 @@
+"""Answers a fake upstream gives: response builders (:func:`json_reply`, :func:`sse_reply`) and
+canned handlers to script its routes with (:func:`replying`, :func:`streaming`,
+:func:`json_or_stream`, :func:`hanging`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+async def sse_reply(
+    request: web.Request,
+    frames: Sequence[bytes],
+    delay: float = 0.0,
+    headers: dict[str, str] | None = None,
+    content_type: str = "text/event-stream",
+) -> web.StreamResponse:
+    """Send ``frames`` (already framed bytes) one write each, ``delay`` seconds apart."""
+    resp = web.StreamResponse(headers={"content-type": content_type, **(headers or {})})
+    await resp.prepare(request)
+    for i, frame in enumerate(frames):
+        if delay and i:
+            await asyncio.sleep(delay)
+        await resp.write(frame)
+    await resp.write_eof()
+    return resp
+
+
+def replying(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
+    """A handler answering every request with the JSON ``body``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return json_reply(body, status, headers)
+
+    return handle
+
+
+def streaming(
+    frames: Sequence[bytes], delay: float = 0.0, content_type: str = "text/event-stream"
+) -> Handler:
+    """A handler answering every request with the stream ``frames``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await sse_reply(request, frames, delay, content_type=content_type)
+
+    return handle
+
+
+def json_or_stream(body: Any, frames: Sequence[bytes], delay: float = 0.0) -> Handler:
+    """A handler answering the JSON ``body``, or the stream ``frames`` when the request's JSON body
+    asks ``"stream": true`` (OpenAI and Anthropic alike)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if (await request.json()).get("stream"):
+            return await sse_reply(request, frames, delay)
+        return json_reply(body)
+
+    return handle
+
+
+def hanging(seconds: float, then: Handler) -> Handler:
+    """A handler that sleeps ``seconds`` (usually past the gateway's timeout), then answers as ``then``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return await then(request)
+
+    return handle
