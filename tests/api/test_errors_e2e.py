@@ -12,11 +12,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.api.test_chat_e2e import COMPLETION, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
-
-Handler = Any
+from tests.support.openai_bodies import error
+from tests.support.openai_upstream import COMPLETION, config, openai_upstream
+from tests.support.replies import hanging, replying
+from tests.support.upstream import FakeUpstream
 
 
 async def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
@@ -39,14 +39,8 @@ def assert_openai_error(body: Any, param: str | None = None, code: str | None = 
 
 @pytest.fixture
 async def gw() -> Any:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", lambda r: _reply_ok())
-        async with run_gateway(config(up.url, server={"max_body_bytes": 4096})) as gateway:
-            yield gateway
-
-
-async def _reply_ok() -> web.Response:
-    return json_reply(COMPLETION)
+    async with openai_upstream() as up, run_gateway(config(up.url, server={"max_body_bytes": 4096})) as gateway:
+        yield gateway
 
 
 @pytest.mark.parametrize(
@@ -118,11 +112,8 @@ def _free_port() -> int:
 
 
 async def _single_upstream_status(status: int, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, Any]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return json_reply(body, status=status, headers=headers)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", handler)
+        up.route("POST", "/v1/chat/completions", replying(body, status, headers))
         cfg = config(up.url)
         cfg["models"][0]["retry"] = {"attempts": 1}
         async with run_gateway(cfg) as gw:
@@ -152,7 +143,7 @@ async def test_upstream_400_passed_back_with_its_message() -> None:
 
 
 async def test_upstream_500_becomes_502_naming_target() -> None:
-    exc, requests = await _single_upstream_status(500, {"error": {"message": "boom", "type": "server_error"}})
+    exc, requests = await _single_upstream_status(500, error("boom"))
     assert exc.status_code == 502
     assert "up/gpt-4o-mini" in exc.message and "boom" in exc.message
     assert len(requests) == 1
@@ -176,12 +167,8 @@ async def test_connection_refused_is_502_naming_target() -> None:
 
 
 async def test_upstream_timeout_is_504() -> None:
-    async def hang(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(10)
-        return json_reply(COMPLETION)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", hang)
+        up.route("POST", "/v1/chat/completions", hanging(10, replying(COMPLETION)))
         cfg = config(up.url)
         cfg["providers"][0]["timeout"] = {"connect": 1, "first_token": 0.3, "total": 0.5}
         cfg["models"][0]["retry"] = {"attempts": 1}
@@ -221,8 +208,7 @@ async def test_malformed_upstream_stream_event_becomes_error_event() -> None:
 
 
 async def test_master_key_required_when_set() -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", lambda r: _reply_ok())
+    async with openai_upstream() as up:
         async with run_gateway(config(up.url, auth={"master_key": "sk-master"})) as gw:
             bad = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-wrong", max_retries=0)
             with pytest.raises(openai.AuthenticationError):

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.api.test_chat_e2e import STREAM
 from tests.support.gateway import run_gateway
+from tests.support.openai_upstream import STREAM
 from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
 
 MASTER = "sk-master-allow"

@@ -1,10 +1,11 @@
 """Answers a fake upstream gives: response builders (:func:`json_reply`, :func:`sse_reply`) and
 canned handlers to script its routes with (:func:`replying`, :func:`streaming`,
-:func:`json_or_stream`, :func:`hanging`)."""
+:func:`json_or_stream`, :func:`hanging`, :func:`in_turn`)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -76,5 +77,15 @@ def hanging(seconds: float, then: Handler) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(seconds)
         return await then(request)
+
+    return handle
+
+
+def in_turn(*handlers: Handler) -> Handler:
+    """A handler passing request 1 to ``handlers[0]``, request 2 to ``handlers[1]``, ... round and round."""
+    turns = itertools.cycle(handlers)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await next(turns)(request)
 
     return handle
