@@ -7,12 +7,11 @@ from typing import Any
 
 import aiohttp
 import openai
-import orjson
 import pytest
 from aiohttp import web
 
 from tests.support.gateway import run_gateway
-from tests.support.openai_bodies import chunk, completion, embeddings, text_completion
+from tests.support.openai_bodies import chunk, completion, embeddings, sse_frame, text_completion
 from tests.support.openai_upstream import IDS, config, openai_upstream
 from tests.support.replies import json_reply, replying
 from tests.support.upstream import FakeUpstream
@@ -173,10 +172,10 @@ async def test_client_disconnect_cancels_upstream() -> None:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         try:
-            await resp.write(b"data: " + orjson.dumps(chunk({"content": "x"}, **IDS)) + b"\n\n")
+            await resp.write(sse_frame(chunk({"content": "x"}, **IDS)))
             for _ in range(200):
                 await asyncio.sleep(0.05)
-                await resp.write(b"data: " + orjson.dumps(chunk({"content": "y"}, **IDS)) + b"\n\n")
+                await resp.write(sse_frame(chunk({"content": "y"}, **IDS)))
         except (ConnectionResetError, asyncio.CancelledError):
             closed.set()
             raise

@@ -8,14 +8,13 @@ from typing import Any
 
 import aiohttp
 import openai
-import orjson
 import pytest
 from aiohttp import web
 
 from tests.support.gateway import run_gateway
-from tests.support.openai_bodies import error
+from tests.support.openai_bodies import error, sse_frame
 from tests.support.openai_upstream import COMPLETION, config, openai_upstream
-from tests.support.replies import hanging, replying
+from tests.support.replies import delayed, replying
 from tests.support.upstream import FakeUpstream
 
 
@@ -168,7 +167,7 @@ async def test_connection_refused_is_502_naming_target() -> None:
 
 async def test_upstream_timeout_is_504() -> None:
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", hanging(10, replying(COMPLETION)))
+        up.route("POST", "/v1/chat/completions", delayed(10, replying(COMPLETION)))
         cfg = config(up.url)
         cfg["providers"][0]["timeout"] = {"connect": 1, "first_token": 0.3, "total": 0.5}
         cfg["models"][0]["retry"] = {"attempts": 1}
@@ -185,7 +184,7 @@ async def test_malformed_upstream_stream_event_becomes_error_event() -> None:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         first = {"id": "1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "ok"}}]}
-        await resp.write(b"data: " + orjson.dumps(first) + b"\n\n")
+        await resp.write(sse_frame(first))
         await asyncio.sleep(0.1)
         await resp.write(b"data: {this is not json\n\n")
         await asyncio.sleep(5)  # a hang after garbage must not hang the client

@@ -12,10 +12,10 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, sse_reply
+from tests.support.replies import streaming
+from tests.support.upstream import FakeUpstream
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOOLS: list[Any] = [
@@ -52,11 +52,8 @@ def frames(path: Path) -> list[bytes]:
     ],
 )
 async def test_openai_sdk_streams_tool_calls(ptype: str, model: str, fixture: str, route: str) -> None:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse_reply(request, frames(FIXTURES / fixture), delay=0.005)
-
     async with FakeUpstream() as up:
-        up.route("POST", route, handler)
+        up.route("POST", route, streaming(frames(FIXTURES / fixture), delay=0.005))
         cfg = {
             "providers": [{"name": "p", "type": ptype, "base_url": up.url, "api_keys": ["k"]}],
             "models": [{"name": "m", "targets": [{"provider": "p", "model": model}]}],

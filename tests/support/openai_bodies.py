@@ -93,9 +93,14 @@ def text_stream(
     return chunks
 
 
+def sse_frame(chunk: Mapping[str, Any]) -> bytes:
+    """One chunk as an SSE frame (``data: {...}`` and a blank line)."""
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
 def openai_sse(chunks: Iterable[Mapping[str, Any]], done: bool = True) -> list[bytes]:
     """OpenAI chunks as SSE frames, ending with ``[DONE]``."""
-    frames = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+    frames = [sse_frame(c) for c in chunks]
     if done:
         frames.append(b"data: [DONE]\n\n")
     return frames

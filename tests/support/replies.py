@@ -1,6 +1,6 @@
 """Answers a fake upstream gives: response builders (:func:`json_reply`, :func:`sse_reply`) and
 canned handlers to script its routes with (:func:`replying`, :func:`streaming`,
-:func:`json_or_stream`, :func:`hanging`, :func:`in_turn`)."""
+:func:`json_or_stream`, :func:`delayed`, :func:`in_turn`)."""
 
 from __future__ import annotations
 
@@ -71,11 +71,14 @@ def json_or_stream(body: Any, frames: Sequence[bytes], delay: float = 0.0) -> Ha
     return handle
 
 
-def hanging(seconds: float, then: Handler) -> Handler:
-    """A handler that sleeps ``seconds`` (usually past the gateway's timeout), then answers as ``then``."""
+def delayed(seconds: float | Callable[[web.Request, bytes], float], then: Handler) -> Handler:
+    """A handler that sleeps ``seconds`` (or what ``seconds(request, body)`` says for this request),
+    then answers as ``then``."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(seconds)
+        wait = seconds(request, await request.read()) if callable(seconds) else seconds
+        if wait:
+            await asyncio.sleep(wait)
         return await then(request)
 
     return handle
