@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,12 @@ async def sse_reply(
         await resp.write(frame)
     await resp.write_eof()
     return resp
+
+
+def sse_events(data: bytes) -> list[bytes]:
+    """A recorded SSE file as its events, each with its blank line, as an upstream writes them
+    (one write each, so they cross the wire as separate TCP sends)."""
+    return [f for f in re.split(rb"(?<=\n\n)|(?<=\r\n\r\n)", data) if f]
 
 
 def replying(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
