@@ -127,13 +127,12 @@ class ContinuingUpstream:
         last = body["messages"][-1]
         prefill = last["content"] if last["role"] == "assistant" and isinstance(last["content"], str) else ""
         pieces, finish = self._pieces(body, prefill)
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
+        frames: list[bytes] = []
 
-        async def event(name: str, data: dict[str, Any]) -> None:
-            await resp.write(f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **data}) + b"\n\n")
+        def event(name: str, data: dict[str, Any]) -> None:
+            frames.append(f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **data}) + b"\n\n")
 
-        await event(
+        event(
             "message_start",
             {
                 "message": {
@@ -148,15 +147,14 @@ class ContinuingUpstream:
                 }
             },
         )
-        await event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         for p in pieces:
-            await event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
-        await event("content_block_stop", {"index": 0})
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
+        event("content_block_stop", {"index": 0})
         reason = "max_tokens" if finish == "length" else "end_turn"
-        await event(
+        event(
             "message_delta",
             {"delta": {"stop_reason": reason, "stop_sequence": None}, "usage": {"output_tokens": len(pieces)}},
         )
-        await event("message_stop", {})
-        await resp.write_eof()
-        return resp
+        event("message_stop", {})
+        return await sse_reply(request, frames)
