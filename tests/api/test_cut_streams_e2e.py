@@ -20,10 +20,11 @@ import pytest
 from aiohttp import web
 
 from fluxway.store import Store
-from tests.api.test_governance_e2e import free_port, gateway_process
+from tests.api.test_governance_e2e import gateway_process
 from tests.store import dbs
 from tests.support.gateway import run_gateway
 from tests.support.openai_bodies import chunk, sse_frame
+from tests.support.ports import free_port
 from tests.support.upstream import FakeUpstream
 
 db_url = dbs.db_url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
@@ -14,6 +13,7 @@ from aiohttp import web
 from tests.support.gateway import run_gateway
 from tests.support.openai_bodies import error, sse_frame
 from tests.support.openai_upstream import COMPLETION, config, openai_upstream
+from tests.support.ports import free_port
 from tests.support.replies import delayed, replying
 from tests.support.upstream import FakeUpstream
 
@@ -102,14 +102,6 @@ async def test_unknown_route_and_method(gw: Any) -> None:
             assert resp.status == 405
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 async def _single_upstream_status(status: int, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, Any]:
     async with FakeUpstream() as up:
         up.route("POST", "/v1/chat/completions", replying(body, status, headers))
@@ -155,7 +147,7 @@ async def test_upstream_429_passed_as_429_with_retry_after() -> None:
 
 
 async def test_connection_refused_is_502_naming_target() -> None:
-    port = _free_port()
+    port = free_port()
     cfg = config(f"http://127.0.0.1:{port}")
     async with run_gateway(cfg) as gw:
         client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)

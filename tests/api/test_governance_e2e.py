@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from fluxway.store import Store
 from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
 from tests.support.openai_bodies import chunk, completion, openai_sse, usage, usage_chunk
+from tests.support.ports import free_port
 from tests.support.replies import delayed, replying, sse_reply
 from tests.support.upstream import FakeUpstream
 
@@ -239,12 +239,6 @@ async def test_streamed_calls_are_recorded_with_their_usage_or_an_estimate(tmp_p
             assert a["cost_usd"] == pytest.approx(0.015) and a["stream"] is True and a["ttft_ms"] is not None
             assert b["estimated"] is True and b["prompt_tokens"] > 0 and b["completion_tokens"] > 0
             assert b["cost_usd"] > 0 and b["status"] == 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

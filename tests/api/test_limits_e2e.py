@@ -7,7 +7,6 @@ principal the virtual-key auth hook would), followed by the real :class:`RateLim
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from fluxway.policy.limits_redis import RedisLimiter
 from fluxway.redis_client import create_redis
 from tests.support.gateway import Gateway, run_gateway
 from tests.support.openai_bodies import completion
+from tests.support.ports import free_port
 from tests.support.replies import replying
 from tests.support.upstream import FakeUpstream
 
@@ -215,12 +215,6 @@ async def test_team_and_per_model_limits_from_the_admin_api(upstream: FakeUpstre
         assert "team:" in info.value.message
         for c in (c1, c2):
             await c.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_live(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
