@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,7 @@ from pathlib import Path
 
 import yaml
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.ports import free_port
 
 
 def test_workers_keep_application_logs_and_alembic_stays_quiet(tmp_path: Path) -> None:
@@ -29,7 +24,7 @@ def test_workers_keep_application_logs_and_alembic_stays_quiet(tmp_path: Path) -
         "providers": [{"name": "up", "type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_keys": ["k"]}],
         "models": [{"name": "smart", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
     }))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fluxway", "serve", "-c", str(cfg), "--port", str(port), "--workers", "2"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},

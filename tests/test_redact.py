@@ -18,7 +18,9 @@ from aiohttp import web
 
 from fluxway.redact import Redactor
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.openai_bodies import error
+from tests.support.replies import json_reply
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-redact"
 LONG_KEY = "prov-long-secret-0123456789"
@@ -42,11 +44,9 @@ async def echo(request: web.Request) -> web.StreamResponse:
         f"also saw {FOREIGN} and {AWS_ID}; ?key={key}&alt=json"
     )
     status = {"bad": 400, "auth": 401, "boom": 500}[mode]
-    return json_reply(
-        {"error": {"message": message, "type": "invalid_request_error", "param": "messages",
-                   "code": "invalid_api_key", "api_key": key, "echo": {"authorization": f"Bearer {key}"}}},
-        status=status,
-    )
+    echoed = error(message, "invalid_request_error", param="messages", code="invalid_api_key", api_key=key,
+                   echo={"authorization": f"Bearer {key}"})
+    return json_reply(echoed, status=status)
 
 
 def config(url: str, tmp_path: Path, key: str) -> dict[str, Any]:

@@ -20,14 +20,13 @@ from aiohttp import web
 
 from fluxway.adapters.eventstream import encode_event
 from tests.support.gateway import run_gateway
+from tests.support.openai_bodies import chunk, sse_frame
+from tests.support.replies import streaming
 from tests.support.upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "Hi"}]
 MiB = 1024 * 1024
-ROLE = {
-    "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-    "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}],
-}
+ROLE = chunk({"role": "assistant", "content": "Hel"}, id="c1", model="m", created=1)
 
 
 class Hostile:
@@ -45,7 +44,7 @@ class Hostile:
         sent = 0
         try:
             if self.started:
-                await resp.write(b"data: " + orjson.dumps(ROLE) + b"\n\n")
+                await resp.write(sse_frame(ROLE))
             await resp.write(b'data: {"id": "c1", "choices": [{"delta": {"content": "')
             while sent < self.total:
                 await resp.write(self.piece)
@@ -140,16 +139,7 @@ async def test_a_whole_body_over_max_response_bytes_is_a_502(up: FakeUpstream, c
 async def test_a_bedrock_frame_over_max_event_bytes_is_a_502() -> None:
     frame = encode_event("contentBlockDelta", orjson.dumps({"delta": {"text": "x" * (256 * 1024)}}))
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
-        await resp.prepare(request)
-        try:
-            await resp.write(frame)
-            await resp.write_eof()
-        except ConnectionError:
-            pass
-        return resp
-
+    handle = streaming([frame], content_type="application/vnd.amazon.eventstream")
     async with FakeUpstream() as up:
         up.route("POST", "/model/anthropic.claude-v2%3A1/converse-stream", handle)
         up.route("POST", "/model/anthropic.claude-v2:1/converse-stream", handle)

@@ -582,7 +582,8 @@ async def test_gateway_end_to_end_signed(monkeypatch: pytest.MonkeyPatch) -> Non
     from aiohttp import web
 
     from tests.support.gateway import run_gateway
-    from tests.support.upstream import FakeUpstream, json_reply, sse_reply
+    from tests.support.replies import Handler, json_reply, replying, streaming
+    from tests.support.upstream import FakeUpstream
 
     def signature_ok(request: web.Request, body: bytes) -> bool:
         auth = request.headers["Authorization"]
@@ -597,21 +598,20 @@ async def test_gateway_end_to_end_signed(monkeypatch: pytest.MonkeyPatch) -> Non
                   "us-west-2").add_auth(check)
         return bool(check.headers["Authorization"] == auth)
 
-    async def converse_handler(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        if not signature_ok(request, body):
-            return json_reply({"message": "The request signature we calculated does not match"}, 403,
-                              {"x-amzn-errortype": "InvalidSignatureException"})
-        return json_reply(orjson.loads((FIX / "converse_response.json").read_bytes()),
-                          headers={"x-amzn-requestid": "e2e-1"})
+    def signed(then: Handler) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not signature_ok(request, await request.read()):
+                return json_reply({"message": "The request signature we calculated does not match"}, 403,
+                                  {"x-amzn-errortype": "InvalidSignatureException"})
+            return await then(request)
 
-    async def stream_handler(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        if not signature_ok(request, body):
-            return json_reply({"message": "bad signature"}, 403, {"x-amzn-errortype": "InvalidSignatureException"})
-        data = _stream_bytes("converse_stream.jsonl")
-        frames = [data[i : i + 37] for i in range(0, len(data), 37)]
-        return await sse_reply(request, frames, content_type="application/vnd.amazon.eventstream")
+        return handle
+
+    converse_handler = signed(replying(orjson.loads((FIX / "converse_response.json").read_bytes()),
+                                       headers={"x-amzn-requestid": "e2e-1"}))
+    data = _stream_bytes("converse_stream.jsonl")
+    frames = [data[i : i + 37] for i in range(0, len(data), 37)]
+    stream_handler = signed(streaming(frames, content_type="application/vnd.amazon.eventstream"))
 
     async with FakeUpstream() as up:
         up.route("POST", f"/model/{MODEL}/converse", converse_handler)

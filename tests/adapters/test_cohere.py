@@ -334,15 +334,12 @@ async def test_gateway_embeddings_end_to_end() -> None:
     import openai
 
     from tests.support.gateway import run_gateway
-    from tests.support.upstream import FakeUpstream, json_reply
+    from tests.support.replies import replying
+    from tests.support.upstream import FakeUpstream
 
     answer = orjson.loads((FIX / "embed_response.json").read_bytes())
-
-    async def embed(request: Any) -> Any:
-        return json_reply(answer)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v2/embed", embed)
+        up.route("POST", "/v2/embed", replying(answer))
         config = {
             "providers": [{"name": "co", "type": "cohere", "base_url": up.url, "api_keys": ["co-key"]}],
             "models": [{"name": "emb", "targets": [{"provider": "co", "model": "embed-v4.0"}]}],

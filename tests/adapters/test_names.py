@@ -8,17 +8,16 @@ nothing, or the name went out percent-encoded inside its own path segment.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from tests.support.gateway import run_gateway
+from tests.support.replies import replying
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-names"
 HI = [{"role": "user", "content": "Hi"}]
@@ -38,34 +37,13 @@ BEDROCK_OK = {
 }
 
 
-class RawPaths:
-    """Answers every request with ``reply`` and records the raw (still encoded) request target."""
-
-    def __init__(self, reply: dict[str, Any]) -> None:
-        self.reply = reply
-        self.seen: list[str] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append(request.raw_path)
-        return web.json_response(self.reply)
+def raw_upstream(reply: dict[str, Any]) -> FakeUpstream:
+    """Answers every request with ``reply``; ``seen(up)`` is the raw (still encoded) request targets."""
+    return FakeUpstream(replying(reply))
 
 
-@asynccontextmanager
-async def raw_upstream(reply: dict[str, Any]) -> AsyncIterator[RawPaths]:
-    rec = RawPaths(reply)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}"
-    try:
-        yield rec
-    finally:
-        await runner.cleanup()
+def seen(up: FakeUpstream) -> list[str]:
+    return [r.raw_path for r in up.requests]
 
 
 def providers(url: str) -> list[dict[str, Any]]:
@@ -117,7 +95,7 @@ async def test_hostile_names_are_400_before_any_upstream_call(model: str, tmp_pa
             assert status == 400, body
             assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
             assert "invalid model name" in body["error"]["message"]
-        assert up.seen == []
+        assert seen(up) == []
 
 
 @pytest.mark.parametrize(
@@ -144,7 +122,7 @@ async def test_names_go_out_percent_encoded_in_their_own_segment(
         async with run_gateway(cfg) as gw:
             status, body = await post(gw.url, "/v1/chat/completions", {"model": model, "messages": HI})
             assert status == 200, body
-        assert up.seen == [path]
+        assert seen(up) == [path]
 
 
 async def test_allowlisted_prefix_cannot_reach_another_model(tmp_path: Path) -> None:
@@ -172,9 +150,9 @@ async def test_allowlisted_prefix_cannot_reach_another_model(tmp_path: Path) -> 
             ):
                 status, body = await post(gw.url, "/v1/chat/completions", {"model": model, "messages": HI}, key)
                 assert status in (400, 403), (model, body)
-            assert up.seen == []
+            assert seen(up) == []
             status, body = await post(
                 gw.url, "/v1/chat/completions", {"model": "gemini/gemini-1.5-flash-002", "messages": HI}, key
             )
             assert status == 200, body
-        assert up.seen == ["/v1beta/models/gemini-1.5-flash-002:generateContent"]
+        assert seen(up) == ["/v1beta/models/gemini-1.5-flash-002:generateContent"]

@@ -7,77 +7,19 @@ from typing import Any
 
 import aiohttp
 import openai
-import orjson
 import pytest
 from aiohttp import web
 
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
-
-COMPLETION = {
-    "id": "chatcmpl-123",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "gpt-4o-mini-2024-07-18",
-    "choices": [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": "Hello there!", "refusal": None},
-            "logprobs": None,
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-}
-
-
-def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-123",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-    }
-
-
-STREAM = [
-    chunk({"role": "assistant", "content": ""}),
-    chunk({"content": "Hel"}),
-    chunk({"content": "lo "}),
-    chunk({"content": "there!"}),
-    chunk({}, "stop"),
-    {
-        "id": "chatcmpl-123",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-    },
-]
-
-
-def config(url: str, **extra: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "providers": [{"name": "up", "type": "openai", "base_url": url + "/v1", "api_keys": ["sk-a", "sk-b"]}],
-        "models": [{"name": "smart", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
-    }
-    cfg.update(extra)
-    return cfg
-
-
-async def chat_handler(request: web.Request) -> web.StreamResponse:
-    body = await request.json()
-    if body.get("stream"):
-        return await sse_reply(request, openai_sse(STREAM))
-    return json_reply(COMPLETION)
+from tests.support.openai_bodies import chunk, completion, embeddings, sse_frame, text_completion
+from tests.support.openai_upstream import IDS, config, openai_upstream
+from tests.support.replies import json_reply, replying
+from tests.support.upstream import FakeUpstream
 
 
 @pytest.fixture
 async def upstream() -> Any:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
+    async with openai_upstream() as up:
         yield up
 
 
@@ -155,31 +97,9 @@ async def test_direct_provider_addressing(upstream: FakeUpstream) -> None:
 
 
 async def test_tools_and_multimodal_pass_through(upstream: FakeUpstream) -> None:
-    tool_reply = {
-        **COMPLETION,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_abc",
-                            "type": "function",
-                            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
-                        }
-                    ],
-                },
-                "finish_reason": "tool_calls",
-            }
-        ],
-    }
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return json_reply(tool_reply)
-
-    upstream.route("POST", "/v1/chat/completions", handler)
+    call = {"id": "call_abc", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    tool_reply = completion(None, finish="tool_calls", tool_calls=[call], **IDS)
+    upstream.route("POST", "/v1/chat/completions", replying(tool_reply))
     tools = [
         {
             "type": "function",
@@ -221,14 +141,7 @@ async def test_embeddings_and_models() -> None:
     async def embed(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         n = 1 if isinstance(body["input"], str) else len(body["input"])
-        return json_reply(
-            {
-                "object": "list",
-                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)],
-                "model": body["model"],
-                "usage": {"prompt_tokens": 4, "total_tokens": 4},
-            }
-        )
+        return json_reply(embeddings(n, [0.1, 0.2, 0.3], model=body["model"]))
 
     async with FakeUpstream() as up:
         up.route("POST", "/v1/embeddings", embed)
@@ -244,20 +157,8 @@ async def test_embeddings_and_models() -> None:
 
 
 async def test_legacy_completions() -> None:
-    async def complete(request: web.Request) -> web.StreamResponse:
-        return json_reply(
-            {
-                "id": "cmpl-1",
-                "object": "text_completion",
-                "created": 1,
-                "model": "gpt-3.5-turbo-instruct",
-                "choices": [{"text": " world", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-        )
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/completions", complete)
+        up.route("POST", "/v1/completions", replying(text_completion(" world")))
         async with run_gateway(config(up.url)) as gw:
             client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="unused")
             resp = await client.completions.create(model="smart", prompt="hello")
@@ -271,10 +172,10 @@ async def test_client_disconnect_cancels_upstream() -> None:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         try:
-            await resp.write(b"data: " + orjson.dumps(chunk({"content": "x"})) + b"\n\n")
+            await resp.write(sse_frame(chunk({"content": "x"}, **IDS)))
             for _ in range(200):
                 await asyncio.sleep(0.05)
-                await resp.write(b"data: " + orjson.dumps(chunk({"content": "y"})) + b"\n\n")
+                await resp.write(sse_frame(chunk({"content": "y"}, **IDS)))
         except (ConnectionResetError, asyncio.CancelledError):
             closed.set()
             raise

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.api.test_chat_e2e import chat_handler, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream
+from tests.support.openai_upstream import config, openai_upstream
 
 APP = "https://app.example.com"
 BODY = {"model": "smart", "messages": [{"role": "user", "content": "hi"}]}
 
 
 async def test_preflight_and_allowed_origin() -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
+    async with openai_upstream() as up:
         cfg = config(up.url, server={"cors": {"origins": [APP]}})
         async with run_gateway(cfg) as gw, aiohttp.ClientSession() as http:
             pre = {"origin": APP, "access-control-request-method": "POST",
@@ -37,11 +35,9 @@ async def test_preflight_and_allowed_origin() -> None:
 
 
 async def test_no_cors_by_default() -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
-        async with (
-            run_gateway(config(up.url)) as gw,
-            aiohttp.ClientSession() as http,
-            http.post(gw.url + "/v1/chat/completions", json=BODY, headers={"origin": APP}) as r,
-        ):
-            assert r.status == 200 and "access-control-allow-origin" not in r.headers
+    async with (
+        openai_upstream() as up, run_gateway(config(up.url)) as gw,
+        aiohttp.ClientSession() as http,
+        http.post(gw.url + "/v1/chat/completions", json=BODY, headers={"origin": APP}) as r,
+    ):
+        assert r.status == 200 and "access-control-allow-origin" not in r.headers

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import anthropic
 import pytest
-from aiohttp import web
 
-from tests.api.test_chat_e2e import config
 from tests.api.test_stream_usage_e2e import PROMPT, PROMPT_TOKENS
 from tests.support.gateway import run_gateway
+from tests.support.openai_upstream import config
+from tests.support.replies import replying
 from tests.support.upstream import FakeUpstream
 
 WEATHER_TOOL = {
@@ -24,14 +24,8 @@ WEATHER_TOOL = {
 
 
 async def test_counts_without_calling_the_upstream() -> None:
-    calls: list[web.Request] = []
-
-    async def anything(request: web.Request) -> web.StreamResponse:
-        calls.append(request)
-        return web.json_response({})
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", anything)
+        up.route("POST", "/v1/chat/completions", replying({}))
         async with run_gateway(config(up.url)) as gw:
             client = anthropic.AsyncAnthropic(base_url=gw.url, api_key="x", max_retries=0)
             counted = await client.messages.count_tokens(model="smart", messages=PROMPT)  # type: ignore[arg-type]
@@ -52,4 +46,4 @@ async def test_counts_without_calling_the_upstream() -> None:
             with pytest.raises(anthropic.BadRequestError) as bad:
                 await client.messages.count_tokens(model="smart", messages="hi")  # type: ignore[arg-type]
             assert "messages" in bad.value.message
-    assert calls == []
+    assert up.requests == []

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 from aiohttp import web
 
 from fluxway.store import Store
-from tests.api.test_governance_e2e import free_port, gateway_process
+from tests.api.test_governance_e2e import gateway_process
 from tests.store import dbs
 from tests.support.gateway import run_gateway
+from tests.support.openai_bodies import chunk, sse_frame
+from tests.support.ports import free_port
 from tests.support.upstream import FakeUpstream
 
 db_url = dbs.db_url
@@ -31,10 +32,8 @@ db_url = dbs.db_url
 MASTER = "sk-master-cut"
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    body = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + orjson.dumps(body) + b"\n\n"
+def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return sse_frame(chunk(delta, finish, id="chatcmpl-s", created=1))
 
 
 @pytest.fixture
@@ -45,16 +44,16 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         raw = await request.read()
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(chunk({"role": "assistant", "content": ""}))
+        await resp.write(frame({"role": "assistant", "content": ""}))
         for i in range(40):
             await asyncio.sleep(0.05)
-            await resp.write(chunk({"content": "word "}))
+            await resp.write(frame({"content": "word "}))
             if b"cut-me" in raw and i == 2:
                 await asyncio.sleep(0.01)
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-        await resp.write(chunk({}, "stop"))
+        await resp.write(frame({}, "stop"))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
 import openai
-import orjson
 import pytest
 from aiohttp import web
 
-from tests.api.test_chat_e2e import COMPLETION, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
-
-Handler = Any
+from tests.support.openai_bodies import error, sse_frame
+from tests.support.openai_upstream import COMPLETION, config, openai_upstream
+from tests.support.ports import free_port
+from tests.support.replies import delayed, replying
+from tests.support.upstream import FakeUpstream
 
 
 async def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
@@ -39,14 +38,8 @@ def assert_openai_error(body: Any, param: str | None = None, code: str | None = 
 
 @pytest.fixture
 async def gw() -> Any:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", lambda r: _reply_ok())
-        async with run_gateway(config(up.url, server={"max_body_bytes": 4096})) as gateway:
-            yield gateway
-
-
-async def _reply_ok() -> web.Response:
-    return json_reply(COMPLETION)
+    async with openai_upstream() as up, run_gateway(config(up.url, server={"max_body_bytes": 4096})) as gateway:
+        yield gateway
 
 
 @pytest.mark.parametrize(
@@ -109,20 +102,9 @@ async def test_unknown_route_and_method(gw: Any) -> None:
             assert resp.status == 405
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 async def _single_upstream_status(status: int, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, Any]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return json_reply(body, status=status, headers=headers)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", handler)
+        up.route("POST", "/v1/chat/completions", replying(body, status, headers))
         cfg = config(up.url)
         cfg["models"][0]["retry"] = {"attempts": 1}
         async with run_gateway(cfg) as gw:
@@ -152,7 +134,7 @@ async def test_upstream_400_passed_back_with_its_message() -> None:
 
 
 async def test_upstream_500_becomes_502_naming_target() -> None:
-    exc, requests = await _single_upstream_status(500, {"error": {"message": "boom", "type": "server_error"}})
+    exc, requests = await _single_upstream_status(500, error("boom"))
     assert exc.status_code == 502
     assert "up/gpt-4o-mini" in exc.message and "boom" in exc.message
     assert len(requests) == 1
@@ -165,7 +147,7 @@ async def test_upstream_429_passed_as_429_with_retry_after() -> None:
 
 
 async def test_connection_refused_is_502_naming_target() -> None:
-    port = _free_port()
+    port = free_port()
     cfg = config(f"http://127.0.0.1:{port}")
     async with run_gateway(cfg) as gw:
         client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
@@ -176,12 +158,8 @@ async def test_connection_refused_is_502_naming_target() -> None:
 
 
 async def test_upstream_timeout_is_504() -> None:
-    async def hang(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(10)
-        return json_reply(COMPLETION)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", hang)
+        up.route("POST", "/v1/chat/completions", delayed(10, replying(COMPLETION)))
         cfg = config(up.url)
         cfg["providers"][0]["timeout"] = {"connect": 1, "first_token": 0.3, "total": 0.5}
         cfg["models"][0]["retry"] = {"attempts": 1}
@@ -198,7 +176,7 @@ async def test_malformed_upstream_stream_event_becomes_error_event() -> None:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         first = {"id": "1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "ok"}}]}
-        await resp.write(b"data: " + orjson.dumps(first) + b"\n\n")
+        await resp.write(sse_frame(first))
         await asyncio.sleep(0.1)
         await resp.write(b"data: {this is not json\n\n")
         await asyncio.sleep(5)  # a hang after garbage must not hang the client
@@ -221,8 +199,7 @@ async def test_malformed_upstream_stream_event_becomes_error_event() -> None:
 
 
 async def test_master_key_required_when_set() -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", lambda r: _reply_ok())
+    async with openai_upstream() as up:
         async with run_gateway(config(up.url, auth={"master_key": "sk-master"})) as gw:
             bad = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-wrong", max_retries=0)
             with pytest.raises(openai.AuthenticationError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ from fluxway.policy.keys import BudgetLine
 from fluxway.store import Store
 from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
+from tests.support.openai_bodies import chunk, completion, openai_sse, usage, usage_chunk
+from tests.support.ports import free_port
+from tests.support.replies import delayed, replying, sse_reply
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-e2e"
 HI = [{"role": "user", "content": "Hi"}]
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-}
 
 PRICE = {"input_per_mtok": 1000, "output_per_mtok": 1000}
 
@@ -46,12 +40,11 @@ db_url = dbs.db_url
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
-    async def chat(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(float(request.headers.get("x-test-delay", "0.02")))
-        return json_reply(COMPLETION)
+    def wait(request: web.Request, _: bytes) -> float:
+        return float(request.headers.get("x-test-delay", "0.02"))
 
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat)
+        up.route("POST", "/v1/chat/completions", delayed(wait, replying(completion())))
         yield up
 
 
@@ -210,22 +203,16 @@ async def test_budget_never_exceeded_under_200_concurrent_calls(
             await dbs.drop_postgres_db(request.getfixturevalue("postgres_url"), store_url)
 
 
-def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
-    choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
-    out: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-                           "choices": choices}
-    if usage is not None:
-        out["usage"] = usage
-    return out
-
-
 async def test_streamed_calls_are_recorded_with_their_usage_or_an_estimate(tmp_path: Path) -> None:
+    ids: dict[str, Any] = {"id": "c1", "created": 1}
+
     async def stream(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        chunks = [_chunk({"role": "assistant", "content": "Hello"}), _chunk({"content": " there!"}), _chunk({}, "stop")]
+        chunks = [chunk({"role": "assistant", "content": "Hello"}, **ids), chunk({"content": " there!"}, **ids),
+                  chunk({}, "stop", **ids)]
         if body.get("model") == "with-usage":
             assert body["stream_options"]["include_usage"] is True  # the gateway asks for it
-            chunks.append(_chunk({}, usage={"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}))
+            chunks.append(usage_chunk(usage(11, 4), **ids))
         return await sse_reply(request, openai_sse(chunks), delay=0.01)
 
     async with FakeUpstream() as up:
@@ -252,12 +239,6 @@ async def test_streamed_calls_are_recorded_with_their_usage_or_an_estimate(tmp_p
             assert a["cost_usd"] == pytest.approx(0.015) and a["stream"] is True and a["ttft_ms"] is not None
             assert b["estimated"] is True and b["prompt_tokens"] > 0 and b["completion_tokens"] > 0
             assert b["cost_usd"] > 0 and b["status"] == 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

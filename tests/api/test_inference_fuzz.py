@@ -17,23 +17,18 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.test_chat_e2e import COMPLETION, STREAM
 from tests.support.background import in_background
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
+from tests.support.openai_bodies import embeddings, text_completion
+from tests.support.openai_upstream import openai_upstream
+from tests.support.replies import replying
 
 MASTER = "sk-master-fuzz"
 EXAMPLES = int(os.environ.get("FLUXWAY_FUZZ_EXAMPLES", "150"))
 ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
-EMBEDDING = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
-             "model": "text-embedding-3-small", "usage": {"prompt_tokens": 2, "total_tokens": 2}}
-COMPLETION_LEGACY = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "gpt-4o-mini",
-                     "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}}
 
 
 @dataclass
@@ -43,27 +38,11 @@ class Target:
     keys: tuple[str, ...]
 
 
-async def _chat(request: web.Request) -> web.StreamResponse:
-    body = await request.json()
-    if body.get("stream"):
-        return await sse_reply(request, openai_sse(STREAM))
-    return json_reply(COMPLETION)
-
-
-async def _completions(request: web.Request) -> web.StreamResponse:
-    return json_reply(COMPLETION_LEGACY)
-
-
-async def _embeddings(request: web.Request) -> web.StreamResponse:
-    return json_reply(EMBEDDING)
-
-
 @asynccontextmanager
 async def _stack(tmp: str) -> AsyncIterator[Target]:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", _chat)
-        up.route("POST", "/v1/completions", _completions)
-        up.route("POST", "/v1/embeddings", _embeddings)
+    async with openai_upstream() as up:
+        up.route("POST", "/v1/completions", replying(text_completion("ok", model="gpt-4o-mini")))
+        up.route("POST", "/v1/embeddings", replying(embeddings(1, [0.1, 0.2], prompt=2)))
         cfg = {
             "auth": {"master_key": MASTER},
             "store": {"url": f"sqlite:///{tmp}/fluxway.db"},

@@ -7,7 +7,6 @@ principal the virtual-key auth hook would), followed by the real :class:`RateLim
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,23 +19,17 @@ import anthropic
 import openai
 import pytest
 import yaml
-from aiohttp import web
 
 from fluxway.policy.hooks import CallContext, Outcome, Principal, ShortCircuit
 from fluxway.policy.limits import MemoryLimiter, RateLimitHook
 from fluxway.policy.limits_redis import RedisLimiter
 from fluxway.redis_client import create_redis
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.openai_bodies import completion
+from tests.support.ports import free_port
+from tests.support.replies import replying
+from tests.support.upstream import FakeUpstream
 
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-}
 HI = [{"role": "user", "content": "Hi"}]
 
 
@@ -72,14 +65,10 @@ def config(url: str) -> dict[str, Any]:
     }
 
 
-async def completion(request: web.Request) -> web.StreamResponse:
-    return json_reply(COMPLETION)
-
-
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", completion)
+        up.route("POST", "/v1/chat/completions", replying(completion()))
         yield up
 
 
@@ -226,12 +215,6 @@ async def test_team_and_per_model_limits_from_the_admin_api(upstream: FakeUpstre
         assert "team:" in info.value.message
         for c in (c1, c2):
             await c.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_live(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -12,46 +12,28 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.support import openai_bodies
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
+from tests.support.openai_bodies import openai_sse
+from tests.support.replies import json_or_stream, json_reply, sse_reply
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-test"
 USAGE = {"prompt_tokens": 25, "completion_tokens": 7, "total_tokens": 32, "prompt_tokens_details": {"cached_tokens": 5}}
 
 
-def completion(message: dict[str, Any], finish: str = "stop") -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-e2e",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", **message}, "logprobs": None, "finish_reason": finish}
-        ],
-        "usage": USAGE,
-    }
+IDS: dict[str, Any] = {"id": "chatcmpl-e2e", "model": "gpt-4o-mini-2024-07-18"}
+
+
+def completion(content: str, finish: str = "stop", **message: Any) -> dict[str, Any]:
+    return openai_bodies.completion(content, finish=finish, tokens=USAGE, **IDS, **message)
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-e2e",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-    }
+    return openai_bodies.chunk(delta, finish, **IDS)
 
 
-USAGE_CHUNK = {"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "choices": [], "usage": USAGE}
-
-TEXT_STREAM = [
-    chunk({"role": "assistant", "content": ""}),
-    chunk({"content": "Hel"}),
-    chunk({"content": "lo "}),
-    chunk({"content": "there!"}),
-    chunk({}, "stop"),
-    USAGE_CHUNK,
-]
+TEXT_STREAM = openai_bodies.text_stream(["Hel", "lo ", "there!"], tokens=USAGE, **IDS)
 
 TOOL_CALL = {"id": "call_w1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
 
@@ -67,7 +49,7 @@ TOOL_STREAM = [
     chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
     chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
     chunk({}, "tool_calls"),
-    USAGE_CHUNK,
+    openai_bodies.usage_chunk(USAGE, **IDS),
 ]
 
 WEATHER = {
@@ -81,7 +63,7 @@ async def upstream_handler(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     last = body["messages"][-1]
     if last["role"] == "tool":
-        return json_reply(completion({"content": "It is 18C in Paris."}))
+        return json_reply(completion("It is 18C in Paris."))
     text = last["content"] if isinstance(last["content"], str) else ""
     if "rate limit me" in text:
         return json_reply({"error": {"message": "slow down", "type": "rate_limit_error"}}, 429, {"retry-after": "1"})
@@ -91,10 +73,10 @@ async def upstream_handler(request: web.Request) -> web.StreamResponse:
     if body.get("tools"):
         if body.get("stream"):
             return await sse_reply(request, openai_sse(TOOL_STREAM))
-        return json_reply(completion({"content": "Checking.", "tool_calls": [TOOL_CALL]}, "tool_calls"))
+        return json_reply(completion("Checking.", "tool_calls", tool_calls=[TOOL_CALL]))
     if body.get("stream"):
         return await sse_reply(request, openai_sse(TEXT_STREAM))
-    return json_reply(completion({"content": "Hello there!"}))
+    return json_reply(completion("Hello there!"))
 
 
 @pytest.fixture
@@ -286,11 +268,9 @@ async def test_upstream_failing_mid_stream_gives_error_event(client: anthropic.A
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 
 
-async def anthropic_upstream(request: web.Request) -> web.StreamResponse:
-    body = await request.json()
-    if body.get("stream"):
-        return await sse_reply(request, [(FIXTURES / "stream_thinking.sse").read_bytes()])
-    return json_reply(orjson.loads((FIXTURES / "response_thinking.json").read_bytes()))
+anthropic_upstream = json_or_stream(
+    orjson.loads((FIXTURES / "response_thinking.json").read_bytes()), [(FIXTURES / "stream_thinking.sse").read_bytes()]
+)
 
 
 async def test_anthropic_upstream_round_trip() -> None:

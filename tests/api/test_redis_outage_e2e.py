@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 
@@ -23,31 +24,23 @@ from fluxway.policy.governance import Governance
 from fluxway.policy.keys import BudgetLine
 from fluxway.redis_client import create_redis
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.openai_bodies import completion
 from tests.support.redis_server import private_redis
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.replies import delayed, replying
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-redis"
 HI = [{"role": "user", "content": "Hi"}]
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-}
 PRICE = {"input_per_mtok": 1000, "output_per_mtok": 1000}  # $0.001 a token: a call costs ~$0.012
 
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        await asyncio.sleep(2.5 if body["messages"][-1]["content"] == "slow" else 0.005)
-        return json_reply(COMPLETION)
+    def wait(_: web.Request, body: bytes) -> float:
+        return 2.5 if orjson.loads(body)["messages"][-1]["content"] == "slow" else 0.005
 
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat)
+        up.route("POST", "/v1/chat/completions", delayed(wait, replying(completion())))
         yield up
 
 

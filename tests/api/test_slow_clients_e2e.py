@@ -18,32 +18,21 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.openai_bodies import completion
+from tests.support.replies import delayed, replying
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-slow"
 HI = [{"role": "user", "content": "Hi"}]
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1700000000,
-    "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-}
 
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
-    async def chat(request: web.Request) -> web.StreamResponse:
-        if b"go-slow" in await request.read():
-            await asyncio.sleep(0.5)
-        return json_reply(COMPLETION)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat)
+        go_slow = delayed(lambda _, body: 0.5 * (b"go-slow" in body), replying(completion()))
+        up.route("POST", "/v1/chat/completions", go_slow)
         yield up
 
 

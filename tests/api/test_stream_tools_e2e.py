@@ -12,10 +12,10 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, sse_reply
+from tests.support.replies import sse_events, streaming
+from tests.support.upstream import FakeUpstream
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOOLS: list[Any] = [
@@ -33,12 +33,6 @@ TOOLS: list[Any] = [
 ]
 
 
-def frames(path: Path) -> list[bytes]:
-    """The fixture's events, one write each (so they cross the wire as separate TCP sends)."""
-    text = path.read_bytes().replace(b"\r\n", b"\n")
-    return [e + b"\n\n" for e in text.split(b"\n\n") if e.strip()]
-
-
 @pytest.mark.parametrize(
     ("ptype", "model", "fixture", "route"),
     [
@@ -52,11 +46,8 @@ def frames(path: Path) -> list[bytes]:
     ],
 )
 async def test_openai_sdk_streams_tool_calls(ptype: str, model: str, fixture: str, route: str) -> None:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse_reply(request, frames(FIXTURES / fixture), delay=0.005)
-
     async with FakeUpstream() as up:
-        up.route("POST", route, handler)
+        up.route("POST", route, streaming(sse_events((FIXTURES / fixture).read_bytes()), delay=0.005))
         cfg = {
             "providers": [{"name": "p", "type": ptype, "base_url": up.url, "api_keys": ["k"]}],
             "models": [{"name": "m", "targets": [{"provider": "p", "model": model}]}],

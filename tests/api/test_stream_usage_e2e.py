@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import anthropic
 import openai
-from aiohttp import web
 
-from tests.api.test_chat_e2e import STREAM, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, openai_sse, sse_reply
+from tests.support.openai_bodies import openai_sse
+from tests.support.openai_upstream import STREAM, config
+from tests.support.replies import streaming
+from tests.support.upstream import FakeUpstream
 
 NO_USAGE = [c for c in STREAM if not c.get("usage")]  # what llama.cpp's server streams
 PROMPT = [{"role": "user", "content": "Tell me something about the sea, in a few words please."}]
 PROMPT_TOKENS = 20
 
 
-async def _no_usage(request: web.Request) -> web.StreamResponse:
-    return await sse_reply(request, openai_sse(NO_USAGE))
-
-
 async def test_openai_stream_gets_an_estimated_usage_chunk() -> None:
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", _no_usage)
+        up.route("POST", "/v1/chat/completions", streaming(openai_sse(NO_USAGE)))
         async with run_gateway(config(up.url)) as gw:
             client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
             stream = await client.chat.completions.create(
@@ -48,7 +45,7 @@ async def test_openai_stream_gets_an_estimated_usage_chunk() -> None:
 
 async def test_anthropic_stream_reports_counted_tokens() -> None:
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", _no_usage)
+        up.route("POST", "/v1/chat/completions", streaming(openai_sse(NO_USAGE)))
         async with run_gateway(config(up.url)) as gw:
             client = anthropic.AsyncAnthropic(base_url=gw.url, api_key="x", max_retries=0)
             async with client.messages.stream(model="smart", max_tokens=50, messages=PROMPT) as stream:  # type: ignore[arg-type]

@@ -9,14 +9,12 @@ import anthropic
 import openai
 import pytest
 
-from tests.api.test_chat_e2e import chat_handler, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream
+from tests.support.openai_upstream import config, openai_upstream
 
 
 async def test_retrieve_one_model_with_the_sdk() -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
+    async with openai_upstream() as up:
         cfg = config(up.url, auth={"master_key": "sk-m"})
         async with run_gateway(cfg) as gw:
             client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-m", max_retries=0)
@@ -44,22 +42,20 @@ async def _req(http: aiohttp.ClientSession, method: str, url: str, body: Any = N
 
 
 async def test_unknown_routes_and_wrong_methods_answer_in_the_callers_shape() -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
-        async with run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
-            status, body = await _req(http, "GET", gw.url + "/v1/messages")
-            assert status == 405 and body["type"] == "error", body
-            assert body["error"]["type"] == "invalid_request_error"
-            status, body = await _req(http, "POST", gw.url + "/v1/messages/nope", {})
-            assert status == 404 and body == {"type": "error", "error": {"type": "not_found_error",
-                                                                         "message": "no route /v1/messages/nope"}}
-            status, body = await _req(http, "GET", gw.url + "/v1/chat/completions")
-            assert status == 405 and body["error"]["code"] == "method_not_allowed"
-            status, body = await _req(http, "GET", gw.url + "/v1/nothing")
-            assert status == 404 and body["error"]["code"] == "not_found"
-            # The Anthropic SDK sees its own error type.
-            client = anthropic.AsyncAnthropic(base_url=gw.url + "/v1/messages/x", api_key="k", max_retries=0)
-            with pytest.raises(anthropic.NotFoundError) as err:
-                await client.messages.create(model="smart", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
-            assert err.value.body == {"type": "error", "error": {"type": "not_found_error",
-                                                                 "message": "no route /v1/messages/x/v1/messages"}}
+    async with openai_upstream() as up, run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
+        status, body = await _req(http, "GET", gw.url + "/v1/messages")
+        assert status == 405 and body["type"] == "error", body
+        assert body["error"]["type"] == "invalid_request_error"
+        status, body = await _req(http, "POST", gw.url + "/v1/messages/nope", {})
+        assert status == 404 and body == {"type": "error", "error": {"type": "not_found_error",
+                                                                     "message": "no route /v1/messages/nope"}}
+        status, body = await _req(http, "GET", gw.url + "/v1/chat/completions")
+        assert status == 405 and body["error"]["code"] == "method_not_allowed"
+        status, body = await _req(http, "GET", gw.url + "/v1/nothing")
+        assert status == 404 and body["error"]["code"] == "not_found"
+        # The Anthropic SDK sees its own error type.
+        client = anthropic.AsyncAnthropic(base_url=gw.url + "/v1/messages/x", api_key="k", max_retries=0)
+        with pytest.raises(anthropic.NotFoundError) as err:
+            await client.messages.create(model="smart", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert err.value.body == {"type": "error", "error": {"type": "not_found_error",
+                                                             "message": "no route /v1/messages/x/v1/messages"}}

@@ -17,26 +17,20 @@ from aiohttp import web
 from fluxway.policy.governance import Governance
 from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.openai_bodies import completion, usage
 from tests.support.private_pg import PrivatePostgres
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.replies import json_reply
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-hostile"
 db_url = dbs.db_url
 BIG = 2**31 + 7
 
 
-def _completion(prompt_tokens: int) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3},
-    }
-
-
 async def _chat(request: web.Request) -> web.StreamResponse:
     # The test tells the mock what usage to report through the model name: "tokens-<n>".
     model = str(orjson.loads(await request.read()).get("model", ""))
-    return json_reply(_completion(int(model[7:]) if model.startswith("tokens-") else 9))
+    return json_reply(completion(tokens=usage(int(model[7:]) if model.startswith("tokens-") else 9, 3)))
 
 
 def _config(up: FakeUpstream, tmp_path: Path, store_url: str) -> dict[str, Any]:

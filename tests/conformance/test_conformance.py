@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,7 +42,8 @@ from tests.conformance.profile import (
 )
 from tests.conformance.profiles import load
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, Recorded, sse_reply
+from tests.support.replies import sse_events, sse_reply
+from tests.support.upstream import FakeUpstream, Recorded
 
 PROFILES = load()
 RUNS = [(p, v) for p in PROFILES for v in p.runs()]
@@ -53,11 +53,6 @@ TIMEOUT = 0.3  # the provider's first-token timeout in the timeout scenario
 
 TOOLS: Any = [{"type": "function", "function": {
     "name": TOOL_NAME, "description": "Current weather for a city", "parameters": WEATHER_SCHEMA}}]
-
-
-def _frames(data: bytes) -> list[bytes]:
-    """An SSE file as its events, each with its blank line, as an upstream writes them."""
-    return [f for f in re.split(rb"(?<=\n\n)|(?<=\r\n\r\n)", data) if f]
 
 
 @dataclass
@@ -84,7 +79,7 @@ class Harness:
             await asyncio.sleep(reply.delay)
         data = (self.profile.fixtures / reply.file).read_bytes()
         if reply.file.endswith(".sse"):
-            return await sse_reply(request, _frames(data), headers=dict(reply.headers))
+            return await sse_reply(request, sse_events(data), headers=dict(reply.headers))
         return web.Response(body=data, status=reply.status, headers=dict(reply.headers),
                             content_type="application/json")
 

@@ -8,9 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.api.test_chat_e2e import chat_handler, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream
+from tests.support.openai_upstream import config, openai_upstream
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -24,29 +23,25 @@ ANTHROPIC_BAD = [("temperature", 1.5), ("top_p", -0.2), ("top_k", -1), ("max_tok
 
 @pytest.mark.parametrize(("field", "value"), OPENAI_BAD)
 async def test_openai_ranges(field: str, value: Any) -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
-        async with run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
-            body = {"model": "smart", "messages": HI, field: value}
-            async with http.post(gw.url + "/v1/chat/completions", json=body) as resp:
-                err: Any = await resp.json()
-                assert resp.status == 400, err
-            ok = {"model": "smart", "messages": HI, "temperature": 2, "top_p": 1, "n": 1, "max_tokens": 1}
-            async with http.post(gw.url + "/v1/chat/completions", json=ok) as resp:
-                assert resp.status == 200
+    async with openai_upstream() as up, run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
+        body = {"model": "smart", "messages": HI, field: value}
+        async with http.post(gw.url + "/v1/chat/completions", json=body) as resp:
+            err: Any = await resp.json()
+            assert resp.status == 400, err
+        ok = {"model": "smart", "messages": HI, "temperature": 2, "top_p": 1, "n": 1, "max_tokens": 1}
+        async with http.post(gw.url + "/v1/chat/completions", json=ok) as resp:
+            assert resp.status == 200
     assert err["error"]["param"] == field and field in err["error"]["message"]
     assert len(up.requests) == 1  # only the valid call went upstream
 
 
 @pytest.mark.parametrize(("field", "value"), ANTHROPIC_BAD)
 async def test_anthropic_ranges(field: str, value: Any) -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
-        async with run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
-            body = {"model": "smart", "messages": HI, "max_tokens": 5, field: value}
-            async with http.post(gw.url + "/v1/messages", json=body) as resp:
-                err: Any = await resp.json()
-                assert resp.status == 400, err
+    async with openai_upstream() as up, run_gateway(config(up.url)) as gw, aiohttp.ClientSession() as http:
+        body = {"model": "smart", "messages": HI, "max_tokens": 5, field: value}
+        async with http.post(gw.url + "/v1/messages", json=body) as resp:
+            err: Any = await resp.json()
+            assert resp.status == 400, err
     assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
     assert field in err["error"]["message"]
     assert up.requests == []

@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from fluxway.policy.budget_cap import MIN_CAPPED_OUTPUT
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.openai_upstream import spending_allowance
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-cap"
 PRICE = {"input_per_mtok": 1000, "output_per_mtok": 1000}  # $0.001 a token
@@ -24,17 +24,8 @@ HI = [{"role": "user", "content": "Hi"}]
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        out = min(50, body.get("max_completion_tokens") or body.get("max_tokens") or 50)
-        return json_reply({
-            "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": out, "total_tokens": 10 + out},
-        })
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat)
+        up.route("POST", "/v1/chat/completions", spending_allowance(50, prompt=10, cap=50))
         yield up
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.store import dbs
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.openai_upstream import spending_allowance
+from tests.support.replies import delayed
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-cap-n"
 BUDGET_USD = 1.0
@@ -51,27 +52,9 @@ class Figures:
 async def greedy_upstream() -> AsyncIterator[FakeUpstream]:
     """Answers with every output token the call allows (the model's whole limit when none is set)."""
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        out = body.get("max_completion_tokens") or body.get("max_tokens") or MODEL_LIMIT
-        await asyncio.sleep(0.01)
-        return json_reply(
-            {
-                "id": "c",
-                "object": "chat.completion",
-                "created": 1,
-                "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}],
-                "usage": {
-                    "prompt_tokens": PROMPT_TOKENS,
-                    "completion_tokens": out,
-                    "total_tokens": PROMPT_TOKENS + out,
-                },
-            }
-        )
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat)
+        greedy = spending_allowance(MODEL_LIMIT, prompt=PROMPT_TOKENS, finish="length")
+        up.route("POST", "/v1/chat/completions", delayed(0.01, greedy))
         yield up
 
 

@@ -12,24 +12,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.api.test_chat_e2e import STREAM
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply, openai_sse, sse_reply
+from tests.support.openai_bodies import completion, error, openai_sse
+from tests.support.openai_upstream import STREAM
+from tests.support.replies import json_reply, sse_reply
+from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-allow"
 HI = [{"role": "user", "content": "Hi"}]
 SMALL = {"max_tokens": 10}
-
-
-def _completion(model: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-    }
 
 
 @pytest.fixture
@@ -40,16 +31,14 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         body = await request.json()
         model = body["model"]
         if model.startswith("broken"):
-            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+            return json_reply(error("boom"), 500)
         if model.startswith("long"):
-            return web.json_response(
-                {"error": {"message": "maximum context length exceeded", "type": "invalid_request_error",
-                           "code": "context_length_exceeded", "param": "messages"}},
-                status=400,
-            )
+            overflow = error("maximum context length exceeded", "invalid_request_error",
+                             code="context_length_exceeded", param="messages")
+            return json_reply(overflow, 400)
         if body.get("stream"):
             return await sse_reply(request, openai_sse(STREAM))
-        return json_reply(_completion(model))
+        return json_reply(completion(model=model))
 
     async with FakeUpstream() as up:
         up.route("POST", "/v1/chat/completions", chat)

@@ -12,9 +12,8 @@ import yaml
 
 from fluxway.cli import main
 from fluxway.policy.governance import Governance
-from tests.api.test_chat_e2e import chat_handler, config
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream
+from tests.support.openai_upstream import config, openai_upstream
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -27,8 +26,7 @@ async def _req(http: aiohttp.ClientSession, method: str, url: str, body: Any = N
 
 
 async def test_open_mode_serves_inference_but_not_the_admin_api(tmp_path: Path) -> None:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
+    async with openai_upstream() as up:
         db = f"sqlite:///{tmp_path}/fw.db"
         cfg = config(up.url, store={"url": db}, usage={"spool_dir": str(tmp_path / "spool")})
         async with run_gateway(cfg) as gw, aiohttp.ClientSession() as http:

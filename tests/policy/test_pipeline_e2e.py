@@ -14,9 +14,8 @@ import pytest
 from fluxway.canonical import CanonicalResponse, StreamChunk
 from fluxway.config import ConfigError, parse
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
-from tests.api.test_chat_e2e import COMPLETION, chat_handler, config
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.upstream import FakeUpstream
+from tests.support.openai_upstream import COMPLETION, config, openai_upstream
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 SEEN: Slot[str] = Slot("test.seen")
@@ -81,10 +80,11 @@ class Canned:
 
 @pytest.fixture
 async def gw() -> AsyncIterator[Gateway]:
-    async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", chat_handler)
-        async with run_gateway(config(up.url, pipeline=["auth", "budget", "limits", "usage"])) as g:
-            yield g
+    async with (
+        openai_upstream() as up,
+        run_gateway(config(up.url, pipeline=["auth", "budget", "limits", "usage"])) as g,
+    ):
+        yield g
 
 
 def _client(gw: Gateway) -> openai.AsyncOpenAI:

@@ -14,8 +14,9 @@ import aiohttp
 import openai
 import pytest
 
-from tests.support.faults import FaultyUpstream, pair_config
+from tests.support.faults import FaultyUpstream
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.pair import pair_config
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 

@@ -4,27 +4,20 @@ budget, forced through at the target soonest to recover (Envoy's panic mode)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from tests.api.test_chat_e2e import COMPLETION
 from tests.support.gateway import run_gateway
-from tests.support.upstream import FakeUpstream, json_reply
+from tests.support.openai_bodies import error
+from tests.support.openai_upstream import COMPLETION
+from tests.support.replies import in_turn, replying
+from tests.support.upstream import FakeUpstream
 
 
 async def test_flaky_single_target_answers_every_call_with_retries() -> None:
-    calls = itertools.count()
-
-    async def flaky(request: web.Request) -> web.StreamResponse:
-        if next(calls) % 2 == 0:
-            return web.json_response({"error": {"message": "flaky", "type": "server_error"}}, status=500)
-        return json_reply(COMPLETION)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", flaky)
+        up.route("POST", "/v1/chat/completions", in_turn(replying(error("flaky"), 500), replying(COMPLETION)))
         cfg: dict[str, Any] = {
             "providers": [{"name": "up", "type": "openai", "base_url": up.url + "/v1", "api_keys": ["k"]}],
             "models": [{"name": "solo", "targets": [{"provider": "up", "model": "gpt-4o-mini"}],
@@ -43,11 +36,8 @@ async def test_flaky_single_target_answers_every_call_with_retries() -> None:
 
 
 async def test_a_call_refused_by_an_open_breaker_still_gets_its_retry_budget() -> None:
-    async def down(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"error": {"message": "down", "type": "server_error"}}, status=503)
-
     async with FakeUpstream() as up:
-        up.route("POST", "/v1/chat/completions", down)
+        up.route("POST", "/v1/chat/completions", replying(error("down"), 503))
         cfg: dict[str, Any] = {
             "auth": {"master_key": "sk-m"},
             "usage": {"flush_interval_ms": 20},

@@ -15,8 +15,11 @@ import openai
 import orjson
 import pytest
 
-from tests.support.faults import FAILURE_MODES, MODEL_A, Blackhole, FaultyUpstream, pair_config, run_load
+from tests.support.blackhole import Blackhole
+from tests.support.faults import FAILURE_MODES, FaultyUpstream
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.load import run_load
+from tests.support.pair import MODEL_A, pair_config
 
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Hi"}]}
 

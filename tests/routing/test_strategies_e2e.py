@@ -7,8 +7,10 @@ from typing import Any
 
 import openai
 
-from tests.support.faults import MODEL_A, MODEL_B, FaultyUpstream, pair_config, run_raw_load
+from tests.support.faults import FaultyUpstream
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.load import run_raw_load
+from tests.support.pair import MODEL_A, MODEL_B, pair_config
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 

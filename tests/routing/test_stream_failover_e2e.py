@@ -19,8 +19,9 @@ import yaml
 
 from fluxway.cli import main
 from tests.support.continuing import STORY, ContinuingUpstream, template
-from tests.support.faults import FaultyUpstream, pair_config
+from tests.support.faults import FaultyUpstream
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.pair import pair_config
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 

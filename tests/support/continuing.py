@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support.openai_bodies import openai_sse
+from tests.support.replies import json_reply, sse_reply
 from tests.support.upstream import FakeUpstream, Recorded
 
 STORY = " ".join(f"word{i}" for i in range(400))
@@ -80,15 +82,6 @@ class ContinuingUpstream:
             return str(last["content"])
         return ""
 
-    async def _sse(self, request: web.Request, frames: list[dict[str, Any]]) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        for f in frames:
-            await resp.write(b"data: " + orjson.dumps(f) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
-
     def _pieces(self, body: dict[str, Any], prefix: str) -> tuple[list[str], str]:
         pieces = story_from(prefix)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -110,11 +103,11 @@ class ContinuingUpstream:
                 "total_tokens": self.prompt_tokens + len(pieces),
             }
             frames.append({**base, "choices": [], "usage": usage})
-        return await self._sse(request, frames)
+        return await sse_reply(request, openai_sse(frames))
 
     async def _template(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response({"prompt": template(body["messages"])})
+        return json_reply({"prompt": template(body["messages"])})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -125,7 +118,7 @@ class ContinuingUpstream:
         base = {"id": "cmpl-llamacpp", "object": "text_completion", "created": 1, "model": body.get("model")}
         frames = [{**base, "choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in pieces]
         frames.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": finish}]})
-        return await self._sse(request, frames)
+        return await sse_reply(request, openai_sse(frames))
 
     # -- Anthropic shape -------------------------------------------------------------------------
 
@@ -134,13 +127,12 @@ class ContinuingUpstream:
         last = body["messages"][-1]
         prefill = last["content"] if last["role"] == "assistant" and isinstance(last["content"], str) else ""
         pieces, finish = self._pieces(body, prefill)
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
+        frames: list[bytes] = []
 
-        async def event(name: str, data: dict[str, Any]) -> None:
-            await resp.write(f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **data}) + b"\n\n")
+        def event(name: str, data: dict[str, Any]) -> None:
+            frames.append(f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **data}) + b"\n\n")
 
-        await event(
+        event(
             "message_start",
             {
                 "message": {
@@ -155,15 +147,14 @@ class ContinuingUpstream:
                 }
             },
         )
-        await event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         for p in pieces:
-            await event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
-        await event("content_block_stop", {"index": 0})
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
+        event("content_block_stop", {"index": 0})
         reason = "max_tokens" if finish == "length" else "end_turn"
-        await event(
+        event(
             "message_delta",
             {"delta": {"stop_reason": reason, "stop_sequence": None}, "usage": {"output_tokens": len(pieces)}},
         )
-        await event("message_stop", {})
-        await resp.write_eof()
-        return resp
+        event("message_stop", {})
+        return await sse_reply(request, frames)

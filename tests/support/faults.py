@@ -36,17 +36,24 @@ went away before the answer was complete (``disconnected`` is set on the first).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import socket
 from collections import Counter
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
-from tests.support.upstream import Recorded
+from tests.support.blackhole import Blackhole
+from tests.support.load import Load, run_load, run_raw_load
+from tests.support.openai_bodies import chunk, completion, error, usage, usage_chunk
+from tests.support.pair import MODEL_A, MODEL_B, pair_config
+from tests.support.upstream import FakeUpstream, Recorded
+
+# The scenario helpers once defined here, for existing imports.
+__all__ = [
+    "FAILURE_MODES", "MODEL_A", "MODEL_B", "MODES", "Blackhole", "FaultyUpstream", "Load", "pair_config", "run_load",
+    "run_raw_load",
+]
 
 MODES = (
     "ok",
@@ -82,7 +89,7 @@ FAILURE_MODES = (
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return error(message, type_, param=None, code=code)
 
 
 class FaultyUpstream:
@@ -118,7 +125,7 @@ class FaultyUpstream:
         self.drip_s = drip_s
         self.retry_after = retry_after
         self.hang_s = hang_s
-        self.requests: list[Recorded] = []
+        self.up = FakeUpstream(self._dispatch, cancel_on_disconnect=True)
         self.outcomes: Counter[str] = Counter()
         self.disconnects = 0
         self.disconnected = asyncio.Event()
@@ -127,13 +134,25 @@ class FaultyUpstream:
         self._mode = "ok"
         self._rate: float | None = None
         self._every: int | None = None
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self.port = 0
-        self.url = ""
         self._initial = (mode, rate, every)
 
     # -- control ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.up.url
+
+    @url.setter
+    def url(self, url: str) -> None:  # a test points a never-entered upstream elsewhere
+        self.up.url = url
+
+    @property
+    def port(self) -> int:
+        return self.up.port
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.up.requests
 
     @property
     def mode(self) -> str:
@@ -150,9 +169,9 @@ class FaultyUpstream:
         was_refused = self._mode == "refused"
         self._mode, self._rate, self._every = mode, rate, every
         if mode == "refused" and not was_refused:
-            await self._stop_listening()
+            await self.up.refuse()
         elif mode != "refused" and was_refused:
-            await self._listen()
+            await self.up.listen()
 
     def reset_counts(self) -> None:
         self.requests.clear()
@@ -179,63 +198,18 @@ class FaultyUpstream:
     # -- server ----------------------------------------------------------------------------------
 
     async def __aenter__(self) -> FaultyUpstream:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1, handler_cancellation=True)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.url = f"http://127.0.0.1:{self.port}"
+        await self.up.__aenter__()
         mode, rate, every = self._initial
-        if mode == "refused":
-            self._mode = "refused"
-        else:
-            await self._listen()
-            await self.set_mode(mode, rate=rate, every=every)
+        await self.set_mode(mode, rate=rate, every=every)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _listen(self) -> None:
-        assert self._runner is not None
-        for _ in range(100):
-            try:
-                site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-                await site.start()
-            except OSError:  # the port is briefly held after a stop
-                await asyncio.sleep(0.01)
-                continue
-            self._site = site
-            return
-        raise RuntimeError(f"cannot listen on 127.0.0.1:{self.port} again")
-
-    async def _stop_listening(self) -> None:
-        assert self._runner is not None
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        server = self._runner.server
-        if server is not None:
-            for conn in list(server.connections):
-                conn.force_close()
+        await self.up.__aexit__(*exc)
 
     # -- answers ---------------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method,
-                request.path,
-                dict(request.query),
-                {k.lower(): v for k, v in request.headers.items()},
-                body,
-            )
-        )
         if request.method != "POST" or request.path not in ("/v1/chat/completions", "/chat/completions"):
             return web.json_response(_error(404, f"no route {request.path}", "invalid_request_error"), status=404)
         try:
@@ -364,10 +338,7 @@ class FaultyUpstream:
             frames.append(self._chunk(model, {}, finish="stop"))
             opts = payload.get("stream_options")
             if isinstance(opts, dict) and opts.get("include_usage"):
-                usage = self._chunk(model, {})
-                usage["choices"] = []
-                usage["usage"] = {"prompt_tokens": 5, "completion_tokens": len(pieces), "total_tokens": 5 + len(pieces)}
-                frames.append(usage)
+                frames.append(usage_chunk(usage(5, len(pieces)), model=model, id=f"chatcmpl-{self.name}"))
         for i, frame in enumerate(frames):
             if i and self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
@@ -383,179 +354,7 @@ class FaultyUpstream:
         return resp
 
     def _completion(self, model: str) -> dict[str, Any]:
-        return {
-            "id": f"chatcmpl-{self.name}",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-        }
+        return completion(self.text, model=model, id=f"chatcmpl-{self.name}", tokens=usage(5, 3), refusal=None)
 
     def _chunk(self, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": f"chatcmpl-{self.name}",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-
-
-class Blackhole:
-    """A loopback port where connecting hangs: it listens with a full accept queue and never
-    accepts, so the kernel drops further SYNs (a connect timeout, without leaving 127.0.0.1).
-
-    ``with Blackhole() as hole:`` -> ``hole.url``.
-    """
-
-    def __init__(self) -> None:
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._fillers: list[socket.socket] = []
-        self.url = ""
-
-    def __enter__(self) -> Blackhole:
-        self._server.bind(("127.0.0.1", 0))
-        self._server.listen(0)
-        port = self._server.getsockname()[1]
-        for _ in range(8):  # fill the accept queue (and the SYN queue behind it)
-            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            c.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                c.connect(("127.0.0.1", port))
-            self._fillers.append(c)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for c in self._fillers:
-            c.close()
-        self._server.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers for the end-to-end scenarios
-
-MODEL_A = "model-a"
-MODEL_B = "model-b"
-
-
-def pair_config(
-    a: FaultyUpstream,
-    b: FaultyUpstream,
-    *,
-    model: dict[str, Any] | None = None,
-    timeout: dict[str, float] | None = None,
-    timeout_b: dict[str, float] | None = None,
-    extra_models: list[dict[str, Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Providers ``a`` and ``b`` (one key each) behind public model ``m`` (strategy ``fallback``:
-    targets ``a/model-a`` then ``b/model-b``, 2 attempts each with ~1 ms backoff).
-
-    ``a`` has small timeouts (first token 0.3 s, total 2 s; ``timeout`` updates them), ``b`` generous
-    ones (``timeout_b``): on a busy machine a healthy upstream must not time out. ``model`` updates
-    the model's entry; ``extra`` updates the top level.
-    """
-    ta = {"connect": 1.0, "first_token": 0.3, "total": 2.0, **(timeout or {})}
-    tb = {"connect": 2.0, "first_token": 10.0, "total": 20.0, **(timeout_b or {})}
-    m: dict[str, Any] = {
-        "name": "m",
-        "strategy": "fallback",
-        "targets": [{"provider": "a", "model": MODEL_A}, {"provider": "b", "model": MODEL_B}],
-        "retry": {"attempts": 2, "backoff_ms": 1, "max_backoff_ms": 5},
-    }
-    m.update(model or {})
-    cfg: dict[str, Any] = {
-        "providers": [
-            {"name": "a", "type": "openai", "base_url": a.url + "/v1", "api_keys": ["sk-a"], "timeout": ta},
-            {"name": "b", "type": "openai", "base_url": b.url + "/v1", "api_keys": ["sk-b"], "timeout": tb},
-        ],
-        "models": [m, *(extra_models or [])],
-    }
-    cfg.update(extra)
-    return cfg
-
-
-class Load:
-    """What a batch of client requests saw."""
-
-    def __init__(self) -> None:
-        self.errors: list[BaseException] = []
-        self.providers: Counter[str] = Counter()
-        self.texts: Counter[str] = Counter()
-        self.attempts: Counter[int] = Counter()
-
-    @property
-    def ok(self) -> int:
-        return sum(self.providers.values())
-
-
-async def run_load(
-    client: Any,
-    n: int = 200,
-    *,
-    concurrency: int = 32,
-    stream: bool = False,
-    model: str = "m",
-    content: str = "Hi",
-) -> Load:
-    """``n`` chat requests through the openai SDK ``client``, at most ``concurrency`` at once.
-
-    Errors are collected, not raised; a stream counts as an error if it raises before its end.
-    """
-    out = Load()
-    sem = asyncio.Semaphore(concurrency)
-    messages = [{"role": "user", "content": content}]
-
-    async def one() -> None:
-        async with sem:
-            try:
-                raw = await client.chat.completions.with_raw_response.create(
-                    model=model, messages=messages, stream=stream
-                )
-                if stream:
-                    text = ""
-                    async for c in raw.parse():
-                        if c.choices:
-                            text += c.choices[0].delta.content or ""
-                else:
-                    text = raw.parse().choices[0].message.content or ""
-            except Exception as exc:  # every failure is what the test counts
-                out.errors.append(exc)
-                return
-            out.providers[raw.headers.get("x-fluxway-provider", "?")] += 1
-            out.attempts[int(raw.headers.get("x-fluxway-attempts", "0"))] += 1
-            out.texts[text] += 1
-
-    await asyncio.gather(*(one() for _ in range(n)))
-    return out
-
-
-async def run_raw_load(url: str, n: int, *, concurrency: int = 32, model: str = "m") -> Load:
-    """Like :func:`run_load` with plain aiohttp JSON requests to ``url`` (the gateway's base URL):
-    several times cheaper than the SDK, for counting where many requests land."""
-    out = Load()
-    sem = asyncio.Semaphore(concurrency)
-    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
-    async with aiohttp.ClientSession() as http:
-
-        async def one() -> None:
-            async with sem, http.post(url + "/v1/chat/completions", json=body) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    out.errors.append(RuntimeError(f"{resp.status}: {data[:200]!r}"))
-                    return
-                out.providers[resp.headers.get("x-fluxway-provider", "?")] += 1
-                out.attempts[int(resp.headers.get("x-fluxway-attempts", "0"))] += 1
-                out.texts[orjson.loads(data)["choices"][0]["message"]["content"]] += 1
-
-        await asyncio.gather(*(one() for _ in range(n)))
-    return out
+        return chunk(delta, finish, model=model, id=f"chatcmpl-{self.name}")
