@@ -276,7 +276,9 @@ class _Walk:
 
     def visit(self, model: type[BaseModel], path: str, label: str = "", note: str = "") -> None:
         if model in self.by_model:
-            self.by_model[model].also.append(path)
+            known = self.by_model[model]
+            if path != known.path and path not in known.also:
+                known.also.append(path)
             return
         section = _Section(path, model, label, note)
         self.by_model[model] = section
@@ -299,6 +301,10 @@ class _Walk:
 
     @staticmethod
     def _member_label(model: type[BaseModel], disc: str | None) -> str:
+        own = getattr(model, "doc_label", None)  # a member whose tag is not one Literal names itself
+        if isinstance(own, str):
+            return own
+        disc = disc or ("type" if "type" in model.model_fields else None)  # a callable discriminator
         if disc and disc in model.model_fields:
             tp = _strip(model.model_fields[disc].annotation)
             if typing.get_origin(tp) is typing.Literal:

@@ -140,3 +140,42 @@ def test_serve_refuses_public_address_without_master_key(tmp_path: Path, capsys:
     f.write_text("providers:\n  - {name: o, type: ollama}\n")
     assert main(["serve", "--config", str(f), "--host", "0.0.0.0"]) == 2
     assert "--insecure" in capsys.readouterr().err
+
+
+def test_each_provider_type_takes_only_its_own_settings() -> None:
+    """Typed provider settings: a Bedrock field on an OpenAI provider is an unknown key, each type's
+    rules name the field at the provider's path (no settings-class name in it)."""
+    wrong = base(providers=[{"name": "openai", "type": "openai", "api_keys": ["k"], "region": "us-east-1"}])
+    assert problems(wrong) == ["providers[0].region: unknown key"]
+    typo = base(providers=[{"name": "openai", "type": "opnai", "api_keys": ["k"]}])
+    assert "providers[0].type: unknown provider type 'opnai'" in problems(typo)
+    bedrock = base(providers=[{"name": "openai", "type": "bedrock", "regoin": "x"}])
+    found = problems(bedrock, {})
+    assert "providers[0].regoin: unknown key" in found
+    bedrock = base(providers=[{"name": "openai", "type": "bedrock"}])
+    found = problems(bedrock, {})
+    assert "providers[0].region: bedrock needs a region (or AWS_REGION)" in found
+    assert any(p.startswith("providers[0].aws_access_key_id: bedrock needs") for p in found)
+    azure = base(providers=[{"name": "openai", "type": "azure", "api_keys": ["k"]}])
+    assert problems(azure) == ["providers[0].base_url: azure needs the resource's base_url"]
+    compat = base(providers=[{"name": "openai", "type": "openai-compatible"}])
+    assert problems(compat) == ["providers[0].base_url: provider type 'openai-compatible' needs the server's base_url"]
+
+
+def test_provider_settings_are_typed_per_adapter() -> None:
+    from fluxway.adapters.settings import AzureSettings, BedrockSettings, OpenAICompatSettings
+
+    cfg = parse(base(providers=[
+        {"name": "openai", "type": "openai", "api_keys": ["k"]},
+        {"name": "az", "type": "azure", "base_url": "https://r.openai.azure.com", "api_keys": ["k"],
+         "api_version": "v1"},
+        {"name": "br", "type": "bedrock", "region": "eu-west-1", "aws_access_key_id": "AKIAEXAMPLE",
+         "aws_secret_access_key": "s3cr3t"},
+    ]), {})
+    openai, az, br = cfg.providers
+    assert isinstance(openai, OpenAICompatSettings)
+    assert isinstance(az, AzureSettings) and az.api_version == "v1"
+    assert isinstance(br, BedrockSettings) and br.region == "eu-west-1"
+    assert set(br.secrets()) == {"AKIAEXAMPLE", "s3cr3t"}
+    assert br.continuation_for("anthropic.claude-3-haiku") == "prefill"
+    assert br.continuation_for("amazon.nova-lite-v1:0") == "none"

@@ -40,11 +40,13 @@ def test_committed_docs_match_the_code(path: str) -> None:
 
 def test_every_config_key_and_provider_type_is_in_the_docs() -> None:
     from fluxway.adapters.registry import ADAPTERS, PRESETS
-    from fluxway.config import Config, ProviderConfig
+    from fluxway.adapters.settings import NATIVE, OpenAICompatSettings
+    from fluxway.config import Config
 
     files = gen.render(ROOT)
     config_doc = files[gen.CONFIG_DOC]
-    for model in (Config, ProviderConfig):
+    assert set(NATIVE) == set(ADAPTERS), "every native adapter declares its settings class"
+    for model in (Config, OpenAICompatSettings, *NATIVE.values()):
         for name in model.model_fields:
             assert f"| `{name}` |" in config_doc
     providers_doc = files[gen.PROVIDERS_DOC]
@@ -97,7 +99,7 @@ def test_the_generator_walks_discriminated_unions_and_nested_models() -> None:
     assert '| `mode` | `"a"` or `"b"` | `"a"` | The mode. |' in doc  # a comment at the end of the line
     assert "An alpha provider." in doc
     assert "## `providers[].timeout`" in doc
-    assert "Also used at `providers[].timeout`, `named`." in doc
+    assert "Also used at `named`." in doc  # each other path once, not its own again
     assert "| `named` | map of string to object: [`providers[].timeout`](#providers-timeout) | `{}` |" in doc
 
 

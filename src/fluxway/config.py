@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from fluxway.adapters.presets import Continuation
-from fluxway.adapters.registry import continuation_kind, is_known_type, requires_api_key
+from fluxway.adapters.settings import TAGS, ProviderConfig
 from fluxway.canonical import Price, Strategy, Target
+from fluxway.config_base import Strict, TimeoutConfig
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
@@ -30,18 +30,14 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CorsConfig(_Strict):
+class CorsConfig(Strict):
     # Browser origins allowed to call the gateway ("https://app.example.com"; "*" for any).
     origins: tuple[str, ...] = ()
     # Seconds a browser may cache a preflight answer (Access-Control-Max-Age).
     max_age_s: int = Field(600, ge=0)
 
 
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     # Address to listen on (`fluxway serve --host` overrides); off loopback it needs auth.master_key.
     host: str = "127.0.0.1"
     # Port to listen on (`fluxway serve --port` overrides).
@@ -69,7 +65,7 @@ class ServerConfig(_Strict):
     cors: CorsConfig = CorsConfig()
 
 
-class AuthConfig(_Strict):
+class AuthConfig(Strict):
     # The admin credential (`Authorization: Bearer`); unset or empty: the admin API is closed.
     master_key: str | None = None
 
@@ -79,12 +75,12 @@ class AuthConfig(_Strict):
         return v or None
 
 
-class StoreConfig(_Strict):
+class StoreConfig(Strict):
     # Keys, teams and usage records: `sqlite:///path` (relative to the config file) or `postgresql://...`.
     url: str = "sqlite:///./fluxway.db"
 
 
-class RedisConfig(_Strict):
+class RedisConfig(Strict):
     # `redis://...` to share rate limits and budgets between processes and instances; empty = per process.
     url: str | None = None
     # While Redis is down: open = budgets and rate limits held per process (warning + metric);
@@ -100,7 +96,7 @@ class RedisConfig(_Strict):
         return v or None
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(Strict):
     # When set, GET /metrics needs "Authorization: Bearer <token>" (or an admin key); else it is open.
     token: str | None = None
 
@@ -110,18 +106,18 @@ class MetricsConfig(_Strict):
         return v or None
 
 
-class ObservabilityConfig(_Strict):
+class ObservabilityConfig(Strict):
     # GET /metrics (Prometheus text).
     metrics: MetricsConfig = MetricsConfig()
 
 
-class BudgetsConfig(_Strict):
+class BudgetsConfig(Strict):
     # A budgeted key may call a model with no known price (table or config) only when this is set:
     # such calls are then metered at $0.
     allow_unpriced: bool = False
 
 
-class UsageConfig(_Strict):
+class UsageConfig(Strict):
     # Durable local spool for usage records (default: beside a SQLite store, else ./fluxway-spool).
     spool_dir: str | None = None
     # Spooled records are written to the store at least this often ...
@@ -130,16 +126,7 @@ class UsageConfig(_Strict):
     batch_size: int = Field(500, ge=1)
 
 
-class TimeoutConfig(_Strict):
-    # Seconds to open a connection to the upstream.
-    connect: float = Field(5.0, gt=0)
-    # Seconds the upstream may stay silent: before its first byte, and between reads after it.
-    first_token: float = Field(30.0, gt=0)
-    # Seconds for one whole upstream call, stream included.
-    total: float = Field(600.0, gt=0)
-
-
-class PriceConfig(_Strict):
+class PriceConfig(Strict):
     # USD per million prompt tokens.
     input_per_mtok: float = Field(0.0, ge=0)
     # USD per million completion tokens.
@@ -151,70 +138,7 @@ class PriceConfig(_Strict):
         return Price(self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok)
 
 
-class HealthCheckConfig(_Strict):
-    # Seconds between two checks of a target.
-    interval_s: float = Field(30.0, gt=0)
-    # Seconds a check may take before it counts as a failure.
-    timeout_s: float = Field(10.0, gt=0)
-    # The upstream model to probe; default: every model of this provider named in `models`.
-    model: str | None = None
-
-
-class ProviderConfig(_Strict):
-    # What targets and `<provider>/<model>` call it by.
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    # The adapter: a preset or native type (docs/providers.md lists them).
-    type: str
-    # Where its API lives (default: the type's; required for azure and openai-compatible).
-    base_url: str | None = None
-    # Keys used round-robin, each with its own breaker and rate-limit cool-down; a string is one key.
-    api_keys: tuple[str, ...] = ()
-    # Extra HTTP headers sent with every call.
-    headers: dict[str, str] = Field(default_factory=dict)
-    # Timeouts of its calls (a model's own `timeout` wins).
-    timeout: TimeoutConfig = TimeoutConfig()
-    # Azure OpenAI / Anthropic version headers and similar per-provider settings.
-    api_version: str | None = None
-    # AWS Bedrock: the region (default AWS_REGION / AWS_DEFAULT_REGION).
-    region: str | None = None
-    # AWS Bedrock: SigV4 credentials, used when api_keys is empty (default: AWS_ACCESS_KEY_ID, ...).
-    aws_access_key_id: str | None = None
-    # AWS Bedrock: the secret of aws_access_key_id (default AWS_SECRET_ACCESS_KEY).
-    aws_secret_access_key: str | None = None
-    # AWS Bedrock: a temporary credential's session token (default AWS_SESSION_TOKEN).
-    aws_session_token: str | None = None
-    # Parameters this provider rejects; dropped from requests before sending (added to the preset's).
-    drop_params: tuple[str, ...] = ()
-    # Optional active health checks: a one-token chat request to each of this provider's targets.
-    health_check: HealthCheckConfig | None = None
-    # Bounds on what one upstream answer may make the gateway hold: one SSE event / event-stream
-    # frame, and a whole buffered (non-streamed or error) body. Over them the call fails with a 502.
-    max_event_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    # See max_event_bytes.
-    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    # How this provider continues a partial assistant answer after a mid-stream failover (default:
-    # its type's; see docs/providers.md "Continuation").
-    continuation: Continuation | None = None
-    # Set by parse(): the environment variables that api_keys named and that were unset or empty
-    # (`${OPENAI_API_KEY:-}`): the provider loads, but its calls fail saying which to set.
-    _unset_key_vars: tuple[str, ...] = PrivateAttr(default=())
-
-    @property
-    def unset_key_vars(self) -> tuple[str, ...]:
-        """The unset environment variables this provider's (now empty) ``api_keys`` came from."""
-        return self._unset_key_vars
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, list | tuple):
-            return tuple(k for k in v if k != "")
-        return v
-
-
-class TargetConfig(_Strict):
+class TargetConfig(Strict):
     # A provider's `name`.
     provider: str
     # The model name the provider knows (Azure: the deployment).
@@ -228,7 +152,7 @@ class TargetConfig(_Strict):
         return Target(self.provider, self.model, self.weight, self.price.to_price() if self.price else None)
 
 
-class RetryConfig(_Strict):
+class RetryConfig(Strict):
     # Tries per target for retryable errors (overload, timeouts, 5xx, connect), the first included.
     attempts: int = Field(2, ge=1, le=10)
     # Backoff before the first retry, doubled each further retry (with jitter).
@@ -237,7 +161,7 @@ class RetryConfig(_Strict):
     max_backoff_ms: float = Field(2000.0, ge=0)
 
 
-class HedgeConfig(_Strict):
+class HedgeConfig(Strict):
     # Start the same request on the next target when the first has produced no first byte after
     # this long; None: after the first target's observed p95 time to first byte.
     after_ms: float | None = Field(None, gt=0)
@@ -245,7 +169,7 @@ class HedgeConfig(_Strict):
     max_extra: int = Field(1, ge=1, le=4)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     # The public model name clients send.
     name: str = Field(min_length=1)
     # Which target goes first: weighted round-robin, config order (fallback), lowest time to first
@@ -276,7 +200,7 @@ class ModelConfig(_Strict):
         return v
 
 
-class BreakerConfig(_Strict):
+class BreakerConfig(Strict):
     """Circuit breakers per target and per provider key (see routing/health.py)."""
 
     # Consecutive failures that open a breaker.
@@ -297,7 +221,7 @@ class BreakerConfig(_Strict):
     rate_limit_cooldown_s: float = Field(5.0, ge=0)
 
 
-class RoutingConfig(_Strict):
+class RoutingConfig(Strict):
     # Let clients address "<provider>/<model>" directly.
     allow_direct: bool = True
     # Circuit breakers.
@@ -306,7 +230,7 @@ class RoutingConfig(_Strict):
     explore: float = Field(0.05, ge=0, le=1)
 
 
-class Config(_Strict):
+class Config(Strict):
     # The HTTP server: address, limits on requests and connections, shutdown.
     server: ServerConfig = ServerConfig()
     # The admin credential (virtual keys live in the store: `fluxway keys`).
@@ -388,26 +312,7 @@ def _cross_check(cfg: Config) -> list[str]:
         if p.name in seen:
             problems.append(f"providers[{i}].name: duplicate provider name '{p.name}'")
         seen.add(p.name)
-        if not is_known_type(p.type):
-            problems.append(f"providers[{i}].type: unknown provider type '{p.type}'")
-            continue
-        if (
-            requires_api_key(p.type)
-            and not p.api_keys
-            and not p.unset_key_vars
-            and not (p.aws_access_key_id or p.type == "bedrock")
-        ):
-            problems.append(f"providers[{i}].api_keys: provider type '{p.type}' needs at least one API key")
-        if p.type == "bedrock":
-            if not p.region and not p.base_url:
-                problems.append(f"providers[{i}].region: bedrock needs a region (or AWS_REGION)")
-            if not p.api_keys and not (p.aws_access_key_id and p.aws_secret_access_key):
-                problems.append(
-                    f"providers[{i}].aws_access_key_id: bedrock needs aws_access_key_id and aws_secret_access_key"
-                    " (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), or a Bedrock API key in api_keys"
-                )
-        if p.type == "azure" and not p.base_url:
-            problems.append(f"providers[{i}].base_url: azure needs the resource's base_url")
+        problems.extend(f"providers[{i}].{problem}" for problem in p.problems())
     model_names: set[str] = set()
     for i, m in enumerate(cfg.models):
         if m.name in model_names:
@@ -432,15 +337,6 @@ def _cross_check(cfg: Config) -> list[str]:
     return problems
 
 
-_AWS_ENV = (
-    ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-    ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-    ("aws_session_token", "AWS_SESSION_TOKEN"),
-    ("region", "AWS_REGION"),
-    ("region", "AWS_DEFAULT_REGION"),
-)
-
-
 def config_warnings(cfg: Config) -> list[str]:
     """What a valid config may not do as its author expects: a provider whose API keys come from
     unset environment variables, a model with ``stream_failover`` whose targets cannot all continue a
@@ -458,7 +354,7 @@ def config_warnings(cfg: Config) -> list[str]:
         cannot = [
             f"{t.provider}/{t.model}"
             for t in m.targets
-            if t.provider in providers and continuation_kind(providers[t.provider], t.model) == "none"
+            if t.provider in providers and providers[t.provider].continuation_for(t.model) == "none"
         ]
         if not cannot:
             continue
@@ -476,37 +372,11 @@ def config_warnings(cfg: Config) -> list[str]:
     return out
 
 
-def _aws_env_defaults(cfg: Config, env: Mapping[str, str]) -> Config:
-    """Bedrock providers take unset AWS credentials and region from the standard AWS_* variables.
-
-    Static keys come from the environment only as a pair, and a session token only with them;
-    ``AWS_BEARER_TOKEN_BEDROCK`` (a Bedrock API key) is preferred over environment keys.
-    """
-    providers: list[ProviderConfig] = []
-    changed = False
-    for p in cfg.providers:
-        if p.type == "bedrock":
-            update: dict[str, Any] = {}
-            for field, var in _AWS_ENV:
-                if field == "region" and (p.region or "region" in update):
-                    continue
-                if field != "region" and (p.aws_access_key_id or p.aws_secret_access_key or p.api_keys):
-                    continue
-                if env.get(var):
-                    update[field] = env[var]
-            if "aws_access_key_id" not in update or "aws_secret_access_key" not in update:
-                update.pop("aws_access_key_id", None)
-                update.pop("aws_secret_access_key", None)
-                update.pop("aws_session_token", None)
-            bearer = env.get("AWS_BEARER_TOKEN_BEDROCK")  # a Bedrock API key, preferred as boto3 does
-            if bearer and not (p.api_keys or p.aws_access_key_id or p.aws_secret_access_key):
-                update = {k: v for k, v in update.items() if k == "region"}
-                update["api_keys"] = (bearer,)
-            if update:
-                p = p.model_copy(update=update)
-                changed = True
-        providers.append(p)
-    return cfg.model_copy(update={"providers": tuple(providers)}) if changed else cfg
+def _with_env(cfg: Config, env: Mapping[str, str]) -> Config:
+    """Each provider with what its type takes from the environment (Bedrock: the AWS_* variables)."""
+    providers = tuple(p.with_env(env) for p in cfg.providers)
+    changed = any(new is not old for new, old in zip(providers, cfg.providers, strict=True))
+    return cfg.model_copy(update={"providers": providers}) if changed else cfg
 
 
 def _key_vars(data: dict[str, Any]) -> dict[int, tuple[str, ...]]:
@@ -539,15 +409,18 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            problems.append(f"{_path(err['loc'])}: {msg}")
+            loc = err["loc"]
+            if loc[:1] == ("providers",) and len(loc) > 2 and loc[2] in TAGS:
+                loc = (*loc[:2], *loc[3:])  # the settings class a provider's type chose
+            problems.append(f"{_path(loc)}: {msg}")
         raise ConfigError(problems) from None
     for i, p in enumerate(cfg.providers):
         if not p.api_keys and key_vars.get(i):
-            p._unset_key_vars = key_vars[i]
-    cfg = _aws_env_defaults(cfg, os.environ if env is None else env)
+            p.mark_unset_key_vars(key_vars[i])
+    cfg = _with_env(cfg, os.environ if env is None else env)
     problems.extend(_cross_check(cfg))
     if problems:
         raise ConfigError(problems)

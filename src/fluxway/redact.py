@@ -68,10 +68,7 @@ class Redactor:
     def from_config(cls, cfg: Config) -> Redactor:
         secrets: list[str] = []
         for p in cfg.providers:
-            secrets.extend(p.api_keys)
-            for v in (p.aws_access_key_id, p.aws_secret_access_key, p.aws_session_token):
-                if v:
-                    secrets.append(v)
+            secrets.extend(p.secrets())
             for name, value in p.headers.items():
                 if _SECRET_HEADER.search(name):
                     secrets.append(value)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from fluxway.adapters.anthropic import AnthropicAdapter, AnthropicStreamDecoder, build_body, default_max_tokens
 from fluxway.adapters.registry import create_adapter
+from fluxway.adapters.settings import AnthropicSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
-from fluxway.config import ProviderConfig
 
 FIX = Path(__file__).parent.parent / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5"
@@ -29,7 +29,7 @@ def fixture(name: str) -> Any:
 
 
 def adapter(**kw: Any) -> AnthropicAdapter:
-    return AnthropicAdapter(ProviderConfig(name="anth", type="anthropic", api_keys=("k",), **kw))
+    return AnthropicAdapter(AnthropicSettings(name="anth", type="anthropic", api_keys=("k",), **kw))
 
 
 def chat(stream: bool = False, **body: Any) -> CanonicalRequest:
@@ -84,7 +84,7 @@ def test_configured_version_base_url_and_headers() -> None:
 
 
 def test_registry_and_supported_endpoints() -> None:
-    a = create_adapter(ProviderConfig(name="a", type="anthropic", api_keys=("k",)))
+    a = create_adapter(AnthropicSettings(name="a", type="anthropic", api_keys=("k",)))
     assert isinstance(a, AnthropicAdapter)
     assert a.supports(Endpoint.CHAT)
     assert not a.supports(Endpoint.EMBEDDINGS)

@@ -9,8 +9,8 @@ import pytest
 
 from fluxway.adapters.azure import DEFAULT_API_VERSION, AzureAdapter
 from fluxway.adapters.registry import create_adapter
+from fluxway.adapters.settings import AzureSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
-from fluxway.config import ProviderConfig
 from fluxway.errors import GatewayError
 
 FIX = Path(__file__).parent.parent / "fixtures" / "azure"
@@ -19,7 +19,7 @@ CREDS = Credentials("azure-key-123")
 
 
 def adapter(**kw: object) -> AzureAdapter:
-    cfg = ProviderConfig(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",), **kw)
+    cfg = AzureSettings(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",), **kw)
     return AzureAdapter(cfg)
 
 
@@ -31,7 +31,7 @@ def chat(stream: bool = False, **body: object) -> CanonicalRequest:
 
 
 def test_registry_creates_azure_adapter() -> None:
-    cfg = ProviderConfig(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",))
+    cfg = AzureSettings(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",))
     assert isinstance(create_adapter(cfg), AzureAdapter)
 
 
@@ -56,7 +56,7 @@ def test_api_key_header_not_bearer() -> None:
 
 
 def test_configured_api_version_and_base_url_with_openai_suffix() -> None:
-    cfg = ProviderConfig(name="az", type="azure", base_url="https://myres.openai.azure.com/openai/",
+    cfg = AzureSettings(name="az", type="azure", base_url="https://myres.openai.azure.com/openai/",
                          api_keys=("k",), api_version="2025-01-01-preview")
     call = AzureAdapter(cfg).build(chat(), Target("az", "dep.v2_x-1"), CREDS)
     assert call.url == (
@@ -67,7 +67,7 @@ def test_configured_api_version_and_base_url_with_openai_suffix() -> None:
 
 @pytest.mark.parametrize("name", ["dep/with space", "dep/x", "..", "a?b", "a#b", "a b", "a\x01b", "a%2Fb"])
 def test_deployment_names_that_would_change_the_url_are_refused(name: str) -> None:
-    cfg = ProviderConfig(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",))
+    cfg = AzureSettings(name="az", type="azure", base_url="https://myres.openai.azure.com", api_keys=("k",))
     with pytest.raises(GatewayError) as info:
         AzureAdapter(cfg).build(chat(), Target("az", name), CREDS)
     assert (info.value.status, info.value.code, info.value.param) == (400, "invalid_model", "model")
@@ -89,7 +89,7 @@ def test_v1_route_puts_model_in_body() -> None:
     assert call.url == "https://myres.openai.azure.com/openai/v1/chat/completions"
     assert call.body is not None
     assert orjson.loads(call.body)["model"] == "my-gpt4o"
-    cfg = ProviderConfig(name="az", type="azure", base_url="https://x.openai.azure.com/openai/v1", api_keys=("k",),
+    cfg = AzureSettings(name="az", type="azure", base_url="https://x.openai.azure.com/openai/v1", api_keys=("k",),
                          api_version="v1")
     emb = CanonicalRequest(Endpoint.EMBEDDINGS, "e", {"model": "e", "input": "x"})
     assert AzureAdapter(cfg).build(emb, TARGET, CREDS).url == "https://x.openai.azure.com/openai/v1/embeddings"
@@ -202,4 +202,4 @@ def test_stream_cut_short_raises() -> None:
 
 def test_missing_base_url_is_an_error() -> None:
     with pytest.raises(ValueError, match="base_url"):
-        AzureAdapter(ProviderConfig(name="az", type="azure", api_keys=("k",)))
+        AzureAdapter(AzureSettings(name="az", type="azure", api_keys=("k",)))

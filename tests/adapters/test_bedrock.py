@@ -20,8 +20,9 @@ from botocore.validate import ParamValidator
 from fluxway.adapters.bedrock import JSON_TOOL, BedrockAdapter, converse_body
 from fluxway.adapters.eventstream import encode_event, encode_exception, encode_message
 from fluxway.adapters.registry import create_adapter
+from fluxway.adapters.settings import BedrockSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
-from fluxway.config import ConfigError, ProviderConfig, parse
+from fluxway.config import ConfigError, parse
 
 FIX = Path(__file__).parent.parent / "fixtures" / "bedrock"
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -34,7 +35,7 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA6
 
 def adapter(**kw: Any) -> BedrockAdapter:
     cfg: dict[str, Any] = {"name": "br", "type": "bedrock", "region": "us-west-2", **KEYS, **kw}
-    return BedrockAdapter(ProviderConfig(**cfg), clock=lambda: NOW)
+    return BedrockAdapter(BedrockSettings(**cfg), clock=lambda: NOW)
 
 
 def chat(stream: bool = False, **body: Any) -> CanonicalRequest:
@@ -62,7 +63,7 @@ def converse(req: CanonicalRequest) -> dict[str, Any]:
 
 
 def test_registry_and_supports() -> None:
-    a = create_adapter(ProviderConfig(name="br", type="bedrock", region="eu-west-1", **KEYS))
+    a = create_adapter(BedrockSettings(name="br", type="bedrock", region="eu-west-1", **KEYS))
     assert isinstance(a, BedrockAdapter)
     assert a.supports(Endpoint.CHAT) and a.supports(Endpoint.EMBEDDINGS)
     assert not a.supports(Endpoint.COMPLETIONS)
@@ -118,7 +119,7 @@ def test_credentials_extra_override_config_keys() -> None:
 
 
 def test_no_credentials_is_auth_error() -> None:
-    a = BedrockAdapter(ProviderConfig(name="br", type="bedrock", region="us-east-1"))
+    a = BedrockAdapter(BedrockSettings(name="br", type="bedrock", region="us-east-1"))
     with pytest.raises(UpstreamError) as exc:
         a.build(chat(), TARGET, Credentials(None))
     assert exc.value.kind is ErrorKind.AUTH
@@ -548,7 +549,7 @@ def test_error_without_type_uses_status() -> None:
 # -- config: AWS_* environment fallback (read in config.py, never in the adapter) ------------------
 
 
-def _provider(env: dict[str, str], **p: Any) -> ProviderConfig:
+def _provider(env: dict[str, str], **p: Any) -> BedrockSettings:
     cfg = parse({"providers": [{"name": "br", "type": "bedrock", **p}]}, env=env)
     return cfg.providers[0]
 

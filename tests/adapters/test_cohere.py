@@ -12,13 +12,13 @@ import pytest
 
 from fluxway.adapters.cohere import CohereAdapter
 from fluxway.adapters.registry import create_adapter
+from fluxway.adapters.settings import CohereSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
-from fluxway.config import ProviderConfig
 
 FIX = Path(__file__).parent.parent / "fixtures" / "cohere"
 TARGET = Target("co", "command-a-03-2025")
 CREDS = Credentials("co-key")
-ADAPTER = CohereAdapter(ProviderConfig(name="co", type="cohere", api_keys=("k",)), clock=lambda: 1_700_000_000.5)
+ADAPTER = CohereAdapter(CohereSettings(name="co", type="cohere", api_keys=("k",)), clock=lambda: 1_700_000_000.5)
 
 
 def chat(stream: bool = False, **body: Any) -> CanonicalRequest:
@@ -34,7 +34,7 @@ def sent(req: CanonicalRequest) -> dict[str, Any]:
 
 
 def test_registry_and_supports() -> None:
-    adapter = create_adapter(ProviderConfig(name="co", type="cohere", api_keys=("k",)))
+    adapter = create_adapter(CohereSettings(name="co", type="cohere", api_keys=("k",)))
     assert isinstance(adapter, CohereAdapter)
     assert adapter.supports(Endpoint.CHAT) and adapter.supports(Endpoint.EMBEDDINGS)
     assert not adapter.supports(Endpoint.COMPLETIONS)
@@ -45,7 +45,7 @@ def test_url_and_headers() -> None:
     assert call.url == "https://api.cohere.com/v2/chat"
     assert call.headers["authorization"] == "Bearer co-key"
     assert call.headers["accept"] == "application/json"
-    custom = CohereAdapter(ProviderConfig(name="co", type="cohere", api_keys=("k",), base_url="http://127.0.0.1:9/v2/"))
+    custom = CohereAdapter(CohereSettings(name="co", type="cohere", api_keys=("k",), base_url="http://127.0.0.1:9/v2/"))
     assert custom.build(chat(stream=True), TARGET, CREDS).url == "http://127.0.0.1:9/v2/chat"
 
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from fluxway.adapters.gemini import GeminiAdapter, GeminiStreamDecoder, make_call_id, signature_of
 from fluxway.adapters.registry import create_adapter
+from fluxway.adapters.settings import GeminiSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
-from fluxway.config import ProviderConfig
 
 FIX = Path(__file__).parent.parent / "fixtures" / "gemini"
 MODEL = "gemini-2.5-flash"
@@ -34,7 +34,7 @@ def fixture(name: str) -> Any:
 
 
 def adapter(**kw: Any) -> GeminiAdapter:
-    return GeminiAdapter(ProviderConfig(name="gem", type="gemini", api_keys=("k",), **kw))
+    return GeminiAdapter(GeminiSettings(name="gem", type="gemini", api_keys=("k",), **kw))
 
 
 def chat(stream: bool = False, **body: Any) -> CanonicalRequest:
@@ -92,7 +92,7 @@ def test_configured_version_and_base_url() -> None:
 
 
 def test_registry_and_supported_endpoints() -> None:
-    a = create_adapter(ProviderConfig(name="g", type="gemini", api_keys=("k",)))
+    a = create_adapter(GeminiSettings(name="g", type="gemini", api_keys=("k",)))
     assert isinstance(a, GeminiAdapter)
     assert a.supports(Endpoint.CHAT) and a.supports(Endpoint.EMBEDDINGS)
     assert not a.supports(Endpoint.COMPLETIONS)

@@ -10,8 +10,8 @@ import pytest
 from fluxway.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamDecoder
 from fluxway.adapters.presets import PRESETS
 from fluxway.adapters.registry import create_adapter, is_known_type, requires_api_key
+from fluxway.adapters.settings import OpenAICompatSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, Target, UpstreamError
-from fluxway.config import ProviderConfig
 
 REQUIRED_VENDORS = {
     "openai", "mistral", "groq", "together", "deepseek", "xai", "fireworks", "openrouter", "perplexity",
@@ -21,7 +21,7 @@ REQUIRED_VENDORS = {
 
 def adapter(type_: str, **kw: object) -> OpenAICompatAdapter:
     keys = ("sk-1",) if requires_api_key(type_) else ()
-    cfg = ProviderConfig(name="p", type=type_, api_keys=keys, **kw)  # type: ignore[arg-type]
+    cfg = OpenAICompatSettings(name="p", type=type_, api_keys=keys, **kw)  # type: ignore[arg-type]
     a = create_adapter(cfg)
     assert isinstance(a, OpenAICompatAdapter)
     return a

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
+from fluxway.adapters.settings import AnthropicSettings
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -27,7 +28,6 @@ from fluxway.canonical import (
     UpstreamError,
     Usage,
 )
-from fluxway.config import ProviderConfig
 from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -566,7 +566,7 @@ def error_from_anthropic(status: int, headers: Headers, body: bytes) -> Upstream
 class AnthropicAdapter:
     """Speaks the Anthropic Messages API."""
 
-    def __init__(self, cfg: ProviderConfig) -> None:
+    def __init__(self, cfg: AnthropicSettings) -> None:
         self.cfg = cfg
         base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         if base.endswith("/v1"):

@@ -20,8 +20,8 @@ from fluxway.adapters.base import Headers
 from fluxway.adapters.names import path_segment
 from fluxway.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamDecoder, error_from_openai_body
 from fluxway.adapters.presets import Preset
+from fluxway.adapters.settings import AzureSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
-from fluxway.config import ProviderConfig
 
 DEFAULT_API_VERSION = "2024-10-21"
 _PATHS = {
@@ -45,7 +45,7 @@ def _resource_root(base_url: str) -> str:
 class AzureAdapter(OpenAICompatAdapter):
     """Azure OpenAI Service (and Azure AI Foundry's OpenAI-compatible deployments)."""
 
-    def __init__(self, cfg: ProviderConfig) -> None:
+    def __init__(self, cfg: AzureSettings) -> None:
         if not cfg.base_url:
             raise ValueError(f"provider '{cfg.name}' (azure) needs the resource's base_url")
         super().__init__(cfg, Preset(cfg.base_url, drop=_DROP))

@@ -27,6 +27,7 @@ from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object,
 from fluxway.adapters.cohere import bad_request, cohere_embed_vectors, embedding_texts, openai_embeddings
 from fluxway.adapters.eventstream import MAX_MESSAGE, EventMessage, EventStreamDecoder
 from fluxway.adapters.names import opaque_segment
+from fluxway.adapters.settings import BedrockSettings
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -40,7 +41,6 @@ from fluxway.canonical import (
     UpstreamError,
     Usage,
 )
-from fluxway.config import ProviderConfig
 
 SERVICE = "bedrock"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -468,7 +468,7 @@ def _embed_family(model: str) -> str:
 class BedrockAdapter:
     """Amazon Bedrock Runtime (Converse, ConverseStream, InvokeModel for embeddings)."""
 
-    def __init__(self, cfg: ProviderConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: BedrockSettings, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
         self.region = cfg.region or "us-east-1"

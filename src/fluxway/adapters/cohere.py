@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
+from fluxway.adapters.settings import CohereSettings
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -33,7 +34,6 @@ from fluxway.canonical import (
     UpstreamError,
     Usage,
 )
-from fluxway.config import ProviderConfig
 from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
@@ -280,7 +280,7 @@ def finish_reason(reason: Any, error: Any = None) -> str:
 class CohereAdapter:
     """Cohere's v2 chat and embed APIs."""
 
-    def __init__(self, cfg: ProviderConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: CohereSettings, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")

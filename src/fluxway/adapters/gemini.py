@@ -20,6 +20,7 @@ import orjson
 
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.adapters.names import invalid_model, path_segment, segments_path
+from fluxway.adapters.settings import GeminiSettings
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -33,7 +34,6 @@ from fluxway.canonical import (
     UpstreamError,
     Usage,
 )
-from fluxway.config import ProviderConfig
 from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from fluxway.tokens import count_text
 
@@ -606,7 +606,7 @@ def error_from_gemini(status: int, headers: Headers, body: bytes) -> UpstreamErr
 class GeminiAdapter:
     """Speaks the Gemini Developer API (Google AI Studio keys)."""
 
-    def __init__(self, cfg: ProviderConfig) -> None:
+    def __init__(self, cfg: GeminiSettings) -> None:
         self.cfg = cfg
         base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.root = base if _VERSIONED.search(base) else f"{base}/{cfg.api_version or DEFAULT_VERSION}"

@@ -8,6 +8,7 @@ import orjson
 
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
 from fluxway.adapters.presets import PRESETS, Preset
+from fluxway.adapters.settings import ProviderSettings
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -21,7 +22,6 @@ from fluxway.canonical import (
     UpstreamError,
     Usage,
 )
-from fluxway.config import ProviderConfig
 from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 _PATHS = {
@@ -65,7 +65,7 @@ def error_from_openai_body(status: int, headers: Headers, body: bytes, *, prefix
 class OpenAICompatAdapter:
     """Speaks the OpenAI wire format to OpenAI itself or any compatible server."""
 
-    def __init__(self, cfg: ProviderConfig, preset: Preset | None = None) -> None:
+    def __init__(self, cfg: ProviderSettings, preset: Preset | None = None) -> None:
         self.cfg = cfg
         self.preset = preset or PRESETS.get(cfg.type) or PRESETS["openai-compatible"]
         base = cfg.base_url or self.preset.base_url

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from fluxway.adapters.presets import PRESETS, Continuation
+from fluxway.adapters.presets import PRESETS
+from fluxway.adapters.settings import NATIVE
 
 if TYPE_CHECKING:
     from fluxway.adapters.base import Adapter
-    from fluxway.config import ProviderConfig
+    from fluxway.adapters.settings import ProviderSettings
 
 # type -> "module:Class"; every OpenAI-compatible preset maps to the compat adapter.
 ADAPTERS: dict[str, str] = {
@@ -20,8 +21,6 @@ ADAPTERS: dict[str, str] = {
     "cohere": "fluxway.adapters.cohere:CohereAdapter",
 }
 _COMPAT = "fluxway.adapters.openai_compat:OpenAICompatAdapter"
-# Types that authenticate without an API key in api_keys (or not at all).
-_KEYLESS = frozenset({"bedrock"})
 
 
 def is_known_type(type_: str) -> bool:
@@ -29,28 +28,16 @@ def is_known_type(type_: str) -> bool:
 
 
 def requires_api_key(type_: str) -> bool:
+    """Does a provider of this type need an entry in ``api_keys`` (its settings class says)?"""
     if type_ in PRESETS:
         return PRESETS[type_].key_required
-    return type_ not in _KEYLESS
+    return NATIVE[type_].key_required
 
 
-def create_adapter(cfg: ProviderConfig) -> Adapter:
+def create_adapter(cfg: ProviderSettings) -> Adapter:
     """Instantiate the adapter for one configured provider."""
     path = _COMPAT if cfg.type in PRESETS else ADAPTERS[cfg.type]
     module, _, cls = path.partition(":")
     factory = getattr(importlib.import_module(module), cls)
     adapter: Adapter = factory(cfg)
     return adapter
-
-
-def continuation_kind(cfg: ProviderConfig, model: str) -> Continuation:
-    """How a target of this provider continues a partial assistant answer: the provider's
-    ``continuation`` setting, else its type's (Bedrock: prefill for Anthropic models only)."""
-    if cfg.continuation is not None:
-        return cfg.continuation
-    if cfg.type in PRESETS:
-        return PRESETS[cfg.type].continuation
-    if cfg.type == "bedrock":
-        lowered = model.lower()
-        return "prefill" if "anthropic" in lowered or "claude" in lowered else "none"
-    return "prefill" if cfg.type == "anthropic" else "none"  # Gemini, Cohere, Azure OpenAI: none

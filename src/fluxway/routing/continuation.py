@@ -1,7 +1,8 @@
 """Continuing a partial assistant answer on another target (mid-stream failover).
 
 A target continues a partial answer in one of these ways (its provider's ``continuation``, declared
-on the adapter's preset or in the config; see :func:`fluxway.adapters.registry.continuation_kind`):
+on the adapter's preset or settings, or in the config; see
+:meth:`fluxway.adapters.settings.ProviderSettings.continuation_for`):
 
 ``prefill``                 a trailing assistant message, continued natively (Anthropic, Claude on Bedrock)
 ``prefix``                  a trailing assistant message with ``"prefix": true`` (Mistral, DeepSeek beta)

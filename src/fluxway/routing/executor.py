@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fluxway.adapters.base import Adapter, StreamDecoder
-from fluxway.adapters.registry import continuation_kind
+from fluxway.adapters.settings import ProviderSettings
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -36,7 +36,8 @@ from fluxway.canonical import (
     Target,
     UpstreamError,
 )
-from fluxway.config import Config, HedgeConfig, ModelConfig, ProviderConfig, RetryConfig, TimeoutConfig
+from fluxway.config import Config, HedgeConfig, ModelConfig, RetryConfig
+from fluxway.config_base import TimeoutConfig
 from fluxway.errors import GatewayError, model_not_found
 from fluxway.policy.hooks import ModelFilter
 from fluxway.redact import Redactor
@@ -183,7 +184,7 @@ class Executor:
 
     def continuation(self, target: Target) -> str:
         """How ``target`` continues a partial assistant answer (see :mod:`.continuation`)."""
-        return continuation_kind(self._providers[target.provider], target.model)
+        return self._providers[target.provider].continuation_for(target.model)
 
     def acquire(self, target: Target, force: bool = False) -> Permit | None:
         return self.board.acquire(target.key, n_keys=len(self._creds[target.provider]), force=force)
@@ -421,7 +422,7 @@ class Executor:
 
     # -- active health checks -----------------------------------------------------------------
 
-    def health_check_targets(self, provider: ProviderConfig) -> list[Target]:
+    def health_check_targets(self, provider: ProviderSettings) -> list[Target]:
         hc = provider.health_check
         if hc is None:
             return []
@@ -465,7 +466,7 @@ class Executor:
         if jobs:
             await asyncio.gather(*jobs)
 
-    async def _check_loop(self, provider: ProviderConfig) -> None:
+    async def _check_loop(self, provider: ProviderSettings) -> None:
         hc = provider.health_check
         assert hc is not None
         targets = self.health_check_targets(provider)
