@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from fluxway.adapters.settings import TAGS, ProviderConfig
@@ -429,6 +428,8 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read, expand and validate a YAML config file."""
+    import yaml  # only a config file needs it: embedding apps build a Config in code
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fluxway import tokens
 from fluxway.adapters.base import Adapter
@@ -19,12 +20,14 @@ from fluxway.adapters.registry import create_adapter
 from fluxway.api.admission import Admission
 from fluxway.config import Config, config_warnings
 from fluxway.observability import RequestStats
-from fluxway.policy.governance import Governance, build_governance
 from fluxway.policy.hooks import Principal
 from fluxway.policy.pipeline import Pipeline
 from fluxway.routing.executor import Executor
 from fluxway.routing.health import BreakerState
 from fluxway.transport import Transport
+
+if TYPE_CHECKING:
+    from fluxway.policy.governance import Governance
 
 log = logging.getLogger("fluxway")
 
@@ -56,6 +59,10 @@ class Runtime:
 
     @classmethod
     async def start(cls, cfg: Config, *, freeze_heap: bool = False) -> Runtime:
+        # Governance brings the store (SQLAlchemy), Redis and the account models: loaded here, at
+        # start-up, so importing the app stays cheap (tests/test_import_cost.py).
+        from fluxway.policy.governance import build_governance
+
         # The vocabularies Fluxway counts these models' tokens with, loaded before the first call.
         await asyncio.to_thread(tokens.warm, [t.model for m in cfg.models for t in m.targets])
         adapters: dict[str, Adapter] = {p.name: create_adapter(p) for p in cfg.providers}

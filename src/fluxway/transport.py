@@ -1,7 +1,8 @@
 """Upstream HTTP: one pooled aiohttp session, no payload knowledge.
 
 The transport turns network failures into classified :class:`UpstreamError` (connect, timeout) and
-otherwise hands status, headers and bytes back to the adapter that asked.
+otherwise hands status, headers and bytes back to the adapter that asked. aiohttp itself is loaded
+by the first :class:`Transport` (at the Runtime's start), not when this module is imported.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING
 
 from fluxway.canonical import ErrorKind, HttpCall, UpstreamError
+
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -49,14 +52,14 @@ class UpstreamStream:
         """The whole body (an error answer), at most ``max_bytes``."""
         try:
             return await read_bounded(self._resp, max_bytes)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _failures() as exc:
             raise _classify(exc) from None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for data in self._resp.content.iter_any():
                 yield data
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _failures() as exc:
             raise _classify(exc) from None
 
     def close(self) -> None:
@@ -97,7 +100,18 @@ async def read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
             raise too_large(max_bytes)
 
 
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a request through aiohttp raises when the network fails it, for ``except _failures()``:
+    an ``except`` clause evaluates this only once an exception is raised, so a call that succeeds
+    pays nothing for the lazy import."""
+    import aiohttp
+
+    return (TimeoutError, aiohttp.ClientError)
+
+
 def _classify(exc: BaseException) -> UpstreamError:
+    import aiohttp
+
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamError(ErrorKind.TIMEOUT, "upstream timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -115,6 +129,8 @@ class Transport:
     """
 
     def __init__(self, *, limit: int = 0, keepalive: float = 60.0) -> None:
+        import aiohttp
+
         self._connector = aiohttp.TCPConnector(
             limit=limit, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=keepalive
         )
@@ -132,6 +148,8 @@ class Transport:
     def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
         found = self._timeouts.get(t)
         if found is None:
+            import aiohttp
+
             found = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
             if len(self._timeouts) < 256:
                 self._timeouts[t] = found
@@ -141,6 +159,8 @@ class Transport:
         """Parsed once per distinct URL (a provider's few endpoints), not once per request."""
         found = self._urls.get(url)
         if found is None:
+            from yarl import URL
+
             found = URL(url, encoded=True)
             if len(self._urls) < 4096:
                 self._urls[url] = found
@@ -158,7 +178,7 @@ class Transport:
             ) as resp:
                 body = await read_bounded(resp, max_bytes)
                 return Reply(resp.status, resp.headers, body, time.perf_counter() - t0)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _failures() as exc:
             raise _classify(exc) from None
 
     async def open_stream(self, call: HttpCall, timeouts: Timeouts) -> UpstreamStream:
@@ -169,7 +189,7 @@ class Transport:
                 call.method, self._url(call.url), data=call.body, headers=call.headers,
                 timeout=self._timeout(timeouts),
             )
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _failures() as exc:
             raise _classify(exc) from None
         return UpstreamStream(resp, time.perf_counter() - t0)
 

@@ -18,10 +18,10 @@ from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
+from fluxway.request_id import normalise_request_id
 from fluxway.routing.executor import Trace
 from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
-from fluxway.store.sanitize import normalise_request_id
 from fluxway.stream_result import assemble, replay_chunks
 from fluxway.tokens import completion_tokens, estimate_prompt_tokens
 

@@ -12,9 +12,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-from starlette.types import ASGIApp, Receive, Scope, Send
+from typing import TYPE_CHECKING, Any
 
 from fluxway.config import Config
 from fluxway.errors import GatewayError
@@ -29,6 +27,9 @@ from fluxway.redis_client import RedisHealth, create_redis
 from fluxway.routing.clock import Clock
 from fluxway.store import Store
 from fluxway.store.engine import sqlite_path
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("fluxway.governance")
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fluxway.request_id import new_request_id, normalise_request_id
 from fluxway.store.tables import usage_records
 
-REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -45,17 +45,6 @@ for _col in usage_records.columns:
         _FLOATS.add(_col.name)
 del _col
 _NON_NEGATIVE = {"cost_usd", "latency_ms", "ttft_ms"}
-
-
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
-
-
-def normalise_request_id(value: str | None) -> str | None:
-    """``value`` when it is a well-formed request id, else None (the caller makes a new one)."""
-    if value is not None and REQUEST_ID_RE.fullmatch(value):
-        return value
-    return None
 
 
 def clean_text(value: Any, length: int | None) -> str:
