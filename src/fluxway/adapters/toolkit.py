@@ -20,8 +20,17 @@ import orjson
 from fluxway.adapters.base import Headers, kind_for_status, retry_after_seconds
 from fluxway.canonical import JSON, ErrorKind, UpstreamError
 
-# What a body of an unexpected shape raises in translation code (orjson's encode error is a TypeError).
-SHAPE_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
+# What a body of an unexpected shape raises in translation code (orjson's encode error is a TypeError;
+# struct.error comes from packing a vector that holds something other than numbers).
+SHAPE_ERRORS: tuple[type[Exception], ...] = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    struct.error,
+)
 # The tool forced when JSON output has no native switch; its input becomes the answer's content.
 JSON_TOOL = "json_response"
 
