@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from fluxway.adapters.base import Headers, kind_for_status, retry_after_seconds
-from fluxway.canonical import JSON, ErrorKind, UpstreamError
+from fluxway.canonical import JSON, Endpoint, ErrorKind, UpstreamError
 
 # What a body of an unexpected shape raises in translation code (orjson's encode error is a TypeError;
 # struct.error comes from packing a vector that holds something other than numbers).
@@ -30,6 +31,14 @@ SHAPE_ERRORS: tuple[type[Exception], ...] = (
     IndexError,
     OverflowError,
     struct.error,
+)
+# Where the OpenAI wire format serves each endpoint, below the API root (OpenAI-compatible and Azure).
+OPENAI_PATHS: Mapping[Endpoint, str] = MappingProxyType(
+    {
+        Endpoint.CHAT: "/chat/completions",
+        Endpoint.COMPLETIONS: "/completions",
+        Endpoint.EMBEDDINGS: "/embeddings",
+    }
 )
 # The tool forced when JSON output has no native switch; its input becomes the answer's content.
 JSON_TOOL = "json_response"
@@ -75,6 +84,27 @@ def parse_data_uri(url: str) -> tuple[str, str] | None:
     if not sep or ";base64" not in header:
         return None
     return header.split(";", 1)[0] or "application/octet-stream", data
+
+
+def content_parts(content: Any, where: str) -> Iterator[tuple[str, JSON, Any]]:
+    """(where, part, its type) for each part of a message's list content, each checked to be an object.
+
+    Lazy: a part is checked only once the one before it has been translated."""
+    if not isinstance(content, list):
+        raise bad_request(f"{where}.content: expected a string or a list of parts")
+    for j, part in enumerate(content):
+        pwhere = f"{where}.content[{j}]"
+        if not isinstance(part, dict):
+            raise bad_request(f"{pwhere}: expected an object")
+        yield pwhere, part, part.get("type")
+
+
+def part_text(part: JSON, kind: str, where: str) -> str:
+    """The string of a ``text`` or ``refusal`` content part."""
+    text = part.get(kind)
+    if not isinstance(text, str):
+        raise bad_request(f"{where}.{kind}: expected a string")
+    return text
 
 
 def image_url_of(part: JSON) -> Any:

@@ -13,6 +13,7 @@ from fluxway.adapters.toolkit import (
     JSON_TOOL,
     allowed_tools,
     bad_request,
+    content_parts,
     function_call,
     function_tools,
     image_url_of,
@@ -20,6 +21,7 @@ from fluxway.adapters.toolkit import (
     max_tokens_of,
     named_function,
     parse_data_uri,
+    part_text,
     stop_list,
     tool_calls_list,
 )
@@ -92,19 +94,10 @@ def _content_blocks(content: Any, where: str, *, allow_media: bool) -> list[JSON
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        raise bad_request(f"{where}.content: expected a string or a list of parts")
     blocks: list[JSON] = []
-    for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
-        if not isinstance(part, dict):
-            raise bad_request(f"{pwhere}: expected an object")
-        kind = part.get("type")
+    for pwhere, part, kind in content_parts(content, where):
         if kind in ("text", "refusal"):
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise bad_request(f"{pwhere}.{kind}: expected a string")
-            block: JSON = {"type": "text", "text": text}
+            block: JSON = {"type": "text", "text": part_text(part, kind, pwhere)}
         elif kind == "image_url" and allow_media:
             block = _image_block(part, pwhere)
         elif kind == "file" and allow_media:

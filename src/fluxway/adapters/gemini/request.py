@@ -15,6 +15,7 @@ from fluxway.adapters.gemini.wire import signature_of
 from fluxway.adapters.toolkit import (
     allowed_tools,
     bad_request,
+    content_parts,
     function_call,
     function_tools,
     image_url_of,
@@ -22,6 +23,7 @@ from fluxway.adapters.toolkit import (
     max_tokens_of,
     named_function,
     parse_data_uri,
+    part_text,
     stop_list,
     tool_calls_list,
 )
@@ -73,19 +75,10 @@ def _parts(content: Any, where: str) -> list[JSON]:
         return []
     if isinstance(content, str):
         return [{"text": content}]
-    if not isinstance(content, list):
-        raise bad_request(f"{where}.content: expected a string or a list of parts")
     parts: list[JSON] = []
-    for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
-        if not isinstance(part, dict):
-            raise bad_request(f"{pwhere}: expected an object")
-        kind = part.get("type")
+    for pwhere, part, kind in content_parts(content, where):
         if kind in ("text", "refusal"):
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise bad_request(f"{pwhere}.{kind}: expected a string")
-            parts.append({"text": text})
+            parts.append({"text": part_text(part, kind, pwhere)})
         elif kind == "image_url":
             url = image_url_of(part)
             if not isinstance(url, str):
