@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fluxway.canonical import Price, Target
-from fluxway.routing.health import HealthSnapshot, TargetHealth
+from fluxway.routing.health_views import HealthSnapshot, TargetHealth
 
 STRATEGIES = ("weighted", "fallback", "latency", "least-busy", "cost")
 
