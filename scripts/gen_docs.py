@@ -464,7 +464,7 @@ def _types_table(rows: list[TypeRow]) -> str:
     head = f"| type | adapter | default base URL | chat call | auth | {ends} | stream usage |"
     out = [head, "|" + "---|" * (6 + len(rows[0].endpoints))]
     for r in rows:
-        module = r.adapter.rsplit(".", 1)[-1]
+        module = r.adapter.removeprefix("fluxway.adapters.").split(".", 1)[0]  # a package adapter: its package
         auth = r.auth
         ends = " | ".join("yes" if ok else "—" for ok in r.endpoints.values())
         base = r.base_url or "(your `base_url`)"

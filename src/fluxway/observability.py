@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fluxway.routing.health import BreakerState
+from fluxway.routing.breaker import BreakerState
 
 if TYPE_CHECKING:
     from fluxway.runtime import Runtime

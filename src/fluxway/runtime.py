@@ -22,8 +22,8 @@ from fluxway.config import Config, config_warnings
 from fluxway.observability import RequestStats
 from fluxway.policy.hooks import Principal
 from fluxway.policy.pipeline import Pipeline
+from fluxway.routing.breaker import BreakerState
 from fluxway.routing.executor import Executor
-from fluxway.routing.health import BreakerState
 from fluxway.transport import Transport
 
 if TYPE_CHECKING:

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxway.adapters.anthropic import AnthropicAdapter, AnthropicStreamDecoder, build_body, default_max_tokens
+from fluxway.adapters.anthropic import AnthropicAdapter
+from fluxway.adapters.anthropic.request import build_body, default_max_tokens
+from fluxway.adapters.anthropic.stream import AnthropicStreamDecoder
 from fluxway.adapters.registry import create_adapter
 from fluxway.adapters.settings import AnthropicSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError

@@ -17,10 +17,12 @@ from botocore.credentials import Credentials as BotoCredentials
 from botocore.eventstream import EventStreamBuffer
 from botocore.validate import ParamValidator
 
-from fluxway.adapters.bedrock import JSON_TOOL, BedrockAdapter, converse_body
+from fluxway.adapters.bedrock import BedrockAdapter
+from fluxway.adapters.bedrock.request import converse_body
 from fluxway.adapters.eventstream import encode_event, encode_exception, encode_message
 from fluxway.adapters.registry import create_adapter
 from fluxway.adapters.settings import BedrockSettings
+from fluxway.adapters.toolkit import JSON_TOOL
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
 from fluxway.config import ConfigError, parse
 

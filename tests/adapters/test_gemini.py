@@ -15,7 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxway.adapters.gemini import GeminiAdapter, GeminiStreamDecoder, make_call_id, signature_of
+from fluxway.adapters.gemini import GeminiAdapter
+from fluxway.adapters.gemini.stream import GeminiStreamDecoder
+from fluxway.adapters.gemini.wire import make_call_id, signature_of
 from fluxway.adapters.registry import create_adapter
 from fluxway.adapters.settings import GeminiSettings
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError

@@ -18,8 +18,8 @@ from fluxway.adapters.registry import create_adapter
 from fluxway.canonical import CanonicalRequest, Endpoint, ErrorKind, UpstreamError
 from fluxway.config import parse
 from fluxway.errors import GatewayError
+from fluxway.routing.breaker import BreakerState
 from fluxway.routing.executor import Completed, Executor
-from fluxway.routing.health import BreakerState
 from fluxway.routing.stream import RoutedStream
 from tests.support.fake_transport import (
     Answer,

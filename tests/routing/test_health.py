@@ -9,16 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluxway.canonical import ErrorKind
+from fluxway.routing.breaker import BreakerState
 from fluxway.routing.clock import ManualClock
-from fluxway.routing.health import (
-    KEY_KINDS,
-    TARGET_KINDS,
-    BreakerState,
-    HealthBoard,
-    HealthSettings,
-    Permit,
-    TargetHealth,
-)
+from fluxway.routing.health import KEY_KINDS, TARGET_KINDS, HealthBoard, Permit
+from fluxway.routing.health_settings import HealthSettings
+from fluxway.routing.health_views import TargetHealth
 
 T = "openai/gpt-4o"
 U = "anthropic/claude"

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from fluxway.canonical import ErrorKind, Price, Target
 from fluxway.config import ConfigError, HedgeConfig, parse
+from fluxway.routing.breaker import BreakerState
 from fluxway.routing.clock import ManualClock
-from fluxway.routing.health import BreakerState, HealthBoard, HealthSnapshot, TargetHealth
+from fluxway.routing.health import HealthBoard
+from fluxway.routing.health_views import HealthSnapshot, TargetHealth
 from fluxway.routing.plan import (
     PlannerState,
     backoff_s,

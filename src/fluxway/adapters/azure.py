@@ -18,17 +18,13 @@ from urllib.parse import quote
 
 from fluxway.adapters.base import Headers
 from fluxway.adapters.names import path_segment
-from fluxway.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamDecoder, error_from_openai_body
+from fluxway.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamDecoder
 from fluxway.adapters.presets import Preset
 from fluxway.adapters.settings import AzureSettings
+from fluxway.adapters.toolkit import OPENAI_PATHS, error_from_openai_body
 from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
 
 DEFAULT_API_VERSION = "2024-10-21"
-_PATHS = {
-    Endpoint.CHAT: "/chat/completions",
-    Endpoint.COMPLETIONS: "/completions",
-    Endpoint.EMBEDDINGS: "/embeddings",
-}
 # Fields the Azure OpenAI data plane does not take (thinking and top_k come from Anthropic-shaped requests).
 _DROP = frozenset({"web_search_options", "thinking", "top_k"})
 
@@ -55,10 +51,10 @@ class AzureAdapter(OpenAICompatAdapter):
 
     def url(self, endpoint: Endpoint, target: Target) -> str:
         if self.v1:
-            return f"{self.base_url}/openai/v1{_PATHS[endpoint]}"
+            return f"{self.base_url}/openai/v1{OPENAI_PATHS[endpoint]}"
         deployment = path_segment(target.model)  # 400 invalid_model for '/', '..', '?', '#', controls
         return (
-            f"{self.base_url}/openai/deployments/{deployment}{_PATHS[endpoint]}"
+            f"{self.base_url}/openai/deployments/{deployment}{OPENAI_PATHS[endpoint]}"
             f"?api-version={quote(self.api_version, safe='')}"
         )
 

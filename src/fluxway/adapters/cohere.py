@@ -10,17 +10,34 @@ mapped, usage from ``billed_units`` (what Cohere charges) falling back to ``toke
 
 from __future__ import annotations
 
-import base64
-import struct
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, openai_chunk, retry_after_seconds
 from fluxway.adapters.settings import CohereSettings
+from fluxway.adapters.toolkit import (
+    arguments_delta,
+    assistant_message,
+    bad_request,
+    chat_choice,
+    chat_completion,
+    cohere_embed_fields,
+    cohere_embed_vectors,
+    embedding_texts,
+    empty_object_schema,
+    fallback_message,
+    image_url_of,
+    json_or_none,
+    max_tokens_of,
+    openai_embeddings,
+    stream_event,
+    tool_call,
+    tool_call_start,
+)
 from fluxway.canonical import (
     JSON,
     CanonicalRequest,
@@ -65,51 +82,6 @@ _FAILED_FINISH = {
 }
 
 
-def bad_request(message: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.BAD_REQUEST, message, status=400)
-
-
-# ---------------------------------------------------------------------------------------------
-# Embeddings helpers (shared with Bedrock's Cohere-on-Bedrock models)
-
-
-def embedding_texts(body: JSON) -> list[str]:
-    """OpenAI ``input`` as a list of strings (token-id inputs are not supported by these providers)."""
-    value = body.get("input")
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise bad_request("'input' must be a string or a non-empty list of strings for this provider")
-
-
-def openai_embeddings(vectors: Sequence[Sequence[float]], model: str, prompt_tokens: int, body: JSON) -> JSON:
-    """An OpenAI embeddings list; base64 (little-endian float32) when the caller asked for it."""
-    as_b64 = body.get("encoding_format") == "base64"
-    data: list[JSON] = []
-    for i, vec in enumerate(vectors):
-        emb: Any = (
-            base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode() if as_b64 else [float(x) for x in vec]
-        )
-        data.append({"object": "embedding", "index": i, "embedding": emb})
-    return {
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-    }
-
-
-def cohere_embed_vectors(data: JSON) -> list[list[float]]:
-    """Float vectors from a Cohere embed answer (``embeddings`` by type, or the plain float list)."""
-    emb = data.get("embeddings")
-    if isinstance(emb, dict):
-        emb = emb.get("float")
-    if not isinstance(emb, list) or not all(isinstance(v, list) for v in emb):
-        raise UpstreamError(ErrorKind.PROTOCOL, "Cohere embed answer has no float embeddings")
-    return emb
-
-
 # ---------------------------------------------------------------------------------------------
 # Request translation
 
@@ -140,7 +112,7 @@ def _user_content(content: Any) -> Any:
             parts.append({"type": "text", "text": part.get("text", "")})
         elif kind == "image_url":
             image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
+            url = image_url_of(part)
             if not isinstance(url, str):
                 raise bad_request("image_url part needs a url")
             img: JSON = {"url": url}
@@ -161,8 +133,7 @@ def _tool_calls(calls: Any) -> list[JSON]:
         args = fn.get("arguments")
         if not isinstance(args, str):
             args = orjson.dumps(args or {}).decode()
-        out.append({"id": call.get("id", ""), "type": "function", "function": {"name": fn.get("name", ""),
-                                                                              "arguments": args}})
+        out.append(tool_call(call.get("id", ""), fn.get("name", ""), args))
     return out
 
 
@@ -205,7 +176,7 @@ def _tools(tools: Any) -> list[JSON]:
             raise bad_request("Cohere supports only function tools")
         fn = tool.get("function") or {}
         spec: JSON = {"name": fn.get("name", ""),
-                      "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}
+                      "parameters": fn.get("parameters") or empty_object_schema()}
         if fn.get("description"):
             spec["description"] = fn["description"]
         out.append({"type": "function", "function": spec})
@@ -230,7 +201,7 @@ def chat_body(body: JSON, model: str, stream: bool) -> JSON:
         out["tools"] = tools
         if any((t.get("function") or {}).get("strict") for t in body.get("tools") or [] if isinstance(t, dict)):
             out["strict_tools"] = True
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    max_tokens = max_tokens_of(body)
     if max_tokens is not None:
         out["max_tokens"] = max_tokens
     stop = body.get("stop")
@@ -298,12 +269,7 @@ class CohereAdapter:
             headers["authorization"] = "Bearer " + creds.api_key
         body = {k: v for k, v in req.body.items() if k not in self.drop} if self.drop else req.body
         if req.endpoint is Endpoint.EMBEDDINGS:
-            payload: JSON = {
-                "model": target.model,
-                "texts": embedding_texts(body),
-                "input_type": body.get("input_type") or "search_document",
-                "embedding_types": ["float"],
-            }
+            payload: JSON = {"model": target.model, **cohere_embed_fields(embedding_texts(body), body)}
             if body.get("dimensions"):
                 payload["output_dimension"] = body["dimensions"]
             headers["accept"] = "application/json"
@@ -337,22 +303,15 @@ class CohereAdapter:
                 elif block.get("type") == "thinking":
                     thinking.append(block.get("thinking") or "")
         calls = _tool_calls(message.get("tool_calls"))
-        msg: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-        if calls:
-            msg["tool_calls"] = calls
-        if thinking:
-            msg["reasoning_content"] = "".join(thinking)
+        msg = assistant_message("".join(texts) if texts or not calls else None, calls, thinking)
         usage = usage_of(data.get("usage"))
-        out_body: JSON = {
-            "id": "chatcmpl-" + str(data.get("id") or uuid.uuid4().hex),
-            "object": "chat.completion",
-            "created": int(self.clock()),
-            "model": target.model,
-            "choices": [{"index": 0, "message": msg, "logprobs": None,
-                         "finish_reason": finish_reason(data.get("finish_reason"))}],
-        }
-        if usage:
-            out_body["usage"] = usage.to_openai()
+        out_body = chat_completion(
+            "chatcmpl-" + str(data.get("id") or uuid.uuid4().hex),
+            int(self.clock()),
+            target.model,
+            [chat_choice(0, msg, finish_reason(data.get("finish_reason")))],
+            usage.to_openai() if usage else None,
+        )
         return CanonicalResponse(out_body, usage)
 
     def stream_decoder(self, req: CanonicalRequest, target: Target) -> CohereStreamDecoder:
@@ -365,10 +324,7 @@ class CohereAdapter:
 def cohere_error(status: int, headers: Headers, body: bytes) -> UpstreamError:
     message = ""
     parsed: JSON | None = None
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
+    data = json_or_none(body)
     if isinstance(data, dict):
         parsed = data
         msg = data.get("message") or data.get("error") or data.get("detail")
@@ -376,7 +332,7 @@ def cohere_error(status: int, headers: Headers, body: bytes) -> UpstreamError:
             msg = msg.get("message")
         message = str(msg or "")
     if not message:
-        message = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+        message = fallback_message(status, body)
     if status == 498:  # Cohere: invalid token
         kind = ErrorKind.AUTH
     elif status == 499:  # the request was cancelled upstream
@@ -423,12 +379,7 @@ class CohereStreamDecoder:
     def _event(self, text: str, out: list[StreamChunk]) -> None:
         if not text or text == "[DONE]" or self._ended:
             return
-        try:
-            ev = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(ErrorKind.PROTOCOL, f"Cohere sent a malformed stream event: {text[:200]!r}") from None
-        if not isinstance(ev, dict):
-            raise UpstreamError(ErrorKind.PROTOCOL, "Cohere sent a stream event that is not an object")
+        ev = stream_event(text, "Cohere")
         kind = ev.get("type")
         delta: JSON = ev["delta"] if isinstance(ev.get("delta"), dict) else {}
         message: JSON = delta["message"] if isinstance(delta.get("message"), dict) else {}
@@ -446,15 +397,13 @@ class CohereStreamDecoder:
             call = message.get("tool_calls") or {}
             idx = self._tool_index.setdefault(int(ev.get("index") or 0), len(self._tool_index))
             fn = call.get("function") or {}
-            out.append(self._chunk({"tool_calls": [{
-                "index": idx, "id": call.get("id", ""), "type": "function",
-                "function": {"name": fn.get("name", ""), "arguments": fn.get("arguments") or ""},
-            }]}))
+            start = tool_call_start(idx, call.get("id", ""), fn.get("name", ""), fn.get("arguments") or "")
+            out.append(self._chunk(start))
         elif kind == "tool-call-delta":
             fn = (message.get("tool_calls") or {}).get("function") or {}
             idx = self._tool_index.setdefault(int(ev.get("index") or 0), len(self._tool_index))
             if fn.get("arguments"):
-                out.append(self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": fn["arguments"]}}]}))
+                out.append(self._chunk(arguments_delta(idx, fn["arguments"])))
         elif kind == "message-end":
             self._ended = True
             finish = finish_reason(delta.get("finish_reason"), delta.get("error"))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from fluxway.adapters.base import Headers, dumps, kind_for_status, loads_object, retry_after_seconds
+from fluxway.adapters.base import Headers, dumps, loads_object
 from fluxway.adapters.presets import PRESETS, Preset
 from fluxway.adapters.settings import ProviderSettings
+from fluxway.adapters.toolkit import OPENAI_PATHS, error_from_openai_body, stream_event
 from fluxway.canonical import (
-    JSON,
     CanonicalRequest,
     CanonicalResponse,
     Credentials,
@@ -23,43 +21,6 @@ from fluxway.canonical import (
     Usage,
 )
 from fluxway.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
-
-_PATHS = {
-    Endpoint.CHAT: "/chat/completions",
-    Endpoint.COMPLETIONS: "/completions",
-    Endpoint.EMBEDDINGS: "/embeddings",
-}
-
-
-def error_from_openai_body(status: int, headers: Headers, body: bytes, *, prefix: str = "") -> UpstreamError:
-    """Classify an OpenAI-shaped error body (``{"error": {"message", "type", "code", "param"}}``)."""
-    message = ""
-    code = ""
-    parsed: JSON | None = None
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        parsed = data
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            message = str(err.get("message") or err.get("detail") or "")
-            code = str(err.get("code") or err.get("type") or "")
-        elif isinstance(err, str):
-            message = err
-        if not message and isinstance(data.get("message"), str):
-            message = data["message"]
-    if not message:
-        message = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
-    kind = kind_for_status(status, message, code)
-    return UpstreamError(
-        kind,
-        prefix + message,
-        status=status,
-        retry_after=retry_after_seconds(headers),
-        body=parsed,
-    )
 
 
 class OpenAICompatAdapter:
@@ -86,7 +47,7 @@ class OpenAICompatAdapter:
         return True
 
     def url(self, endpoint: Endpoint, target: Target) -> str:
-        return self.base_url + _PATHS[endpoint]
+        return self.base_url + OPENAI_PATHS[endpoint]
 
     def auth_headers(self, creds: Credentials) -> dict[str, str]:
         if creds.api_key and self.preset.auth == "bearer":
@@ -169,15 +130,8 @@ class OpenAIStreamDecoder:
             if text == "[DONE]":
                 self._done = True
                 continue
+            data = stream_event(text, "upstream")
             raw = text.encode()
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    ErrorKind.PROTOCOL, f"upstream sent a malformed stream event: {text[:200]!r}"
-                ) from None
-            if not isinstance(data, dict):
-                raise UpstreamError(ErrorKind.PROTOCOL, "upstream sent a stream event that is not an object")
             if data.get("error"):
                 err = error_from_openai_body(500, {}, raw)
                 err.kind = _stream_error_kind(data["error"], err.kind)

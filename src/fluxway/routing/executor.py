@@ -42,7 +42,8 @@ from fluxway.errors import GatewayError, model_not_found
 from fluxway.policy.hooks import ModelFilter
 from fluxway.redact import Redactor
 from fluxway.routing.clock import Clock
-from fluxway.routing.health import HealthBoard, HealthSettings, Permit
+from fluxway.routing.health import HealthBoard, Permit
+from fluxway.routing.health_settings import HealthSettings
 from fluxway.routing.hedging import hedged
 from fluxway.routing.outcome import Completed, Trace, failure
 from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, plan, plan_fallback_chain

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fluxway.canonical import STRATEGIES, Price, Target
-from fluxway.routing.health import HealthSnapshot, TargetHealth
+from fluxway.routing.health_views import HealthSnapshot, TargetHealth
 
 PriceLookup = Callable[[Target], Price | None]
 
