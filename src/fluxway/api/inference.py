@@ -18,6 +18,7 @@ from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
+from fluxway.policy.pricing import COST
 from fluxway.request_id import normalise_request_id
 from fluxway.routing.executor import Trace
 from fluxway.routing.stream import RoutedStream
@@ -50,17 +51,21 @@ def _error_headers(ingress: Ingress, request_id: str, err: GatewayError) -> RawH
     return headers
 
 
+def _overhead_ms(ctx: CallContext, trace: Trace) -> float:
+    """Time from the request's arrival to its answer's headers, less the upstream's share."""
+    return max((time.perf_counter() - ctx.started - trace.upstream_s) * 1000.0, 0.0)
+
+
 def _routed_headers(
-    ingress: Ingress, ctx: CallContext, trace: Trace, provider: str, model: str, cache: str
+    ingress: Ingress, ctx: CallContext, provider: str, model: str, cache: str, attempts: int, overhead_ms: float
 ) -> RawHeaders:
-    overhead_ms = (time.perf_counter() - ctx.started - trace.upstream_s) * 1000.0
     headers: RawHeaders = [
         (b"x-request-id", ctx.request_id.encode()),
         (b"x-fluxway-provider", provider.encode()),
         (b"x-fluxway-model", model.encode("latin-1", "replace")),
-        (b"x-fluxway-attempts", str(trace.attempts).encode()),
+        (b"x-fluxway-attempts", str(attempts).encode()),
         (b"x-fluxway-cache", cache.encode()),
-        (b"x-fluxway-overhead-ms", f"{max(overhead_ms, 0.0):.3f}".encode()),
+        (b"x-fluxway-overhead-ms", f"{overhead_ms:.3f}".encode()),
         *ingress.extra_headers(ctx.request_id),
     ]
     for k, v in ctx.response_headers.items():
@@ -114,7 +119,9 @@ async def handle(
         else:
             done = await rt.executor.complete(req, route, principal.model_filter)
             payload = ingress.render(req, done.response)
-            hdrs = _routed_headers(ingress, ctx, done.trace, done.target.provider, done.target.model, "miss")
+            overhead_ms = _overhead_ms(ctx, done.trace)
+            hdrs = _routed_headers(ingress, ctx, done.target.provider, done.target.model, "miss",
+                                   done.trace.attempts, overhead_ms)
             hdrs.append((b"content-type", ingress.content_type.encode()))
             outcome = Outcome(
                 200,
@@ -123,6 +130,7 @@ async def handle(
                 done.response.usage,
                 latency_ms=(time.perf_counter() - started) * 1000.0,
                 upstream_ms=done.trace.upstream_s * 1000.0,
+                overhead_ms=overhead_ms,
                 cache="miss",
                 tried=done.trace.tried,
                 response=done.response if calls.wants_response else None,
@@ -170,12 +178,19 @@ async def handle(
             model = ctx.request.model if ctx is not None else ""
             if model not in rt.executor.routes:
                 model = "(direct)" if "/" in model else "(none)"
-            rt.stats.requests[(ingress.name, model, outcome.status)] += 1
-            if outcome.usage is not None:
-                rt.stats.prompt_tokens[model] += outcome.usage.prompt_tokens
-                rt.stats.completion_tokens[model] += outcome.usage.completion_tokens
+            rt.stats.observe(ingress.name, endpoint.value, model, outcome, _cost_usd(rt, ctx, outcome))
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
+
+
+def _cost_usd(rt: Runtime, ctx: CallContext | None, outcome: Outcome) -> float:
+    """The call's cost as its usage record has it (computed once, shared), else priced here."""
+    cost = ctx.get(COST) if ctx is not None else None
+    if cost is not None:
+        return cost.usd
+    if outcome.usage is None or outcome.target is None:
+        return 0.0
+    return rt.governance.pricer.cost(outcome.target, outcome.usage)[0]
 
 
 async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit, send: Send) -> Outcome:
@@ -186,9 +201,10 @@ async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit,
     if resp is None:
         resp = assemble(short.chunks or (), req.endpoint is Endpoint.COMPLETIONS)
     model = str(resp.body.get("model", ""))
-    hdrs = _routed_headers(ingress, ctx, Trace(), short.provider, model, short.cache)
+    overhead_ms = _overhead_ms(ctx, Trace())
+    hdrs = _routed_headers(ingress, ctx, short.provider, model, short.cache, 0, overhead_ms)
     outcome = Outcome(200, usage=resp.usage, cache=short.cache, latency_ms=(time.perf_counter() - ctx.started) * 1000.0,
-                      response=resp if calls.wants_response else None)
+                      overhead_ms=overhead_ms, response=resp if calls.wants_response else None)
     if not req.stream:
         hdrs.append((b"content-type", ingress.content_type.encode()))
         await calls.post_early(outcome)
@@ -214,12 +230,15 @@ async def _wait_disconnect(receive: Receive) -> None:
 async def _stream(calls: CallHooks, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send) -> Outcome:
     ctx = calls.ctx
     enc = ingress.stream_encoder(ctx.request, ctx.request_id)
-    hdrs = _routed_headers(ingress, ctx, opened.trace, opened.target.provider, opened.target.model, "miss")
+    overhead_ms = _overhead_ms(ctx, opened.trace)
+    hdrs = _routed_headers(ingress, ctx, opened.target.provider, opened.target.model, "miss",
+                           opened.trace.attempts, overhead_ms)
     hdrs.extend(SSE_HEADERS)
     ttft_ms = (time.perf_counter() - ctx.started) * 1000.0
     await send({"type": "http.response.start", "status": 200, "headers": hdrs})
     outcome = Outcome(
-        200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, cache="miss", tried=opened.trace.tried
+        200, opened.target, opened.trace.attempts, ttft_ms=ttft_ms, overhead_ms=overhead_ms, cache="miss",
+        tried=opened.trace.tried,
     )
     calls.outcome = outcome  # for the record if the server cuts this task
 

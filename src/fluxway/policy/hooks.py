@@ -109,6 +109,7 @@ class Outcome:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     upstream_ms: float = 0.0
+    overhead_ms: float | None = None  # what the gateway added before the answer began (x-fluxway-overhead-ms)
     cache: str = "off"
     tried: list[str] = field(default_factory=list)
     # The final canonical answer (a stream's assembled one), when a hook of the call wants it.

@@ -84,6 +84,8 @@ class Counters:
 
     attempts: int = 0
     failures: int = 0
+    retries: int = 0  # another attempt at the target that just failed
+    failovers: int = 0  # an attempt at another target (or fallback model) after a failure
     hedges: int = 0
     hedge_wins: int = 0
     stream_failovers: int = 0
@@ -293,6 +295,7 @@ class Executor:
                 permit = self.acquire(target)
                 if permit is None:
                     break
+                self._count_next(trace, target)
                 try:
                     return await self.attempt_once(req, r, target, permit, attempt, trace)
                 except UpstreamError as err:
@@ -322,12 +325,22 @@ class Executor:
             permit = self.acquire(target, force=True)
             if permit is None:
                 break
+            self._count_next(trace, target)
             try:
                 return await self.attempt_once(req, r, target, permit, attempt, trace)
             except UpstreamError as err:
                 self.after_failure(err)
                 retry_more = err.kind.retryable and err.kind is not ErrorKind.RATE_LIMITED
         raise LookupError(r.name)
+
+    def _count_next(self, trace: Trace, target: Target) -> None:
+        """Count an attempt that follows a failed one of the same call as a retry or a failover
+        (hedged attempts are counted as hedges instead)."""
+        if trace.tried:
+            if trace.tried[-1] == target.key:
+                self.counters.retries += 1
+            else:
+                self.counters.failovers += 1
 
     def _soonest(self, targets: list[Target]) -> Target:
         """The planned target whose breaker or cool-down ends first."""
