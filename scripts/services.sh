@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real Redis and PostgreSQL on loopback for tests and CI (Debian packages; installed when missing).
+# Real Redis and PostgreSQL on loopback for tests and CI (Debian packages; installed when missing),
+# and promtool (Debian's prometheus package) for the test that checks the /metrics exposition.
 #
 #   scripts/services.sh [start]   start both (or reuse running ones), wait until they answer, and print
 #                                 `export ...` lines on stdout:  eval "$(scripts/services.sh)"
@@ -41,6 +42,7 @@ install_missing() {
   local pkgs=()
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
   pg_bindir >/dev/null || pkgs+=(postgresql)
+  command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)  # only for promtool; its server is never started
   [ ${#pkgs[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 || die "missing ${pkgs[*]} and no apt-get to install them"
   log "installing ${pkgs[*]} (apt-get)"
@@ -50,6 +52,7 @@ install_missing() {
     || log "apt-get install reported an error (often only the packages' own service start); checking binaries"
   command -v redis-server >/dev/null 2>&1 || die "redis-server is still missing after apt-get install"
   pg_bindir >/dev/null || die "PostgreSQL is still missing after apt-get install"
+  command -v promtool >/dev/null 2>&1 || die "promtool is still missing after apt-get install prometheus"
 }
 
 # PostgreSQL refuses to run as root: run its tools as the 'postgres' user then.
