@@ -19,6 +19,7 @@ from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
 from fluxway.request_id import normalise_request_id
+from fluxway.request_log import log_call
 from fluxway.routing.executor import Trace
 from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
@@ -130,10 +131,11 @@ async def handle(
             await calls.post_early(outcome)
             await respond(send, 200, payload, hdrs)
     except GatewayError as err:
+        fields = {"request_id": request_id, "status": err.status}
         if err.status >= 500 or err.status == 429:
-            log.warning("request %s failed: %s %s", request_id, err.status, err.message)
+            log.warning("request %s failed: %s %s", request_id, err.status, err.message, extra=fields)
         else:
-            log.info("request %s rejected: %s %s", request_id, err.status, err.message)
+            log.info("request %s rejected: %s %s", request_id, err.status, err.message, extra=fields)
         attempts = err.headers.get("x-fluxway-attempts")  # set by the executor when every target failed
         outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0,
                           attempts=int(attempts) if attempts else 0)
@@ -176,6 +178,8 @@ async def handle(
                 rt.stats.completion_tokens[model] += outcome.usage.completion_tokens
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
+        if outcome is not None and rt.cfg.observability.logs.requests:
+            log_call(log, request_id, headers, ctx, outcome)
 
 
 async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit, send: Send) -> Outcome:
