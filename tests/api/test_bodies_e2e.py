@@ -110,7 +110,7 @@ async def test_redacted_bodies_mask_secrets_and_pii(upstream: FakeUpstream, tmp_
         assert "[EMAIL]" in req and "[REDACTED]" in req and "[CARD]" in req
         assert orjson.loads(req)["messages"][0]["role"] == "user"  # still JSON
         assert EMAIL not in resp and "[EMAIL]" in resp and "Sure, I will write to" in resp
-        light = [r for r in await logs(gw) if r["request_id"] == rid][0]
+        light = next(r for r in await logs(gw) if r["request_id"] == rid)
         assert "request_body" not in light and light["body_status"] == "redacted"  # lists stay light
 
 
