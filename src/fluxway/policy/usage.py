@@ -410,11 +410,10 @@ class UsageRecorder:
         if not self.bodies.on:
             return
         settle = self.bodies.settle
-        for i, rec in enumerate(records):
+        for rec in records:
             if PENDING in rec:
-                settle(rec)
-                if i % 8 == 7:
-                    await asyncio.sleep(0)
+                settle(rec)  # ~0.2 ms for a small call's bodies, up to ~10 ms for two capped ones
+                await asyncio.sleep(0)
 
     # retention -----------------------------------------------------------------------------
 
