@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    log_config = server_log_config(args.log_level)
+    log_config = server_log_config(args.log_level, cfg.observability.logs.format)
     logging.config.dictConfig(log_config)
     import uvicorn
 
@@ -102,15 +102,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def server_log_config(level: str) -> dict[str, Any]:
+def server_log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     """One logging setup for the server and each of its workers: the application's records on stderr
-    at ``level``, uvicorn's own, and the migration tool's INFO chatter kept out of a normal start."""
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}
+    at ``level``, uvicorn's own, and the migration tool's INFO chatter kept out of a normal start.
+    ``fmt`` is ``text`` or ``json`` (one object per line, :mod:`fluxway.log_format`)."""
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": fmt}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": fmt}},
+        "formatters": {
+            "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "json": {"()": "fluxway.log_format.JsonFormatter"},
+        },
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {

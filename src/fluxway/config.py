@@ -105,9 +105,31 @@ class MetricsConfig(Strict):
         return v or None
 
 
+class LogsConfig(Strict):
+    """Log lines, and the request and response bodies kept with each usage record."""
+
+    # Log lines on stderr: `text` (one readable line each) or `json` (one JSON object per line:
+    # ts, level, logger, message, and for request lines request_id, trace_id, key_id, model,
+    # provider, status and latencies). Applied to every worker of `--workers N`.
+    format: Literal["text", "json"] = "text"
+    # One INFO line per call (logger `fluxway.request`) with its status and latencies; off, only
+    # rejected and failed calls are logged.
+    requests: bool = False
+    # Bodies stored with each usage record (/admin/logs?bodies=true): `off` (none), `redacted`
+    # (secrets and PII patterns masked: emails, phone, card, IBAN and US SSN numbers) or `full`.
+    bodies: Literal["off", "redacted", "full"] = "redacted"
+    # Each body is cut to this many bytes of its JSON (the cut is marked, body_status `truncated`).
+    max_body_bytes: int = Field(32768, ge=256, le=16 * 1024 * 1024)
+    # Usage records (and their bodies) older than this many days are deleted by a background job;
+    # None keeps them forever.
+    retention_days: float | None = Field(None, gt=0)
+
+
 class ObservabilityConfig(Strict):
     # GET /metrics (Prometheus text).
     metrics: MetricsConfig = MetricsConfig()
+    # Log lines, captured bodies and their retention.
+    logs: LogsConfig = LogsConfig()
 
 
 class BudgetsConfig(Strict):

@@ -214,3 +214,29 @@ async def test_live_segments_of_another_process_are_not_replayed(tmp_path: Path)
     for s in orphans:
         Spool.remove(s)
     b.close()
+
+
+async def test_unmasked_bodies_never_reach_the_spool_and_a_replayed_record_says_lost(tmp_path: Path) -> None:
+    from fluxway.policy.bodies import BodyCapture
+
+    store = FakeStore()
+    rec = _recorder(store, tmp_path, flush_interval=3600, bodies=BodyCapture("redacted"))
+    await rec.start()
+    ctx = _ctx(1)
+    ctx.request.body["messages"][0]["content"] = "reach me at carol@example.org"
+    await rec.post(ctx, _ok())
+    disk = b"".join(f.read_bytes() for f in (tmp_path / "spool").glob("*.jsonl"))
+    assert b"carol@example.org" not in disk and b'"body_status":"lost"' in disk
+    store.fail = True  # the flush fails: the in-memory snapshot is dropped, the record read back later
+    with pytest.raises(ConnectionError):
+        await rec.flush()
+    store.fail = False
+    assert await rec.flush() == 1
+    stored = next(iter(store.rows.values()))
+    assert stored["body_status"] == "lost" and stored.get("request_body") is None
+
+    await rec.post(_ctx(2), _ok())  # the normal path: settled at the flush
+    await rec.flush()
+    settled = store.rows[max(store.rows)]
+    assert settled["body_status"] == "redacted" and '"content":"hi"' in settled["request_body"]
+    await rec.close()

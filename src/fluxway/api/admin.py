@@ -260,6 +260,7 @@ def build_admin_app(gov: Governance) -> FastAPI:
         until: TimeQ = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
+        bodies: Annotated[bool, Query(description="include request_body and response_body (JSON text)")] = False,
     ) -> dict[str, Any]:
         st: int | Literal["success", "error"] | None = None
         if status in ("success", "error"):
@@ -275,7 +276,8 @@ def build_admin_app(gov: Governance) -> FastAPI:
         await _flush()
         try:
             rows, nxt = await gov.store.usage.logs(
-                key_id=key, model=model, status=st, since=t0, until=t1, limit=limit, cursor=cursor
+                key_id=key, model=model, status=st, since=t0, until=t1, limit=limit, cursor=cursor,
+                bodies=bodies,
             )
         except BadCursor:
             raise bad_request("invalid cursor", param="cursor") from None

@@ -20,6 +20,7 @@ from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
 from fluxway.policy.pricing import COST
 from fluxway.request_id import normalise_request_id
+from fluxway.request_log import log_call
 from fluxway.routing.executor import Trace
 from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
@@ -138,10 +139,11 @@ async def handle(
             await calls.post_early(outcome)
             await respond(send, 200, payload, hdrs)
     except GatewayError as err:
+        fields = {"request_id": request_id, "status": err.status}
         if err.status >= 500 or err.status == 429:
-            log.warning("request %s failed: %s %s", request_id, err.status, err.message)
+            log.warning("request %s failed: %s %s", request_id, err.status, err.message, extra=fields)
         else:
-            log.info("request %s rejected: %s %s", request_id, err.status, err.message)
+            log.info("request %s rejected: %s %s", request_id, err.status, err.message, extra=fields)
         attempts = err.headers.get("x-fluxway-attempts")  # set by the executor when every target failed
         outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0,
                           attempts=int(attempts) if attempts else 0)
@@ -181,6 +183,8 @@ async def handle(
             rt.stats.observe(ingress.name, endpoint.value, model, outcome, _cost_usd(rt, ctx, outcome))
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
+        if outcome is not None and rt.cfg.observability.logs.requests:
+            log_call(log, request_id, headers, ctx, outcome)
 
 
 def _cost_usd(rt: Runtime, ctx: CallContext | None, outcome: Outcome) -> float:

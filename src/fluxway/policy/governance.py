@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from fluxway.config import Config
 from fluxway.errors import GatewayError
 from fluxway.policy.accounts import Accounts
+from fluxway.policy.bodies import BodyCapture
 from fluxway.policy.budget import BudgetHook, FallbackLedger, Ledger, MemoryLedger, RedisLedger
 from fluxway.policy.hooks import Hook
 from fluxway.policy.keys import KeyCache, RedisInvalidation, VirtualKeyAuth
 from fluxway.policy.limits import build_rate_limiter
 from fluxway.policy.pricing import Pricer
 from fluxway.policy.usage import UsageRecorder
+from fluxway.redact import Redactor
 from fluxway.redis_client import RedisHealth, create_redis
 from fluxway.routing.clock import Clock
 from fluxway.store import Store
@@ -104,6 +106,7 @@ class Governance:
             ledger = MemoryLedger(self.spend)
         self.limits = build_rate_limiter(cfg, self.redis, self.redis_health)
         self.budget = BudgetHook(ledger, self.pricer, clock, allow_unpriced=cfg.budgets.allow_unpriced)
+        logs = cfg.observability.logs
         self.usage = UsageRecorder(
             store.usage,
             self.pricer,
@@ -111,6 +114,8 @@ class Governance:
             flush_interval=cfg.usage.flush_interval_ms / 1000.0,
             batch_size=cfg.usage.batch_size,
             clock=clock,
+            bodies=BodyCapture(logs.bodies, logs.max_body_bytes, Redactor.from_config(cfg)),
+            retention_days=logs.retention_days,
         )
         notify = self.invalidation.publish if self.invalidation is not None else None
         self.accounts = Accounts(store, self.cache, clock=clock, notify=notify)

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from fluxway.policy.bodies import LOST, PENDING, BodyCapture
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
 from fluxway.policy.pricing import COST, Pricer, call_cost
 from fluxway.store.quarantine import FILE_NAME as QUARANTINE_FILE
@@ -105,7 +106,9 @@ class Spool:
         seg = self._current
         return len(seg.records) if seg is not None and seg.records is not None else 0
 
-    def append(self, record: Record) -> None:
+    def append(self, record: Record, memo: Record | None = None) -> None:
+        """Write ``record`` to the segment; ``memo`` (fields kept in memory only, never on disk) is
+        merged into it once written."""
         seg = self._current
         if seg is None:
             raise RuntimeError("spool is not open")
@@ -122,6 +125,8 @@ class Spool:
         except OSError as exc:  # disk full: the record still goes to the store from memory
             log.error("usage spool write failed: %s", exc)
         assert seg.records is not None
+        if memo:
+            record.update(memo)
         seg.records.append(record)
 
     def rotate(self) -> Segment | None:
@@ -205,8 +210,20 @@ class UsageRecorder:
         flush_interval: float = 0.2,
         batch_size: int = 500,
         clock: Callable[[], float] = time.time,
+        bodies: BodyCapture | None = None,
+        retention_days: float | None = None,
+        retention_every: float = 600.0,
+        retention_batch: int = 500,
     ) -> None:
         self._store = store
+        self.bodies = bodies or BodyCapture("off")
+        # With bodies on, a stream's answer is assembled for post (with them off it costs nothing).
+        self.wants_response = self.bodies.on
+        self._retention_s = retention_days * 86400.0 if retention_days else None
+        self._retention_every = retention_every
+        self._retention_batch = retention_batch
+        self._retention_task: asyncio.Task[None] | None = None
+        self.retained = 0  # records deleted by the retention job of this process
         self._pricer = pricer
         self.spool = Spool(spool_dir)
         self.quarantine = Quarantine(spool_dir)
@@ -233,6 +250,8 @@ class UsageRecorder:
         replayed = await self.replay()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="fluxway-usage-flusher")
+        if self._retention_s is not None and self._retention_task is None:
+            self._retention_task = asyncio.create_task(self._retain(), name="fluxway-usage-retention")
         return replayed
 
     async def replay(self) -> int:
@@ -265,6 +284,11 @@ class UsageRecorder:
 
     async def close(self) -> None:
         """Flush everything (graceful shutdown); what cannot be stored stays spooled for next start."""
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+            self._retention_task = None
         if self._task is not None:
             # Stop the flusher between flushes, never inside one: a cancelled insert leaves the
             # store connection mid-transaction and the final flush below would wait on its lock.
@@ -301,7 +325,15 @@ class UsageRecorder:
         self.spool.append(rec)
 
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
-        self.spool.append(self.record(ctx, outcome))
+        rec = self.record(ctx, outcome)
+        if self.bodies.on:
+            # On disk the record says its bodies are lost (true if it is ever read back from
+            # there); in memory it holds their snapshot, settled by the flush.
+            rec["body_status"] = LOST
+            self.spool.append(rec, {PENDING: self.bodies.snapshot(ctx, outcome)})
+        else:
+            rec["body_status"] = "off"
+            self.spool.append(rec)
         if self.spool.pending >= self._batch:
             self._wake.set()
 
@@ -356,6 +388,8 @@ class UsageRecorder:
                 records = seg.records
                 if records is None:
                     records = await self._read(seg)
+                else:
+                    await self._settle_bodies(records)
                 try:
                     await asyncio.to_thread(Spool.sync, seg)
                     await self._store.insert(records, self._batch, self.quarantine.record)
@@ -370,6 +404,44 @@ class UsageRecorder:
                 self.stored += len(records)
                 await asyncio.to_thread(Spool.remove, seg)
             return stored
+
+    async def _settle_bodies(self, records: list[Record]) -> None:
+        """Mask and cap the bodies of records spooled by this process, letting calls run between."""
+        if not self.bodies.on:
+            return
+        settle = self.bodies.settle
+        for rec in records:
+            if PENDING in rec:
+                settle(rec)  # ~0.2 ms for a small call's bodies, up to ~10 ms for two capped ones
+                await asyncio.sleep(0)
+
+    # retention -----------------------------------------------------------------------------
+
+    async def enforce_retention(self) -> int:
+        """Delete the records older than ``retention_days``, in small batches with pauses between
+        them (each batch a short transaction: serving and flushing go on). Returns records deleted."""
+        if self._retention_s is None:
+            return 0
+        cutoff = self._clock() - self._retention_s
+        total = 0
+        while True:
+            n = await self._store.delete_before(cutoff, self._retention_batch)
+            total += n
+            if n < self._retention_batch:
+                break
+            await asyncio.sleep(0.05)
+        self.retained += total
+        if total:
+            log.info("usage retention: deleted %d records older than %s days", total, self._retention_s / 86400.0)
+        return total
+
+    async def _retain(self) -> None:
+        while True:
+            try:
+                await self.enforce_retention()
+            except Exception as exc:  # the store down: try again next round
+                log.warning("usage retention not applied yet: %s", exc)
+            await asyncio.sleep(self._retention_every)
 
     async def _run(self) -> None:
         delay = self._interval

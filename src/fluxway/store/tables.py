@@ -75,6 +75,11 @@ usage_records = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("cache", sa.String(8), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # Captured bodies (observability.logs.bodies), JSON text, capped; body_status says what they
+    # are or why they are missing (off, full, redacted, truncated, stream_cut, lost).
+    sa.Column("request_body", sa.Text, nullable=True),
+    sa.Column("response_body", sa.Text, nullable=True),
+    sa.Column("body_status", sa.String(16), nullable=True),
     sa.Index("ix_usage_key_time", "key_id", "created_at"),
     sa.Index("ix_usage_team_time", "team", "created_at"),
     sa.Index("ix_usage_time", "created_at", "id"),
@@ -83,3 +88,4 @@ usage_records = sa.Table(
 )
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in usage_records.columns)
+BODY_COLUMNS: tuple[str, ...] = ("request_body", "response_body")

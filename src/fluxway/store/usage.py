@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxway.store.sanitize import sanitize_record
-from fluxway.store.tables import USAGE_COLUMNS, usage_records
+from fluxway.store.tables import BODY_COLUMNS, USAGE_COLUMNS, usage_records
 
 log = logging.getLogger("fluxway.usage")
 
@@ -173,6 +173,15 @@ class UsageStore:
             q = sa.select(usage_records.c.id, usage_records.c.request_id)
             return [(r[0], r[1]) for r in await conn.execute(q)]
 
+    async def delete_before(self, cutoff: float, limit: int = 500) -> int:
+        """Delete at most ``limit`` of the oldest records created before ``cutoff`` (one short
+        transaction, on the time index); returns how many went."""
+        c = usage_records.c
+        oldest = sa.select(c.id).where(c.created_at < cutoff).order_by(c.created_at).limit(limit)
+        q = sa.delete(usage_records).where(c.id.in_(oldest.scalar_subquery()))
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(q)).rowcount or 0)
+
     async def spend(self, *, key_id: str | None = None, team: str | None = None, since: float | None = None) -> float:
         """Total cost of the records of a key or a team since a time."""
         q = sa.select(sa.func.coalesce(sa.func.sum(usage_records.c.cost_usd), 0.0))
@@ -234,10 +243,13 @@ class UsageStore:
         until: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        bodies: bool = False,
     ) -> tuple[list[Row], str | None]:
-        """Newest first; returns one page and the cursor of the next page (None at the end)."""
+        """Newest first; returns one page and the cursor of the next page (None at the end). The
+        captured bodies are read only with ``bodies`` (they may be large)."""
         c = usage_records.c
-        q = sa.select(usage_records).order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
+        cols = [col for col in usage_records.columns if bodies or col.name not in BODY_COLUMNS]
+        q = sa.select(*cols).order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
         if key_id is not None:
             q = q.where(c.key_id == key_id)
         if model is not None:
