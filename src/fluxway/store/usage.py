@@ -117,7 +117,7 @@ class UsageStore:
             q = self._existing.where(usage_records.c.id.in_(ids))
             if conn.dialect.name == "postgresql":
                 q = q.with_for_update()
-            before = {r["id"]: r for r in (await conn.execute(q)).mappings()}
+            before = {r["id"]: dict(r) for r in (await conn.execute(q)).mappings()}
             await conn.execute(self._insert, chunk)
             acc = rollups.deltas((r for r in before.values() if r["status"] == PROVISIONAL_STATUS), sign=-1)
             written = (r for r in chunk if r["id"] not in before or before[r["id"]]["status"] == PROVISIONAL_STATUS)

@@ -133,7 +133,7 @@ async def aggregate(
             q = sa.select(*(c[f] for f in RECORD_FIELDS)).where(sa.or_(*(_span(c.created_at, s) for s in raw)))
             if key_id is not None:
                 q = q.where(c.key_id == key_id)
-            for rec in (await conn.execute(q)).mappings():
+            for rec in map(dict, (await conn.execute(q)).mappings()):
                 m = measures(rec)
                 for g in _raw_groups(group_by, rec):
                     cur = totals.setdefault(g, [0.0] * len(MEASURES))
