@@ -97,7 +97,7 @@ def _synthetic(n: int, key_ids: list[str], seed: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         t = base + rnd.uniform(0, 3 * 86400)
-        key = rnd.choice(key_ids + [None])  # type: ignore[list-item]
+        key = rnd.choice([*key_ids, None])
         out.append({
             "id": f"syn{seed}-{i}", "request_id": f"syn-{i}", "created_at": t, "day": "ignored",
             "key_id": key, "team": rnd.choice(["t1", "t2", None]), "model": rnd.choice(["smart", "cheap"]),
