@@ -15,11 +15,8 @@ import orjson
 from fluxway.api.asgi import JSON_CT, Receive, Scope, Send, request_headers, respond
 from fluxway.errors import GatewayError, bad_request
 from fluxway.ingress.openai import OpenAIIngress
-from fluxway.policy.accounts import iso
-from fluxway.policy.budget import NANO, period_window
 from fluxway.policy.hooks import Principal
 from fluxway.runtime import Runtime
-from fluxway.store.usage_report import GROUPS
 
 _INGRESS = OpenAIIngress()
 
@@ -34,6 +31,9 @@ def _query(scope: Scope) -> dict[str, str]:
 
 
 async def _budgets(rt: Runtime, p: Principal) -> list[dict[str, Any]]:
+    from fluxway.policy.accounts import iso
+    from fluxway.policy.budget import NANO, period_window
+
     gov = rt.governance
     now = gov.clock()
     out = []
@@ -75,7 +75,9 @@ async def _flush(rt: Runtime) -> None:
 
 
 async def _me_usage(rt: Runtime, p: Principal, scope: Scope) -> dict[str, Any]:
-    from fluxway.api.admin import parse_time, usage_data
+    from fluxway.api.admin import parse_time, usage_data  # the admin app's modules: loaded on first use
+    from fluxway.policy.accounts import iso
+    from fluxway.store.usage_report import GROUPS
 
     q = _query(scope)
     group_by = q.get("group_by") or "model"

@@ -117,17 +117,21 @@ async def aggregate(
     width = DAY if group_by == "day" else HOUR
     group_col = (r.bucket - r.bucket % width) if time_group else r.value
     totals: dict[Any, list[float]] = {}
-    spans = [sa.and_(r.grain == g, _span(r.bucket, s)) for g, ss in buckets.items() for s in ss]
+    # One query per grain and span: each is a range scan of the primary key (scope, dim, grain,
+    # bucket); an OR of them all would scan every grain of the dimension.
+    spans = [(g, s) for g, ss in buckets.items() for s in ss]
     async with engine.connect() as conn:
-        if spans:
+        for grain, span in spans:
             q = (
-                sa.select(group_col.label("g"), *(sa.func.sum(r[m]).label(m) for m in MEASURES))
-                .where(r.scope == scope, r.dim == dim, sa.or_(*spans))
+                sa.select(group_col.label("g"), *(sa.func.sum(r[n]).label(n) for n in MEASURES))
+                .where(r.scope == scope, r.dim == dim, r.grain == grain, _span(r.bucket, span))
                 .group_by(group_col)
             )
             for row in (await conn.execute(q)).mappings():
                 g = key_id if dim == "all" and not time_group else row["g"]
-                totals[g] = [float(row[m] or 0) for m in MEASURES]
+                cur = totals.setdefault(g, [0.0] * len(MEASURES))
+                for i, name in enumerate(MEASURES):
+                    cur[i] += float(row[name] or 0)
         if raw:
             c = usage_records.c
             q = sa.select(*(c[f] for f in RECORD_FIELDS)).where(sa.or_(*(_span(c.created_at, s) for s in raw)))
