@@ -84,7 +84,7 @@ async def measure(db: str, url: str, n: int) -> dict[str, object]:
     await store.upgrade()
     async with store.engine.connect() as conn:
         have = (await conn.execute(sa.select(sa.func.count()).select_from(usage_records))).scalar_one()
-    fill_s = 0.0
+    fill_s: float | None = None  # None: the store held the records already (an earlier run filled it)
     if have != n:
         async with store.engine.begin() as conn:
             await conn.execute(sa.text("DELETE FROM usage_records"))
@@ -107,6 +107,9 @@ async def measure(db: str, url: str, n: int) -> dict[str, object]:
         transport = httpx.ASGITransport(app=gov.admin_app)
         async with httpx.AsyncClient(transport=transport, base_url="http://admin",
                                      headers={"authorization": f"Bearer {MASTER}"}) as client:
+            t = time.perf_counter()  # the first query opens the pool and reads the pages in: told apart
+            await client.get("/admin/usage", params={"group_by": "key"})
+            first_ms = round((time.perf_counter() - t) * 1000, 2)
             for group in GROUPS:
                 for rname, params in ranges.items():
                     ms = []
@@ -122,8 +125,8 @@ async def measure(db: str, url: str, n: int) -> dict[str, object]:
     finally:
         await gov.close()
     worst = max(v["max_ms"] for v in timings.values())
-    return {"db": db, "records": n, "rollup_rows": rollup_rows, "fill_s": round(fill_s, 1),
-            "worst_ms": worst, "under_200ms": worst < 200, "queries": timings}
+    return {"db": db, "records": n, "rollup_rows": rollup_rows, "fill_s": None if fill_s is None else round(fill_s, 1),
+            "first_query_ms": first_ms, "worst_ms": worst, "under_200ms": worst < 200, "queries": timings}
 
 
 def main() -> None:
