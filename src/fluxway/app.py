@@ -15,6 +15,7 @@ import orjson
 from fluxway.api.asgi import JSON_CT, Receive, Scope, Send, request_headers, respond
 from fluxway.api.cors import Cors
 from fluxway.api.inference import handle
+from fluxway.api.me import me, me_usage
 from fluxway.canonical import Endpoint
 from fluxway.config import Config
 from fluxway.errors import GatewayError, error_body, model_not_found, openai_error_body
@@ -166,6 +167,8 @@ class FluxwayApp:
             ("POST", "/v1/completions"): _inference(openai, Endpoint.COMPLETIONS),
             ("POST", "/v1/embeddings"): _inference(openai, Endpoint.EMBEDDINGS),
             ("GET", "/v1/models"): _models_handler(openai),
+            ("GET", "/v1/me"): me,
+            ("GET", "/v1/me/usage"): me_usage,
             ("GET", "/health/live"): _live,
             ("GET", "/health/ready"): _ready,
             ("GET", "/metrics"): _metrics,

@@ -133,6 +133,9 @@ async def test_usage_insert_is_idempotent_and_sums(db_url: str) -> None:
         await store.close()
 
 
+T0 = 1704153600.0 - 5  # 2024-01-01T23:59:55Z: the first ten records that day, the others the next
+
+
 async def test_usage_aggregates_and_log_pages(db_url: str) -> None:
     store = Store.open(db_url)
     try:
@@ -142,7 +145,7 @@ async def test_usage_aggregates_and_log_pages(db_url: str) -> None:
             recs.append(
                 _record(
                     f"req-{i:03d}",
-                    created_at=2000.0 + (i // 2),  # pairs share a timestamp: the cursor must break ties
+                    created_at=T0 + (i // 2),  # pairs share a timestamp: the cursor must break ties
                     day="2024-01-01" if i < 10 else "2024-01-02",
                     key_id="k1" if i % 2 else "k2",
                     team="t1",
@@ -159,7 +162,7 @@ async def test_usage_aggregates_and_log_pages(db_url: str) -> None:
         assert by_model["cheap"]["cost_usd"] == pytest.approx(1.25)
         by_day = {r["group"]: r["requests"] for r in await store.usage.aggregate("day")}
         assert by_day == {"2024-01-01": 10, "2024-01-02": 15}
-        by_key = {r["group"]: r["requests"] for r in await store.usage.aggregate("key", since=2005.0, until=2010.0)}
+        by_key = {r["group"]: r["requests"] for r in await store.usage.aggregate("key", since=T0 + 5, until=T0 + 10)}
         assert by_key == {"k1": 5, "k2": 5}
         assert {r["group"] for r in await store.usage.aggregate("provider")} == {"openai", "anthropic"}
         assert [r["group"] for r in await store.usage.aggregate("team")] == ["t1"]
@@ -178,7 +181,7 @@ async def test_usage_aggregates_and_log_pages(db_url: str) -> None:
 
         errors, nxt = await store.usage.logs(status="error", limit=100)
         assert {r["status"] for r in errors} == {429} and len(errors) == 5 and nxt is None
-        only, _ = await store.usage.logs(key_id="k1", model="cheap", status=200, since=2000.0, limit=100)
+        only, _ = await store.usage.logs(key_id="k1", model="cheap", status=200, since=T0, limit=100)
         assert {(r["key_id"], r["model"], r["status"]) for r in only} == {("k1", "cheap", 200)}
         assert len(only) == 2
     finally:

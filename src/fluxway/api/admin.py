@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fluxway.admin")
 
-GroupBy = Literal["key", "team", "model", "provider", "day"]
+GroupBy = Literal["key", "team", "model", "provider", "tag", "status", "day", "hour"]
 # Path and query strings reach store queries: bounded and free of control characters (NUL included).
 _PLAIN = r"^[^\x00-\x1f\x7f]*$"
 KeyId = Annotated[str, Path(max_length=64, pattern=_PLAIN)]
@@ -72,6 +72,11 @@ def parse_time(value: str | None, param: str) -> float | None:
     if t is None or not (0.0 <= t <= _MAX_EPOCH):  # NaN fails both comparisons
         raise bad_request(f"'{param}' must be an ISO 8601 time or epoch seconds (years 1970-9999)", param=param)
     return t
+
+
+def usage_data(rows: list[dict[str, Any]], group_by: str) -> list[dict[str, Any]]:
+    """Aggregate rows as the usage routes answer them: the group under its own name."""
+    return [{group_by: r.pop("group"), **r} for r in rows]
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -233,7 +238,8 @@ def build_admin_app(gov: Governance) -> FastAPI:
         except Exception as exc:
             log.warning("usage not flushed before an admin query: %s", exc)
 
-    @app.get("/admin/usage", tags=["spend"], summary="Usage aggregates by key, team, model, provider or day")
+    @app.get("/admin/usage", tags=["spend"],
+             summary="Usage aggregates by key, team, model, provider, tag, status, day or hour (from the rollups)")
     async def usage(
         _: Admin,
         group_by: GroupBy = "key",
@@ -242,8 +248,7 @@ def build_admin_app(gov: Governance) -> FastAPI:
     ) -> dict[str, Any]:
         t0, t1 = parse_time(since, "since"), parse_time(until, "until")
         await _flush()
-        rows = await gov.store.usage.aggregate(group_by, t0, t1)
-        data = [{group_by: r.pop("group"), **r} for r in rows]
+        data = usage_data(await gov.store.usage.aggregate(group_by, t0, t1), group_by)
         if group_by == "key":
             names = {k["id"]: k.get("name") for k in await gov.accounts.list_keys()}
             for d in data:

@@ -19,6 +19,8 @@ from fluxway.ingress.base import Ingress, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
 from fluxway.policy.pricing import COST
+from fluxway.policy.tags import HEADER as TAGS_HEADER
+from fluxway.policy.tags import TAGS, parse_tags
 from fluxway.request_id import normalise_request_id
 from fluxway.request_log import log_call
 from fluxway.routing.executor import Trace
@@ -97,6 +99,7 @@ async def handle(
     try:
         api_key = ingress.api_key(headers)
         principal = await rt.principal(api_key)  # 401 before the body is even read
+        tags = parse_tags(headers.get(TAGS_HEADER))
         reading = rt.admission.begin_read(principal)
         try:
             body = await read_body(receive, headers, server.max_body_bytes, server.body_timeout_s, scope)
@@ -104,6 +107,8 @@ async def handle(
             rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
+        if tags is not None:
+            ctx.put(TAGS, tags)
         calls = rt.pipeline.for_call(ctx)  # which hooks take part: resolved once, the caller known
         short = await calls.pre()
         if short is not None:

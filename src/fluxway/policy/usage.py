@@ -30,6 +30,7 @@ import orjson
 from fluxway.policy.bodies import LOST, PENDING, BodyCapture
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
 from fluxway.policy.pricing import COST, Pricer, call_cost
+from fluxway.policy.tags import TAGS
 from fluxway.store.quarantine import FILE_NAME as QUARANTINE_FILE
 from fluxway.store.quarantine import Quarantine
 from fluxway.store.sanitize import sanitize_record
@@ -372,6 +373,7 @@ class UsageRecorder:
             "attempts": outcome.attempts,
             "cache": outcome.cache,
             "error": error[:1000] if error is not None else None,
+            "tags": ctx.get(TAGS),
         }
 
     # flushing ------------------------------------------------------------------------------

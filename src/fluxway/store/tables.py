@@ -80,6 +80,7 @@ usage_records = sa.Table(
     sa.Column("request_body", sa.Text, nullable=True),
     sa.Column("response_body", sa.Text, nullable=True),
     sa.Column("body_status", sa.String(16), nullable=True),
+    sa.Column("tags", sa.String(512), nullable=True),  # x-fluxway-tags, comma-joined (validated, no commas inside)
     sa.Index("ix_usage_key_time", "key_id", "created_at"),
     sa.Index("ix_usage_team_time", "team", "created_at"),
     sa.Index("ix_usage_time", "created_at", "id"),
@@ -89,3 +90,27 @@ usage_records = sa.Table(
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in usage_records.columns)
 BODY_COLUMNS: tuple[str, ...] = ("request_body", "response_body")
+
+# Usage totals per time bucket, kept up to date as records are stored (:mod:`fluxway.store.rollups`).
+# One row per (scope, dimension, grain, bucket, value): ``scope`` is "" for the whole gateway or a
+# key id (that key's own lines, for ``/v1/me/usage``); ``dim`` is ``all`` (value "") or one of key,
+# team, model, provider, status, tag; ``grain`` is the bucket width in seconds (60, 3600, 86400) and
+# ``bucket`` its UTC start in epoch seconds. A missing value (no team, no tag) is stored as "".
+usage_rollups = sa.Table(
+    "usage_rollups",
+    metadata,
+    sa.Column("scope", sa.String(64), nullable=False),
+    sa.Column("dim", sa.String(16), nullable=False),
+    sa.Column("grain", sa.Integer, nullable=False),
+    sa.Column("bucket", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Double, nullable=False),
+    sa.Column("latency_ms_sum", sa.Double, nullable=False),
+    sa.Column("latency_count", sa.BigInteger, nullable=False),  # records with a latency (for the mean)
+    sa.PrimaryKeyConstraint("scope", "dim", "grain", "bucket", "value", name="pk_usage_rollups"),
+)

@@ -15,19 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fluxway.store import rollups, usage_report
 from fluxway.store.sanitize import sanitize_record
 from fluxway.store.tables import BODY_COLUMNS, USAGE_COLUMNS, usage_records
 
 log = logging.getLogger("fluxway.usage")
 
-GroupBy = Literal["key", "team", "model", "provider", "day"]
-GROUP_COLUMNS: dict[str, str] = {
-    "key": "key_id",
-    "team": "team",
-    "model": "model",
-    "provider": "provider",
-    "day": "day",
-}
 Row = dict[str, Any]
 Reject = Callable[[Mapping[str, Any], str], None]
 
@@ -113,6 +106,23 @@ class UsageStore:
             set_={c: ins.excluded[c] for c in USAGE_COLUMNS if c != "id"},
             where=usage_records.c.status == PROVISIONAL_STATUS,
         )
+        c = usage_records.c
+        self._existing = sa.select(c.id, *(c[f] for f in rollups.RECORD_FIELDS))
+
+    async def _write(self, chunk: list[Row]) -> None:
+        """Insert ``chunk`` and add it to the rollups, in one transaction: a record skipped (already
+        stored) adds nothing; a provisional record it replaces is taken back out first."""
+        async with self._engine.begin() as conn:
+            ids = [r["id"] for r in chunk]
+            q = self._existing.where(usage_records.c.id.in_(ids))
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            before = {r["id"]: dict(r) for r in (await conn.execute(q)).mappings()}
+            await conn.execute(self._insert, chunk)
+            acc = rollups.deltas((r for r in before.values() if r["status"] == PROVISIONAL_STATUS), sign=-1)
+            written = (r for r in chunk if r["id"] not in before or before[r["id"]]["status"] == PROVISIONAL_STATUS)
+            rollups.deltas(written, acc=acc)
+            await rollups.upsert(conn, acc)
 
     async def insert(
         self, records: Sequence[Mapping[str, Any]], batch_size: int = 500, on_reject: Reject | None = None
@@ -140,8 +150,7 @@ class UsageStore:
             part = pairs[i : i + batch_size]
             chunk = [row for row, _ in part]
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(self._insert, chunk)
+                await self._write(chunk)
                 continue
             except Exception as exc:
                 if not is_bad_data(exc):
@@ -149,8 +158,7 @@ class UsageStore:
                 log.warning("usage batch of %d refused (%s): storing its records one by one", len(chunk), _reason(exc))
             for row, original in part:
                 try:
-                    async with self._engine.begin() as conn:
-                        await conn.execute(self._insert, [row])
+                    await self._write([row])
                 except Exception as exc:
                     if not is_bad_data(exc):
                         raise
@@ -194,44 +202,11 @@ class UsageStore:
         async with self._engine.connect() as conn:
             return float((await conn.execute(q)).scalar_one())
 
-    async def aggregate(self, group_by: str, since: float | None = None, until: float | None = None) -> list[Row]:
-        col = usage_records.c[GROUP_COLUMNS[group_by]]
-        c = usage_records.c
-        q = (
-            sa.select(
-                col.label("group"),
-                sa.func.count().label("requests"),
-                sa.func.sum(sa.case((c.status >= 400, 1), else_=0)).label("errors"),
-                sa.func.sum(c.prompt_tokens).label("prompt_tokens"),
-                sa.func.sum(c.completion_tokens).label("completion_tokens"),
-                sa.func.sum(c.cached_tokens).label("cached_tokens"),
-                sa.func.sum(c.cost_usd).label("cost_usd"),
-                sa.func.avg(c.latency_ms).label("avg_latency_ms"),
-            )
-            .group_by(col)
-            .order_by(col)
-        )
-        if since is not None:
-            q = q.where(c.created_at >= since)
-        if until is not None:
-            q = q.where(c.created_at < until)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(q)).mappings().all()
-        out: list[Row] = []
-        for r in rows:
-            out.append(
-                {
-                    "group": r["group"],
-                    "requests": int(r["requests"] or 0),
-                    "errors": int(r["errors"] or 0),
-                    "prompt_tokens": int(r["prompt_tokens"] or 0),
-                    "completion_tokens": int(r["completion_tokens"] or 0),
-                    "cached_tokens": int(r["cached_tokens"] or 0),
-                    "cost_usd": float(r["cost_usd"] or 0.0),
-                    "avg_latency_ms": None if r["avg_latency_ms"] is None else float(r["avg_latency_ms"]),
-                }
-            )
-        return out
+    async def aggregate(
+        self, group_by: str, since: float | None = None, until: float | None = None, key_id: str | None = None
+    ) -> list[Row]:
+        """Totals per group (:data:`fluxway.store.usage_report.GROUPS`), answered from the rollups."""
+        return await usage_report.aggregate(self._engine, group_by, since, until, key_id)
 
     async def logs(
         self,

@@ -1,0 +1,164 @@
+"""Usage aggregates answered from the rollups (:mod:`fluxway.store.rollups`), exact for any range.
+
+A range ``[since, until)`` is cut into whole days in the middle, whole hours and whole minutes
+towards its ends, and the seconds before its first and after its last whole minute: the buckets come
+from ``usage_rollups`` in one query, the ragged seconds (at most two minutes of records) from
+``usage_records`` through its time index. Grouping by hour never reads day buckets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fluxway.store.rollups import DAY, GLOBAL, HOUR, MEASURES, MINUTE, RECORD_FIELDS, measures, split_tags
+from fluxway.store.tables import usage_records, usage_rollups
+
+GroupBy = Literal["key", "team", "model", "provider", "tag", "status", "day", "hour"]
+GROUPS: tuple[str, ...] = ("key", "team", "model", "provider", "tag", "status", "day", "hour")
+Row = dict[str, Any]
+Span = tuple[float | None, float | None]  # [start, end), None: unbounded
+
+
+def _floor(t: float, g: int) -> float:
+    return math.floor(t / g) * g
+
+
+def _ceil(t: float, g: int) -> float:
+    return math.ceil(t / g) * g
+
+
+def plan(since: float | None, until: float | None, coarsest: int = DAY) -> tuple[dict[int, list[Span]], list[Span]]:
+    """The bucket spans per grain and the raw spans that together cover ``[since, until)`` once."""
+    grains = [g for g in (DAY, HOUR, MINUTE) if g <= coarsest]
+    buckets: dict[int, list[Span]] = {g: [] for g in grains}
+    raw: list[Span] = []
+    if since is not None and until is not None and until <= since:
+        return buckets, raw
+    lo, hi = since, until
+    # From the finest edge inwards: what a grain cannot cover is left to the next finer one.
+    edges: list[tuple[float | None, float | None]] = []
+    for g in grains:
+        a = None if lo is None else _ceil(lo, g)
+        b = None if hi is None else _floor(hi, g)
+        edges.append((a, b))
+    # Walk coarse to fine: the coarsest grain takes [a, b); each finer one the strips around it.
+    inner: tuple[float | None, float | None] | None = None
+    for g, (a, b) in zip(grains, edges, strict=True):
+        if a is not None and b is not None and b <= a:
+            continue  # this grain fits nothing; a finer one takes the span
+        if inner is None:
+            buckets[g].append((a, b))
+        else:
+            if inner[0] is not None and (a is None or a < inner[0]):
+                buckets[g].append((a, inner[0]))
+            if inner[1] is not None and (b is None or inner[1] < b):
+                buckets[g].append((inner[1], b))
+        inner = (a, b)
+    if inner is None:
+        raw.append((since, until))
+    else:
+        if inner[0] is not None and lo is not None and lo < inner[0]:
+            raw.append((lo, inner[0]))
+        if inner[1] is not None and hi is not None and inner[1] < hi:
+            raw.append((inner[1], hi))
+    return buckets, raw
+
+
+def _span(col: Any, span: Span) -> Any:
+    a, b = span
+    parts = []
+    if a is not None:
+        parts.append(col >= a)
+    if b is not None:
+        parts.append(col < b)
+    return sa.and_(sa.true(), *parts)
+
+
+def _label(group_by: str, value: Any) -> Any:
+    if group_by == "day":
+        return time.strftime("%Y-%m-%d", time.gmtime(int(value)))
+    if group_by == "hour":
+        return time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(int(value)))
+    if group_by == "status":
+        return int(value)
+    return value or None
+
+
+def _raw_groups(group_by: str, row: Mapping[str, Any]) -> Iterable[Any]:
+    if group_by == "tag":
+        return split_tags(row.get("tags"))
+    if group_by in ("day", "hour"):
+        g = DAY if group_by == "day" else HOUR
+        t = int(row["created_at"] or 0)
+        return (t - t % g,)
+    field = {"key": "key_id"}.get(group_by, group_by)
+    v = row.get(field)
+    return (str(v) if group_by == "status" else (v or ""),)
+
+
+async def aggregate(
+    engine: AsyncEngine, group_by: str, since: float | None = None, until: float | None = None,
+    key_id: str | None = None,
+) -> list[Row]:
+    """Totals per group over ``[since, until)``, of every record or of one key's."""
+    if group_by not in GROUPS:
+        raise ValueError(f"unknown group {group_by!r}")
+    time_group = group_by in ("day", "hour")
+    buckets, raw = plan(since, until, HOUR if group_by == "hour" else DAY)
+    r = usage_rollups.c
+    scope = GLOBAL if key_id is None else key_id
+    dim = "all" if time_group or (key_id is not None and group_by == "key") else group_by
+    width = DAY if group_by == "day" else HOUR
+    group_col = (r.bucket - r.bucket % width) if time_group else r.value
+    totals: dict[Any, list[float]] = {}
+    # One query per grain and span: each is a range scan of the primary key (scope, dim, grain,
+    # bucket); an OR of them all would scan every grain of the dimension.
+    spans = [(g, s) for g, ss in buckets.items() for s in ss]
+    async with engine.connect() as conn:
+        for grain, span in spans:
+            q = (
+                sa.select(group_col.label("g"), *(sa.func.sum(r[n]).label(n) for n in MEASURES))
+                .where(r.scope == scope, r.dim == dim, r.grain == grain, _span(r.bucket, span))
+                .group_by(group_col)
+            )
+            for row in (await conn.execute(q)).mappings():
+                g = key_id if dim == "all" and not time_group else row["g"]
+                cur = totals.setdefault(g, [0.0] * len(MEASURES))
+                for i, name in enumerate(MEASURES):
+                    cur[i] += float(row[name] or 0)
+        if raw:
+            c = usage_records.c
+            q = sa.select(*(c[f] for f in RECORD_FIELDS)).where(sa.or_(*(_span(c.created_at, s) for s in raw)))
+            if key_id is not None:
+                q = q.where(c.key_id == key_id)
+            for rec in map(dict, (await conn.execute(q)).mappings()):
+                m = measures(rec)
+                for g in _raw_groups(group_by, rec):
+                    cur = totals.setdefault(g, [0.0] * len(MEASURES))
+                    for i, v in enumerate(m):
+                        cur[i] += v
+    out: list[Row] = []
+    for g, m in totals.items():
+        s = dict(zip(MEASURES, m, strict=True))
+        if s["requests"] <= 0:
+            continue
+        out.append(
+            {
+                "group": _label(group_by, g),
+                "requests": int(s["requests"]),
+                "errors": int(s["errors"]),
+                "prompt_tokens": int(s["prompt_tokens"]),
+                "completion_tokens": int(s["completion_tokens"]),
+                "cached_tokens": int(s["cached_tokens"]),
+                "cost_usd": float(s["cost_usd"]),
+                "avg_latency_ms": s["latency_ms_sum"] / s["latency_count"] if s["latency_count"] else None,
+            }
+        )
+    out.sort(key=lambda d: (d["group"] is None, d["group"] if d["group"] is not None else 0))
+    return out
