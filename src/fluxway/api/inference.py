@@ -83,6 +83,8 @@ async def handle(
     # A client's id only when well formed ([A-Za-z0-9._:-]{1,128}): it goes to headers, logs and the store.
     request_id = normalise_request_id(headers.get("x-request-id")) or rt.next_request_id()
     server = rt.cfg.server
+    tracer = rt.tracer
+    span = tracer.start_call(headers, endpoint, ingress.name) if tracer is not None else None
     ctx: CallContext | None = None
     calls: CallHooks | None = None
     outcome: Outcome | None = None
@@ -97,6 +99,8 @@ async def handle(
         finally:
             rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
+        if span is not None:
+            span.request(req, request_id)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
         calls = rt.pipeline.for_call(ctx)  # which hooks take part: resolved once, the caller known
         short = await calls.pre()
@@ -109,10 +113,10 @@ async def handle(
         admitted = True
         route = rt.executor.resolve(req.model)
         if req.stream:
-            opened = await rt.executor.open_stream(req, route, principal.model_filter)
+            opened = await rt.executor.open_stream(req, route, principal.model_filter, span)
             outcome = await _stream(calls, ingress, opened, receive, send)
         else:
-            done = await rt.executor.complete(req, route, principal.model_filter)
+            done = await rt.executor.complete(req, route, principal.model_filter, span)
             payload = ingress.render(req, done.response)
             hdrs = _routed_headers(ingress, ctx, done.trace, done.target.provider, done.target.model, "miss")
             hdrs.append((b"content-type", ingress.content_type.encode()))
@@ -174,6 +178,8 @@ async def handle(
             if outcome.usage is not None:
                 rt.stats.prompt_tokens[model] += outcome.usage.prompt_tokens
                 rt.stats.completion_tokens[model] += outcome.usage.completion_tokens
+        if span is not None:
+            span.finish(outcome)
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
 
