@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 
 import fluxway
-from fluxway.canonical import CanonicalRequest, Endpoint
+from fluxway.canonical import CanonicalRequest, Endpoint, ErrorKind, Target, UpstreamError
 from fluxway.config import OtlpConfig, parse
 from fluxway.tracing import CallSpan, Span, Tracer, format_traceparent, parse_traceparent
 from fluxway.tracing.exporter import BatchExporter, traces_url
 from fluxway.tracing.genai import request_attributes
 from fluxway.tracing.otlp import decode, encode
 from fluxway.tracing.spans import KIND_CLIENT, KIND_SERVER
+from fluxway.tracing.wire import AttrCache
+from fluxway.tracing.wire import encode as wire_encode
 from tests.routing.test_executor_unit import MESSAGES, Rig, model, read_all
 from tests.support.fake_transport import Answer, Break, Hang
 from tests.support.otlp_receiver import otlp_receiver
@@ -107,6 +109,22 @@ def test_spans_encode_to_an_otlp_request_with_every_attribute_type() -> None:
     assert [v.string_value for v in attrs["a"].array_value.values] == ["p", "q"]
     assert attrs["error.type"].string_value == "timeout"
     assert pb.status.code == 2 and pb.status.message == "too slow"
+
+
+def test_the_wire_encoder_writes_what_the_reference_messages_do() -> None:
+    sink = ListSink()
+    for headers in ({"traceparent": TP, "tracestate": "v=1"}, {}):
+        span = _call_span(sink, headers)
+        attempt = span.attempt(Target("up", "m"), 1, hedge=True)
+        attempt.attributes.update({"neg": -5, "big": 2**40, "f": 1.5, "a": ("x", "yz"), "off": False})
+        attempt.fail(UpstreamError(ErrorKind.TIMEOUT, "slow é", status=504))
+        attempt.leave()
+        span.finish(None)
+    resource = {"service.name": "svc", "n": 2}
+    cache = AttrCache()
+    for _ in range(2):  # the second time from the cache
+        got = wire_encode(sink.spans, resource, ("fluxway", fluxway.__version__), cache)
+        assert decode(got) == decode(encode(sink.spans, resource))
 
 
 def test_traces_url_appends_the_signal_path_once() -> None:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from fluxway import __version__
 from fluxway.config import OtlpConfig
 from fluxway.tracing.genai import AttrValue
-from fluxway.tracing.otlp import encode
+from fluxway.tracing.otlp import SCOPE_NAME
 from fluxway.tracing.spans import Span
+from fluxway.tracing.wire import AttrCache, encode
 
 if TYPE_CHECKING:
     import aiohttp
@@ -60,6 +61,7 @@ class BatchExporter:
         self._resource = dict(resource or resource_attributes(cfg.service_name))
         self._headers = {"content-type": "application/x-protobuf", **cfg.headers}
         self._queue: list[Span] = []
+        self._cache = AttrCache()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -113,7 +115,7 @@ class BatchExporter:
             self.failed += len(batch)
             return
         try:
-            body = encode(batch, self._resource)
+            body = encode(batch, self._resource, (SCOPE_NAME, __version__), self._cache)
             async with session.post(self.url, data=body, headers=self._headers) as resp:
                 await resp.read()
                 ok = 200 <= resp.status < 300

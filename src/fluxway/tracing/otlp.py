@@ -1,5 +1,5 @@
-"""Spans -> an OTLP ``ExportTraceServiceRequest`` (protobuf bytes), with the messages of
-``opentelemetry-proto``. Runs in the exporter's background task, never on the request path."""
+"""Spans -> an OTLP ``ExportTraceServiceRequest`` with the messages of ``opentelemetry-proto``: the
+reference encoding that :mod:`.wire` (what the exporter sends) is tested against, and ``decode``."""
 
 from __future__ import annotations
 
