@@ -125,11 +125,40 @@ class LogsConfig(Strict):
     retention_days: float | None = Field(None, gt=0)
 
 
+class OtlpConfig(Strict):
+    # OpenTelemetry traces (GenAI conventions) go to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318
+    # (spans are POSTed as protobuf to <endpoint>/v1/traces); unset or empty: tracing is off.
+    endpoint: str | None = None
+    # The `service.name` resource attribute of every span.
+    service_name: str = "fluxway"
+    # Extra headers sent with every export (a collector's auth token, say).
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Spans waiting for export at most; past it new spans are dropped (and counted), serving never waits.
+    max_queue: int = Field(4096, ge=1)
+    # Spans per export request at most.
+    batch_size: int = Field(512, ge=1)
+    # Waiting spans are exported at least this often.
+    flush_interval_ms: float = Field(1000.0, gt=0)
+    # Seconds one export request may take (and the final flush at shutdown).
+    timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not re.match(r"https?://[^/\s]+", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+
 class ObservabilityConfig(Strict):
     # GET /metrics (Prometheus text).
     metrics: MetricsConfig = MetricsConfig()
     # Log lines, captured bodies and their retention.
     logs: LogsConfig = LogsConfig()
+    # Traces over OTLP/HTTP (off unless `endpoint` is set).
+    otlp: OtlpConfig = OtlpConfig()
 
 
 class BudgetsConfig(Strict):

@@ -28,6 +28,7 @@ from fluxway.transport import Transport
 
 if TYPE_CHECKING:
     from fluxway.policy.governance import Governance
+    from fluxway.tracing.spans import Tracer
 
 log = logging.getLogger("fluxway")
 
@@ -42,6 +43,8 @@ class Runtime:
     admission: Admission = field(init=False)
     stats: RequestStats = field(default_factory=RequestStats)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # OpenTelemetry traces (observability.otlp.endpoint set); None: off, and nothing of it is loaded.
+    tracer: Tracer | None = None
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -79,6 +82,10 @@ class Runtime:
             await transport.close()
             raise
         rt = cls(cfg, transport, executor, gov, Pipeline.from_config(cfg.pipeline, gov.stages))
+        if cfg.observability.otlp.endpoint:
+            from fluxway.tracing import start_tracing
+
+            rt.tracer = await start_tracing(cfg)
         if any(p.health_check for p in cfg.providers):
             rt.tasks.append(asyncio.create_task(executor.run_health_checks(), name="fluxway-health-checks"))
         if freeze_heap:
@@ -124,4 +131,6 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.governance.close()  # flushes usage records
+        if self.tracer is not None:
+            await self.tracer.close()  # sends the spans still waiting
         await self.transport.close()

@@ -91,6 +91,8 @@ async def handle(
     # A client's id only when well formed ([A-Za-z0-9._:-]{1,128}): it goes to headers, logs and the store.
     request_id = normalise_request_id(headers.get("x-request-id")) or rt.next_request_id()
     server = rt.cfg.server
+    tracer = rt.tracer
+    span = tracer.start_call(headers, endpoint, ingress.name) if tracer is not None else None
     ctx: CallContext | None = None
     calls: CallHooks | None = None
     outcome: Outcome | None = None
@@ -106,6 +108,8 @@ async def handle(
         finally:
             rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
+        if span is not None:
+            span.request(req, request_id)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
         if tags is not None:
             ctx.put(TAGS, tags)
@@ -120,10 +124,10 @@ async def handle(
         admitted = True
         route = rt.executor.resolve(req.model)
         if req.stream:
-            opened = await rt.executor.open_stream(req, route, principal.model_filter)
+            opened = await rt.executor.open_stream(req, route, principal.model_filter, span)
             outcome = await _stream(calls, ingress, opened, receive, send)
         else:
-            done = await rt.executor.complete(req, route, principal.model_filter)
+            done = await rt.executor.complete(req, route, principal.model_filter, span)
             payload = ingress.render(req, done.response)
             overhead_ms = _overhead_ms(ctx, done.trace)
             hdrs = _routed_headers(ingress, ctx, done.target.provider, done.target.model, "miss",
@@ -186,6 +190,8 @@ async def handle(
             if model not in rt.executor.routes:
                 model = "(direct)" if "/" in model else "(none)"
             rt.stats.observe(ingress.name, endpoint.value, model, outcome, _cost_usd(rt, ctx, outcome))
+        if span is not None:
+            span.finish(outcome)
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
         if outcome is not None and rt.cfg.observability.logs.requests:

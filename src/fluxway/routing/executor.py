@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from fluxway.adapters.base import Adapter, StreamDecoder
 from fluxway.adapters.settings import ProviderSettings
@@ -49,6 +49,9 @@ from fluxway.routing.outcome import Completed, Trace, failure
 from fluxway.routing.plan import PlannerState, backoff_s, context_fallback_chain, plan, plan_fallback_chain
 from fluxway.routing.stream import Leg, RoutedStream
 from fluxway.routing.transport import Timeouts, Transport
+
+if TYPE_CHECKING:
+    from fluxway.tracing.spans import CallSpan
 
 __all__ = ["Completed", "Counters", "Executor", "Route", "Trace"]
 
@@ -209,10 +212,13 @@ class Executor:
         permit: Permit,
         attempt: Callable[[CanonicalRequest, Route, Target, Permit, Trace], Awaitable[T]],
         trace: Trace,
+        hedge: bool = False,
     ) -> T:
         trace.attempts += 1
         trace.tried.append(target.key)
         self.counters.attempts += 1
+        # Tracing on: this attempt's span, current in this task while the attempt sends.
+        span = trace.span.attempt(target, trace.attempts, hedge) if trace.span is not None else None
         try:
             return await attempt(req, route, target, permit, trace)
         except UpstreamError as err:
@@ -222,10 +228,17 @@ class Executor:
             self.counters.failures += 1
             self.board.record_failure(permit, err.kind, err.retry_after)
             log.info("attempt %d at %s failed: %s %s", trace.attempts, target.key, err.kind.value, err.message)
+            if span is not None:
+                span.fail(err)
             raise
         except BaseException:
             self.board.release(permit)
+            if span is not None:
+                span.cancel()
             raise
+        finally:
+            if span is not None:
+                span.leave()
 
     def after_failure(self, err: UpstreamError) -> None:
         """Raise the control-flow signal an error calls for, if any."""
@@ -357,9 +370,12 @@ class Executor:
 
     # -- whole answers ------------------------------------------------------------------------
 
-    async def complete(self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None) -> Completed:
-        """Serve ``req`` whole; ``allows`` limits the fallbacks to the models the caller may use."""
-        trace = Trace()
+    async def complete(
+        self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None, span: CallSpan | None = None
+    ) -> Completed:
+        """Serve ``req`` whole; ``allows`` limits the fallbacks to the models the caller may use;
+        ``span``: the call's trace span (tracing on)."""
+        trace = Trace(span=span)
         return await self.run(req, route, self._complete_once, trace, frozenset(), allows)
 
     async def _complete_once(
@@ -367,21 +383,24 @@ class Executor:
     ) -> Completed:
         adapter = self.adapters[target.provider]
         call = adapter.build(req, target, self.credentials(target, permit))
+        span = trace.span.sending(call) if trace.span is not None else None
         reply = await self.transport.send(
             call, self.timeouts(target, route), self._providers[target.provider].max_response_bytes
         )
         trace.upstream_s += reply.elapsed
         resp = adapter.parse(req, target, reply.status, reply.headers, reply.body)
         self.board.record_success(permit, total_s=reply.elapsed)
+        if span is not None:
+            span.answered(reply.status, resp)
         return Completed(resp, target, trace)
 
     # -- streams ------------------------------------------------------------------------------
 
     async def open_stream(
-        self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None
+        self, req: CanonicalRequest, route: Route, allows: ModelFilter | None = None, span: CallSpan | None = None
     ) -> RoutedStream:
         """Try targets until one produces its first chunk; the client sees none of the failures."""
-        trace = Trace()
+        trace = Trace(span=span)
         leg = await self.run(req, route, self.open_leg, trace, frozenset(), allows)
         return RoutedStream(self, req, route, leg, trace, allows)
 
@@ -405,8 +424,11 @@ class Executor:
         """Open one upstream stream and read up to its first chunk (``body``: the request sent, for
         Fluxway's own count of its prompt)."""
         adapter = self.adapters[target.provider]
+        span = trace.span.sending(call) if trace.span is not None else None
         t0 = self.board.now()
         upstream = await self.transport.open_stream(call, self.timeouts(target, route))
+        if span is not None:
+            span.status_code(upstream.status)
         ok = False
         try:
             if upstream.status >= 400:
@@ -429,7 +451,7 @@ class Executor:
             trace.upstream_s += elapsed
             self.board.record_first_byte(permit, elapsed)
             ok = True
-            return Leg(target, permit, upstream, decoder, chunks, first, body, ended)
+            return Leg(target, permit, upstream, decoder, chunks, first, body, ended, span)
         finally:
             if not ok:
                 upstream.close()

@@ -56,7 +56,7 @@ async def hedged(
             used += 1
             permit = ex.acquire(target)
             if permit is not None:
-                task = asyncio.ensure_future(ex.attempt_once(req, r, target, permit, attempt, trace))
+                task = asyncio.ensure_future(ex.attempt_once(req, r, target, permit, attempt, trace, bool(started)))
                 pending.add(task)
                 started.append(task)
                 return
@@ -106,3 +106,5 @@ async def hedged(
             if isinstance(res, Leg):  # a losing stream that opened anyway
                 ex.board.release(res.permit)
                 res.close()
+                if res.span is not None:
+                    res.span.cancel()

@@ -4,9 +4,13 @@ when every attempt failed (:func:`failure`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fluxway.canonical import CanonicalResponse, ErrorKind, Target, UpstreamError
 from fluxway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from fluxway.tracing.spans import CallSpan
 
 
 @dataclass(slots=True)
@@ -18,6 +22,7 @@ class Trace:
     upstream_s: float = 0.0
     tried: list[str] = field(default_factory=list)
     errors: list[UpstreamError] = field(default_factory=list)
+    span: CallSpan | None = None  # the call's trace span (tracing on): attempts become its children
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ from fluxway.routing.transport import OpenStream
 
 if TYPE_CHECKING:
     from fluxway.routing.executor import Executor, Route, Trace
+    from fluxway.tracing.spans import AttemptSpan
 
 log = logging.getLogger("fluxway.executor")
 
@@ -47,6 +48,7 @@ class Leg:
     first: list[StreamChunk]
     body: JSON
     ended: bool = False
+    span: AttemptSpan | None = None  # its attempt's trace span (tracing on), ended with the leg
 
     def close(self) -> None:
         self.upstream.close()
@@ -92,6 +94,7 @@ class RoutedStream:
         self._done = False
         self._closed = False  # closed by the caller (the client went away): not the upstream's fault
         self._id: object = None  # the stream's chunk id; continuation legs are renamed to it
+        self.finish_reason: str | None = None  # the last one seen
         self._model: object = None
         self._track(leg.first)
 
@@ -135,9 +138,12 @@ class RoutedStream:
                             self.texts.append(args)
                     if self._failover_on:
                         self._no_continue = "it holds a tool call"
-                if self.failovers and choice.get("finish_reason"):
-                    _mark(data, "stream_failover", self.failovers)
-                    c.raw = None
+                finish = choice.get("finish_reason")
+                if finish:
+                    self.finish_reason = finish
+                    if self.failovers:
+                        _mark(data, "stream_failover", self.failovers)
+                        c.raw = None
         return chunks
 
     def _splice(self, c: StreamChunk) -> None:
@@ -170,6 +176,8 @@ class RoutedStream:
                     raise
                 err.target = err.target or leg.target.key
                 self.trace.errors.append(err)
+                if leg.span is not None:
+                    leg.span.fail(err)
                 board.record_failure(leg.permit, err.kind, err.retry_after)
                 leg.close()
                 if not self._failover_on:
@@ -190,9 +198,13 @@ class RoutedStream:
             except BaseException:
                 board.release(leg.permit)
                 leg.close()
+                if leg.span is not None:
+                    leg.span.cancel()
                 raise
             board.record_success(leg.permit)
             leg.upstream.release()
+            if leg.span is not None:
+                leg.span.streamed(leg.first[0].data if leg.first else None, self._leg_usage, self.finish_reason)
             if self._prior is not None and self._leg_usage is None:
                 self.usage = add_usage(self._prior, leg_usage(leg.body, "".join(self._leg_text), leg.target.model))
             self._done = True
@@ -231,6 +243,8 @@ class RoutedStream:
             if len(cannot) == len(targets):
                 skipped = f" ({', '.join(cannot)}: continuation none)" if cannot else ""
                 raise _not_continued(err, f"no other target of model '{self._route.name}' can continue it{skipped}")
+        if self.trace.span is not None:
+            self.trace.span.failover = True  # the attempts from here on continue this stream
         try:
             leg = await ex.run(
                 self._req, self._route, Continuer(ex, partial, remaining), self.trace, frozenset(exclude), self._allows
@@ -270,6 +284,8 @@ class RoutedStream:
             self._closed = True
             self._executor.board.release(self._leg.permit)
             self._leg.close()
+            if self._leg.span is not None:
+                self._leg.span.cancel()
 
 
 def _not_continued(err: UpstreamError, why: str) -> UpstreamError:
