@@ -23,7 +23,6 @@ from fluxway.policy.tags import HEADER as TAGS_HEADER
 from fluxway.policy.tags import TAGS, parse_tags
 from fluxway.request_id import normalise_request_id
 from fluxway.request_log import log_call
-from fluxway.routing.executor import Trace
 from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
 from fluxway.stream_result import assemble, replay_chunks
@@ -54,9 +53,9 @@ def _error_headers(ingress: Ingress, request_id: str, err: GatewayError) -> RawH
     return headers
 
 
-def _overhead_ms(ctx: CallContext, trace: Trace) -> float:
+def _overhead_ms(ctx: CallContext, upstream_s: float) -> float:
     """Time from the request's arrival to its answer's headers, less the upstream's share."""
-    return max((time.perf_counter() - ctx.started - trace.upstream_s) * 1000.0, 0.0)
+    return max((time.perf_counter() - ctx.started - upstream_s) * 1000.0, 0.0)
 
 
 def _routed_headers(
@@ -129,7 +128,7 @@ async def handle(
         else:
             done = await rt.executor.complete(req, route, principal.model_filter, span)
             payload = ingress.render(req, done.response)
-            overhead_ms = _overhead_ms(ctx, done.trace)
+            overhead_ms = _overhead_ms(ctx, done.trace.upstream_s)
             hdrs = _routed_headers(ingress, ctx, done.target.provider, done.target.model, "miss",
                                    done.trace.attempts, overhead_ms)
             hdrs.append((b"content-type", ingress.content_type.encode()))
@@ -216,7 +215,7 @@ async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit,
     if resp is None:
         resp = assemble(short.chunks or (), req.endpoint is Endpoint.COMPLETIONS)
     model = str(resp.body.get("model", ""))
-    overhead_ms = _overhead_ms(ctx, Trace())
+    overhead_ms = _overhead_ms(ctx, 0.0)
     hdrs = _routed_headers(ingress, ctx, short.provider, model, short.cache, 0, overhead_ms)
     outcome = Outcome(200, usage=resp.usage, cache=short.cache, latency_ms=(time.perf_counter() - ctx.started) * 1000.0,
                       overhead_ms=overhead_ms, response=resp if calls.wants_response else None)
@@ -245,7 +244,7 @@ async def _wait_disconnect(receive: Receive) -> None:
 async def _stream(calls: CallHooks, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send) -> Outcome:
     ctx = calls.ctx
     enc = ingress.stream_encoder(ctx.request, ctx.request_id)
-    overhead_ms = _overhead_ms(ctx, opened.trace)
+    overhead_ms = _overhead_ms(ctx, opened.trace.upstream_s)
     hdrs = _routed_headers(ingress, ctx, opened.target.provider, opened.target.model, "miss",
                            opened.trace.attempts, overhead_ms)
     hdrs.extend(SSE_HEADERS)
