@@ -27,6 +27,7 @@ from fluxway.routing.executor import Executor
 from fluxway.transport import Transport
 
 if TYPE_CHECKING:
+    from fluxway.events import EventBus
     from fluxway.policy.governance import Governance
     from fluxway.tracing.spans import Tracer
 
@@ -45,6 +46,8 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # OpenTelemetry traces (observability.otlp.endpoint set); None: off, and nothing of it is loaded.
     tracer: Tracer | None = None
+    # Events to the configured sinks (the ``events`` config section); None: none configured.
+    events: EventBus | None = None
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
