@@ -125,3 +125,31 @@ def test_redactor_masks_configured_and_key_shaped_secrets() -> None:
     assert r.value({"error": {"message": "k", "api_key": "plain", "n": 3}}) == {
         "error": {"message": "[REDACTED]", "api_key": "[REDACTED]", "n": 3}
     }
+
+
+# The fast path (substring checks before the patterns run) must mask exactly what the patterns do.
+_FRAGMENTS = (
+    LONG_KEY, SHORT_KEY, FOREIGN, AWS_ID, "ASIAABCDEFGHIJKLMNOP", "AIzaSyA-0123456789abcdefghijkl",
+    "Bearer abc.def-123",
+    "bearer tok_123456", "api_key=", "x-api-key: ", '"token": "', "password=hunter2", "Secret_Access_Key = ",
+    "signature=abc", "authorization:", "credential='x'", "max_tokens", '"prompt_tokens":20', "key", "keys=1",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "A" * 40, "abcdefghijklmnopqrstuvwxyz0123456789", "sk-", "é", " ",
+    '"', "'", ":", "=", "&", ",", "}", "{", "\n", "Hello there", "0123456789",
+)
+
+
+def _reference(redactor: Redactor, text: str) -> str:
+    from fluxway import redact
+
+    text = redactor._pattern.sub(redact.MASK, text)
+    return redact._PAIR.sub(lambda m: m.group(1) + redact.MASK if m.group(2) != redact.MASK else m.group(0), text)
+
+
+def test_fast_path_masks_what_the_patterns_mask() -> None:
+    import random
+
+    rng = random.Random(7)
+    redactor = Redactor([LONG_KEY, SHORT_KEY])
+    for _ in range(3000):
+        text = "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randint(1, 12)))
+        assert redactor.text(text) == _reference(redactor, text), text

@@ -23,9 +23,16 @@ _PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,4}"
     r"|(?:\(\d{3}\)\s?|\d{3}[.-])\d{3}[.-]\d{4})(?![\w])"
 )
-# One scan for the cheap question "could there be anything to mask?": a body of plain prose with
-# no '@' and no run of digits is returned untouched at the cost of one search.
-_MAYBE = re.compile(r"@|\d{2}")
+# Cheap necessary conditions, one per pattern (each led by a character class, which the regex
+# engine scans for fast, where the patterns open with a look-behind it must try at every position):
+# a captured body is full of short numbers (token counts, timestamps) that none of them can match.
+# All four number patterns at once: a card, an SSN or a North American phone is a run of 11+
+# digits and separators; the rest open with "+", "(ddd)" or an IBAN's country and check digits.
+_NUMBER_HINT = re.compile(r"\d[\d .\-]{9,}\d|\+\d|\(\d{3}\)|[A-Z]{2}\d{2}")
+_CARD_HINT = re.compile(r"\d(?:[ -]?\d){12}")
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d{2}")
+_SSN_HINT = re.compile(r"\d{3}-\d{2}-\d{4}")
+_PHONE_HINT = re.compile(r"\+\d|\d{3}[.-]\d{3}[.-]\d{4}|\(\d{3}\)")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -76,11 +83,16 @@ def _ssn(m: re.Match[str]) -> str:
 
 def mask_pii(text: str) -> str:
     """``text`` with emails, phone numbers, card numbers, IBANs and US SSNs masked."""
-    if not _MAYBE.search(text):
-        return text
     if "@" in text:
         text = _EMAIL.sub("[EMAIL]", text)
-    text = _IBAN.sub(_iban, text)
-    text = _CARD.sub(_card, text)
-    text = _SSN.sub(_ssn, text)
-    return _PHONE.sub("[PHONE]", text)
+    if not _NUMBER_HINT.search(text):
+        return text
+    if _IBAN_HINT.search(text):
+        text = _IBAN.sub(_iban, text)
+    if _CARD_HINT.search(text):
+        text = _CARD.sub(_card, text)
+    if _SSN_HINT.search(text):
+        text = _SSN.sub(_ssn, text)
+    if _PHONE_HINT.search(text):
+        text = _PHONE.sub("[PHONE]", text)
+    return text
