@@ -120,6 +120,9 @@ class LogsConfig(Strict):
     bodies: Literal["off", "redacted", "full"] = "redacted"
     # Each body is cut to this many bytes of its JSON (the cut is marked, body_status `truncated`).
     max_body_bytes: int = Field(32768, ge=256, le=16 * 1024 * 1024)
+    # Captured bodies waiting for the background flush (masking, storing) at most, in MB: past it
+    # new records keep no bodies (body_status `dropped`) until the flush catches up.
+    body_backlog_mb: float = Field(64.0, gt=0)
     # Usage records (and their bodies) older than this many days are deleted by a background job;
     # None keeps them forever.
     retention_days: float | None = Field(None, gt=0)
@@ -174,6 +177,9 @@ class UsageConfig(Strict):
     flush_interval_ms: float = Field(200.0, gt=0)
     # ... or as soon as this many are waiting.
     batch_size: int = Field(500, ge=1)
+    # Records waiting for the store kept in memory at most (a saturated process or a slow store):
+    # past it they are read back from the spool file when stored (their bodies are then `lost`).
+    max_in_memory: int = Field(20000, ge=1)
 
 
 class PriceConfig(Strict):

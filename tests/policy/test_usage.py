@@ -240,3 +240,45 @@ async def test_unmasked_bodies_never_reach_the_spool_and_a_replayed_record_says_
     settled = store.rows[max(store.rows)]
     assert settled["body_status"] == "redacted" and '"content":"hi"' in settled["request_body"]
     await rec.close()
+
+
+async def test_bodies_past_the_backlog_cap_are_dropped_and_said_so(tmp_path: Path) -> None:
+    """A flush that falls behind never lets captured bodies grow memory without bound."""
+    from fluxway.policy.bodies import BodyCapture
+
+    store = FakeStore()
+    size = BodyCapture.size(BodyCapture("full").snapshot(_ctx(0), _ok()))
+    # The cap is reached after the second record.
+    rec = _recorder(store, tmp_path, flush_interval=3600, bodies=BodyCapture("full"), body_backlog_bytes=2 * size)
+    await rec.start()
+    for i in range(5):
+        await rec.post(_ctx(i), _ok())
+    assert rec.bodies_dropped == 3 and rec.pending == 5
+    assert await rec.flush() == 5
+    statuses = sorted(r["body_status"] for r in store.rows.values())
+    assert statuses == ["dropped"] * 3 + ["full"] * 2
+    assert all(r.get("request_body") is None for r in store.rows.values() if r["body_status"] == "dropped")
+    # Settled bodies no longer count: the next records keep theirs again.
+    await rec.post(_ctx(10), _ok())
+    await rec.flush()
+    assert store.rows[max(store.rows)]["body_status"] == "full" and rec.bodies_dropped == 3 and rec.pending == 0
+    await rec.close()
+
+
+async def test_records_past_max_in_memory_are_read_back_from_the_spool(tmp_path: Path) -> None:
+    """A store that is behind: older records wait on disk only, and none is lost."""
+    from fluxway.policy.bodies import BodyCapture
+
+    store = FakeStore()
+    rec = _recorder(store, tmp_path, flush_interval=3600, batch_size=4, max_in_memory=4,
+                    bodies=BodyCapture("full"))
+    await rec.start()
+    for i in range(10):
+        await rec.post(_ctx(i), _ok())
+    assert rec.spilled == 8 and rec.pending == 10  # two segments of 4 left to their files
+    assert rec.spool.pending == 2
+    assert await rec.flush() == 10
+    statuses = sorted(r["body_status"] for r in store.rows.values())
+    assert statuses == ["full"] * 2 + ["lost"] * 8  # the spilled ones held their bodies in memory only
+    assert len({r["request_id"] for r in store.rows.values()}) == 10 and rec.pending == 0
+    await rec.close()

@@ -240,8 +240,17 @@ def render(rt: Runtime) -> bytes:
     w.family("fluxway_guardrail_actions_total", "counter", "Guardrail actions taken, by guardrail and action.")
     for (g, a), n in sorted(stats.guardrail_actions.items()):
         w.sample("fluxway_guardrail_actions_total", (("guardrail", g), ("action", a)), n)
+    usage = rt.governance.usage
     w.scalar("fluxway_usage_quarantined_total", "counter", "Usage records or spool lines set aside, unstorable.",
-             rt.governance.usage.quarantine.count)
+             usage.quarantine.count)
+    w.scalar("fluxway_usage_pending_records", "gauge",
+             "Usage records spooled by this process and not yet in the store.", usage.pending)
+    w.scalar("fluxway_usage_spilled_total", "counter",
+             "Usage records left to the spool file, not memory, while the store was behind (usage.max_in_memory).",
+             usage.spilled)
+    w.scalar("fluxway_usage_bodies_dropped_total", "counter",
+             "Usage records stored without bodies because the flush was behind (logs.body_backlog_mb).",
+             usage.bodies_dropped)
     _sinks(w, stats.sink_lag_s, stats.sink_backlog)
     health = rt.governance.redis_health
     if health is not None:

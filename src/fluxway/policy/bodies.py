@@ -17,8 +17,11 @@ full       the bodies as sent and answered
 redacted   the bodies with secrets and personal data masked
 truncated  a body was longer than ``max_body_bytes`` and was cut (the cut is marked)
 stream_cut the stream ended early: the response body is what had been delivered
-lost       the record reached the store from the spool after a crash or a store outage:
-           bodies are held in memory only (never written unmasked to disk), so they are gone
+lost       the record reached the store from the spool after a crash, a store outage or a
+           backlog past ``usage.max_in_memory``: bodies are held in memory only (never written
+           unmasked to disk), so they are gone
+dropped    the flush had fallen behind: captured bodies waiting for it had reached
+           ``observability.logs.body_backlog_mb``, so this record kept none (memory stays bounded)
 ========== ==============================================================================
 
 A call that failed has a request body and no response body (its ``error`` says why).
@@ -38,6 +41,7 @@ BodyMode = Literal["off", "redacted", "full"]
 
 PENDING = "_bodies"  # the in-memory field holding a record's snapshot until the flush settles it
 LOST = "lost"  # what a record read back from the spool says (its snapshot was in memory only)
+DROPPED = "dropped"  # a record captured while the bodies waiting for the flush were over the cap
 # Bytes kept past the cap before masking, so that a secret straddling the cut is still recognised.
 _SLACK = 256
 
@@ -78,6 +82,12 @@ class BodyCapture:
         req = _dump(ctx.request.body, limit)
         resp = _dump(outcome.response.body, limit) if outcome.response is not None else None
         return req, resp, ctx.partial is not None
+
+    @staticmethod
+    def size(snapshot: tuple[Any, ...]) -> int:
+        """The bytes a snapshot holds (what the backlog cap counts)."""
+        req, resp = snapshot[0], snapshot[1]
+        return len(req[0]) + (len(resp[0]) if resp is not None else 0)
 
     def settle(self, record: dict[str, Any]) -> None:
         """Turn a record's snapshot into its stored bodies and ``body_status`` (run in the flush)."""

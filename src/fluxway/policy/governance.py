@@ -116,6 +116,8 @@ class Governance:
             clock=clock,
             bodies=BodyCapture(logs.bodies, logs.max_body_bytes, Redactor.from_config(cfg)),
             retention_days=logs.retention_days,
+            max_in_memory=cfg.usage.max_in_memory,
+            body_backlog_bytes=int(logs.body_backlog_mb * 1024 * 1024),
         )
         notify = self.invalidation.publish if self.invalidation is not None else None
         self.accounts = Accounts(store, self.cache, clock=clock, notify=notify)

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from fluxway.policy.bodies import LOST, PENDING, BodyCapture
+from fluxway.policy.bodies import DROPPED, LOST, PENDING, BodyCapture
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
 from fluxway.policy.pricing import COST, Pricer, call_cost
 from fluxway.policy.tags import TAGS
@@ -42,6 +42,7 @@ RECORD_ID: Slot[str] = Slot("usage.record_id")  # a stream's provisional record 
 
 Record = dict[str, Any]
 _SUFFIX = ".jsonl"
+_SETTLE_SLICE_S = 0.001  # body masking runs this long at most before letting calls run
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Segment:
     path: Path
     fd: int  # held open (and flock'ed) until the segment is deleted
     records: list[Record] | None = field(default_factory=list)  # None: read them back from the file
+    body_bytes: int = 0  # bytes of body snapshots its in-memory records hold (set when rotated)
+    count: int = 0  # records this process appended to it (set when rotated)
 
 
 def read_segment(path: Path, quarantine: Quarantine | None = None) -> list[Record]:
@@ -215,6 +218,8 @@ class UsageRecorder:
         retention_days: float | None = None,
         retention_every: float = 600.0,
         retention_batch: int = 500,
+        max_in_memory: int = 20000,
+        body_backlog_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._store = store
         self.bodies = bodies or BodyCapture("off")
@@ -231,6 +236,15 @@ class UsageRecorder:
         self._scanned: set[Path] = set()  # segments whose bad lines are quarantined already
         self._interval = flush_interval
         self._batch = batch_size
+        # Memory bounds while the flush is behind (a saturated process, a slow store): records
+        # past ``max_in_memory`` are left to the spool file (read back when stored, bodies lost);
+        # body snapshots past ``body_backlog_bytes`` are not taken (body_status "dropped").
+        self._max_in_memory = max(max_in_memory, batch_size)
+        self._body_cap = body_backlog_bytes
+        self._body_bytes = 0  # snapshot bytes waiting to be settled, all segments
+        self._current_body_bytes = 0  # ... of them, in the current segment
+        self.bodies_dropped = 0  # records that kept no bodies because of the cap
+        self.spilled = 0  # records left to the spool file because of max_in_memory
         self._clock = clock
         self._backlog: list[Segment] = []  # rotated, not yet in the store
         self._lock = asyncio.Lock()
@@ -327,16 +341,58 @@ class UsageRecorder:
 
     async def post(self, ctx: CallContext, outcome: Outcome) -> None:
         rec = self.record(ctx, outcome)
-        if self.bodies.on:
+        if not self.bodies.on:
+            rec["body_status"] = "off"
+            self.spool.append(rec)
+        elif self._body_bytes >= self._body_cap:
+            rec["body_status"] = DROPPED
+            self.bodies_dropped += 1
+            self.spool.append(rec)
+        else:
             # On disk the record says its bodies are lost (true if it is ever read back from
             # there); in memory it holds their snapshot, settled by the flush.
             rec["body_status"] = LOST
-            self.spool.append(rec, {PENDING: self.bodies.snapshot(ctx, outcome)})
-        else:
-            rec["body_status"] = "off"
-            self.spool.append(rec)
-        if self.spool.pending >= self._batch:
+            snap = self.bodies.snapshot(ctx, outcome)
+            size = BodyCapture.size(snap)
+            self._body_bytes += size
+            self._current_body_bytes += size
+            self.spool.append(rec, {PENDING: snap})
+        pending = self.spool.pending
+        if pending >= self._batch:
             self._wake.set()
+            if pending >= self._max_in_memory:
+                self._spill()
+
+    @property
+    def pending(self) -> int:
+        """Records spooled by this process that are not in the store yet."""
+        return self.spool.pending + sum(seg.count for seg in self._backlog)
+
+    def _rotate(self) -> Segment | None:
+        seg = self.spool.rotate()
+        if seg is not None:
+            seg.body_bytes = self._current_body_bytes
+            seg.count = len(seg.records or ())
+            self._current_body_bytes = 0
+        return seg
+
+    def _release(self, seg: Segment) -> None:
+        """The segment's body snapshots are settled or gone: they no longer count against the cap."""
+        self._body_bytes -= seg.body_bytes
+        seg.body_bytes = 0
+
+    def _spill(self) -> None:
+        """The flush is this far behind: leave the current segment's records to its file (read
+        back when they are stored) so that memory stays bounded."""
+        seg = self._rotate()
+        if seg is None:
+            return
+        self.spilled += seg.count
+        seg.records = None
+        self._release(seg)
+        self._backlog.append(seg)
+        log.warning("usage records: the store is %d records behind; the rest are read back from the spool",
+                    self._max_in_memory)
 
     def record(self, ctx: CallContext, outcome: Outcome) -> Record:
         cost = call_cost(self._pricer, ctx, outcome)
@@ -381,7 +437,7 @@ class UsageRecorder:
     async def flush(self) -> int:
         """Store everything spooled so far; returns the records stored."""
         async with self._lock:
-            seg = self.spool.rotate()
+            seg = self._rotate()
             if seg is not None:
                 self._backlog.append(seg)
             stored = 0
@@ -392,11 +448,13 @@ class UsageRecorder:
                     records = await self._read(seg)
                 else:
                     await self._settle_bodies(records)
+                    self._release(seg)
                 try:
                     await asyncio.to_thread(Spool.sync, seg)
                     await self._store.insert(records, self._batch, self.quarantine.record)
                 except Exception:
                     seg.records = None  # on disk; read back on the next try instead of holding memory
+                    self._release(seg)
                     self.healthy = False
                     raise
                 self.healthy = True
@@ -408,14 +466,19 @@ class UsageRecorder:
             return stored
 
     async def _settle_bodies(self, records: list[Record]) -> None:
-        """Mask and cap the bodies of records spooled by this process, letting calls run between."""
+        """Mask and cap the bodies of records spooled by this process, in slices of about a
+        millisecond with calls running between them."""
         if not self.bodies.on:
             return
         settle = self.bodies.settle
+        clock = time.perf_counter
+        until = clock() + _SETTLE_SLICE_S
         for rec in records:
             if PENDING in rec:
-                settle(rec)  # ~0.2 ms for a small call's bodies, up to ~10 ms for two capped ones
-                await asyncio.sleep(0)
+                settle(rec)  # ~30 µs for a small call's bodies, a few ms for two capped ones
+                if clock() >= until:
+                    await asyncio.sleep(0)
+                    until = clock() + _SETTLE_SLICE_S
 
     # retention -----------------------------------------------------------------------------
 
