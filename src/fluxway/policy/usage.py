@@ -43,6 +43,9 @@ RECORD_ID: Slot[str] = Slot("usage.record_id")  # a stream's provisional record 
 Record = dict[str, Any]
 _SUFFIX = ".jsonl"
 _SETTLE_SLICE_S = 0.001  # body masking runs this long at most before letting calls run
+# Records per store transaction at most. Each transaction costs a dozen round trips through the
+# event loop (a few ms each on a saturated process), so a flush that is behind writes big ones.
+_WRITE_CHUNK = 4000
 
 
 @dataclass
@@ -236,6 +239,7 @@ class UsageRecorder:
         self._scanned: set[Path] = set()  # segments whose bad lines are quarantined already
         self._interval = flush_interval
         self._batch = batch_size
+        self._chunk = max(batch_size, _WRITE_CHUNK)
         # Memory bounds while the flush is behind (a saturated process, a slow store): records
         # past ``max_in_memory`` are left to the spool file (read back when stored, bodies lost);
         # body snapshots past ``body_backlog_bytes`` are not taken (body_status "dropped").
@@ -278,7 +282,7 @@ class UsageRecorder:
             for i, seg in enumerate(orphans):
                 records = await self._read(seg)
                 try:
-                    await self._store.insert(records, self._batch, self.quarantine.record)
+                    await self._store.insert(records, self._chunk, self.quarantine.record)
                 except Exception as exc:
                     log.warning("usage spool: %d segments kept for later, the store is unavailable: %s",
                                 len(orphans) - i, exc)
@@ -451,7 +455,7 @@ class UsageRecorder:
                     self._release(seg)
                 try:
                     await asyncio.to_thread(Spool.sync, seg)
-                    await self._store.insert(records, self._batch, self.quarantine.record)
+                    await self._store.insert(records, self._chunk, self.quarantine.record)
                 except Exception:
                     seg.records = None  # on disk; read back on the next try instead of holding memory
                     self._release(seg)
