@@ -67,7 +67,8 @@ def test_durations() -> None:
     [
         ({"name": "a", "metric": "error_rate", "above": 0.1, "colour": "red"}, "alerts[0].colour: unknown key"),
         ({"name": "a", "metric": "errors", "above": 0.1}, "alerts[0].metric: Input should be"),
-        ({"name": "a", "metric": "error_rate", "above": 0.1, "window": "5 minutes"}, "alerts[0].window: expected a duration"),
+        ({"name": "a", "metric": "error_rate", "above": 0.1, "window": "5 minutes"},
+         "alerts[0].window: expected a duration"),
         ({"name": "a", "metric": "error_rate", "above": 0.1, "window": "2d"}, "alerts[0].window: expected a window"),
         ({"name": "a", "metric": "error_rate"}, "alerts[0]: give a threshold"),
         ({"name": "a", "metric": "error_rate", "above": 1, "below": 0}, "alerts[0]: give above or below"),
