@@ -61,7 +61,8 @@ class AlertRule(Strict):
     # (cost in the window), budget_used (share of a key's or team's budget spent), breaker_open
     # (1 while a target's circuit breaker is open).
     metric: Metric
-    # The sliding window of the call metrics (`30s`, `5m`, `1h`; at most 1d).
+    # The sliding window of the call metrics: `30s`, `5m`, `1h` or seconds, from 1s to 1d (default
+    # 5m; budget_used and breaker_open take none).
     window: float | None = None
     # Fires when the value is above this ...
     above: float | None = None
@@ -79,7 +80,7 @@ class AlertRule(Strict):
     per: Per | None = None
     # No verdict on error_rate / latency_p95_ms until the window holds this many calls.
     min_requests: int = Field(10, ge=1)
-    # After an alert resolves, the same rule and subject fire again only after this long.
+    # After an alert resolves, the same rule and subject fire again only after this long (`10m`, seconds).
     cooldown: float = Field(300.0, ge=0)
     # The event sinks (`events[].name`) alert.fired / alert.resolved go to; omitted: every sink.
     notify: tuple[str, ...] | None = Field(None, min_length=1)
