@@ -116,7 +116,7 @@ class AlertEngine:
             if per is None:
                 subject = ALL
             else:
-                value = {"model": model, "provider": provider, "key": key, "team": team}[per]
+                value = model if per == "model" else provider if per == "provider" else key if per == "key" else team
                 if value is None:
                     continue
                 subject = f"{per}={value}"
