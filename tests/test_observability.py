@@ -289,7 +289,8 @@ async def live_exposition(redis_url: str | None = None) -> str:
     extra: dict[str, Any] = {"redis": {"url": redis_url}} if redis_url else {}
     async with FakeUpstream() as up:
         up.route("POST", "/v1/chat/completions", chat_handler)
-        async with run_gateway(config(up.url, auth={"master_key": "sk-m"}, **extra)) as gw:
+        alerts = [{"name": "errors", "metric": "error_rate", "window": "1m", "above": 0.5}]
+        async with run_gateway(config(up.url, auth={"master_key": "sk-m"}, alerts=alerts, **extra)) as gw:
             client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-m", max_retries=0)
             await client.chat.completions.create(model="smart", messages=HI)
             stream = await client.chat.completions.create(model="smart", messages=HI, stream=True)

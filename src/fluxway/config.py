@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from fluxway.adapters.settings import TAGS, ProviderConfig
 from fluxway.canonical import Price, Strategy, Target
 from fluxway.config_base import Strict, TimeoutConfig
+from fluxway.events.alerts.settings import AlertingConfig, AlertRule, alert_problems
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
@@ -162,6 +163,8 @@ class ObservabilityConfig(Strict):
     logs: LogsConfig = LogsConfig()
     # Traces over OTLP/HTTP (off unless `endpoint` is set).
     otlp: OtlpConfig = OtlpConfig()
+    # How the `alerts` rules are evaluated (docs/alerts.md).
+    alerting: AlertingConfig = AlertingConfig()
 
 
 class BudgetsConfig(Strict):
@@ -309,6 +312,9 @@ class Config(Strict):
     models: tuple[ModelConfig, ...] = ()
     # The hook stages, in order: pre hooks run in it, post hooks in reverse (fluxway.policy.pipeline).
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE
+    # Anomaly alerts: rules on error rate, latency p95, spend, budget use and breaker state, and
+    # learned baselines; fired and resolved through the event sinks (docs/alerts.md).
+    alerts: tuple[AlertRule, ...] = ()
 
     def provider(self, name: str) -> ProviderConfig | None:
         for p in self.providers:
@@ -390,6 +396,8 @@ def _cross_check(cfg: Config) -> list[str]:
                 problems.append(f"models[{i}].context_fallback: unknown model '{m.context_fallback}'")
             elif m.context_fallback == m.name:
                 problems.append(f"models[{i}].context_fallback: a model cannot fall back to itself")
+    # Alert notify names are checked against the `events` sinks once the config has that section.
+    problems.extend(alert_problems(cfg.alerts, cfg))
     return problems
 
 

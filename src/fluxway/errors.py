@@ -27,6 +27,8 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # The targets tried before this answer ("provider/model"), when every one failed.
+        self.tried: tuple[str, ...] = ()
 
 
 def openai_error_body(err: GatewayError) -> dict[str, Any]:

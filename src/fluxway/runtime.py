@@ -28,6 +28,7 @@ from fluxway.transport import Transport
 
 if TYPE_CHECKING:
     from fluxway.events import EventBus
+    from fluxway.events.alerts.engine import AlertEngine
     from fluxway.policy.governance import Governance
     from fluxway.tracing.spans import Tracer
 
@@ -48,6 +49,9 @@ class Runtime:
     tracer: Tracer | None = None
     # Events to the configured sinks (the ``events`` config section); None: none configured.
     events: EventBus | None = None
+    # Anomaly alerts (the ``alerts`` config section); None: none configured, and the call feed is
+    # one None check.
+    alerts: AlertEngine | None = None
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -89,6 +93,11 @@ class Runtime:
             from fluxway.tracing import start_tracing
 
             rt.tracer = await start_tracing(cfg)
+        if cfg.alerts:
+            from fluxway.events.alerts.build import build_alerts
+
+            rt.alerts = gov.alerts = build_alerts(rt)
+            rt.tasks.append(asyncio.create_task(rt.alerts.run(), name="fluxway-alerts"))
         if any(p.health_check for p in cfg.providers):
             rt.tasks.append(asyncio.create_task(executor.run_health_checks(), name="fluxway-health-checks"))
         if freeze_heap:

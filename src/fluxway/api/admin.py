@@ -290,4 +290,68 @@ def build_admin_app(gov: Governance) -> FastAPI:
             r["created_at"] = iso(r["created_at"])
         return {"object": "list", "data": rows, "next_cursor": nxt, "has_more": nxt is not None}
 
+    @app.get("/admin/alerts", tags=["alerts"],
+             summary="Alert rules with each subject's state, and the history of fired / resolved alerts")
+    async def alerts(
+        _: Admin,
+        rule: Annotated[str | None, Query(max_length=64, pattern=_PLAIN)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> dict[str, Any]:
+        return await alerts_page(gov, rule=rule, limit=limit, cursor=cursor)
+
     return app
+
+
+async def alerts_page(gov: Governance, *, rule: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    """``GET /admin/alerts``: the rules (from the config), each subject's state (from the store, with
+    the value this process last computed) and one page of the history, newest first."""
+    from fluxway.events.alerts.store import AlertStore
+
+    after: int | None = None
+    if cursor:
+        try:
+            after = int(cursor)
+        except ValueError:
+            raise bad_request("invalid cursor", param="cursor") from None
+    store = gov.alerts.store if gov.alerts is not None else AlertStore(gov.store.engine)
+    engine = gov.alerts
+    states = await store.states()
+    history, nxt = await store.history(rule=rule, limit=limit, cursor=after)
+    rules = []
+    for r in gov.cfg.alerts:
+        if rule is not None and r.name != rule:
+            continue
+        live = engine.rules[r.name].values if engine is not None and r.name in engine.rules else {}
+        subjects = []
+        for st in states:
+            if st["rule"] != r.name:
+                continue
+            reading = live.get(st["subject"])
+            subjects.append({
+                "subject": st["subject"],
+                "state": st["state"],
+                "since": iso(st["since"]),
+                "value": reading.value if reading is not None else None,
+                "value_at_change": st["value"],
+                "threshold": reading.threshold if reading is not None else st["threshold"],
+            })
+        known = {x["subject"] for x in subjects}
+        for subject, reading in sorted(live.items()):
+            if subject not in known:
+                subjects.append({"subject": subject, "state": "ok", "since": None, "value": reading.value,
+                                 "value_at_change": None, "threshold": reading.threshold})
+        rules.append({
+            **r.model_dump(mode="json", exclude_none=True),
+            "firing": sum(1 for x in subjects if x["state"] == "firing"),
+            "subjects": subjects,
+        })
+    for h in history:
+        h["at"] = iso(h["at"])
+    return {
+        "object": "alerts",
+        "rules": rules,
+        "history": history,
+        "next_cursor": str(nxt) if nxt is not None else None,
+        "has_more": nxt is not None,
+    }

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
 from fluxway.canonical import Endpoint, StreamChunk, UpstreamError, Usage
@@ -27,6 +28,9 @@ from fluxway.routing.stream import RoutedStream
 from fluxway.runtime import Runtime
 from fluxway.stream_result import assemble, replay_chunks
 from fluxway.tokens import completion_tokens, estimate_prompt_tokens
+
+if TYPE_CHECKING:
+    from fluxway.events.alerts.engine import AlertEngine
 
 log = logging.getLogger("fluxway.request")
 
@@ -154,7 +158,7 @@ async def handle(
             log.info("request %s rejected: %s %s", request_id, err.status, err.message, extra=fields)
         attempts = err.headers.get("x-fluxway-attempts")  # set by the executor when every target failed
         outcome = Outcome(err.status, error=err, latency_ms=(time.perf_counter() - started) * 1000.0,
-                          attempts=int(attempts) if attempts else 0)
+                          attempts=int(attempts) if attempts else 0, tried=list(err.tried))
         if calls is not None:
             await calls.post_early(outcome)
         await respond(send, err.status, ingress.render_error(err), _error_headers(ingress, request_id, err))
@@ -188,13 +192,28 @@ async def handle(
             model = ctx.request.model if ctx is not None else ""
             if model not in rt.executor.routes:
                 model = "(direct)" if "/" in model else "(none)"
-            rt.stats.observe(ingress.name, endpoint.value, model, outcome, _cost_usd(rt, ctx, outcome))
+            cost = _cost_usd(rt, ctx, outcome)
+            rt.stats.observe(ingress.name, endpoint.value, model, outcome, cost)
+            alerts = rt.alerts
+            if alerts is not None:
+                _feed_alerts(alerts, model, ctx, outcome, cost)
         if span is not None:
             span.finish(outcome)
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
         if outcome is not None and rt.cfg.observability.logs.requests:
             log_call(log, request_id, headers, ctx, outcome)
+
+
+def _feed_alerts(alerts: AlertEngine, model: str, ctx: CallContext | None, outcome: Outcome, cost: float) -> None:
+    """The call, for the alert windows (its provider: the one that answered, else the last tried)."""
+    target = outcome.target
+    provider = target.provider if target is not None else (
+        outcome.tried[-1].partition("/")[0] if outcome.tried else None
+    )
+    p = ctx.principal if ctx is not None else None
+    alerts.observe(model, provider, p.id if p else None, p.team if p else None, outcome.status,
+                   outcome.latency_ms, cost, p.budgets if p else ())
 
 
 def _cost_usd(rt: Runtime, ctx: CallContext | None, outcome: Outcome) -> float:

@@ -252,6 +252,7 @@ def render(rt: Runtime) -> bytes:
              "Usage records stored without bodies because the flush was behind (logs.body_backlog_mb).",
              usage.bodies_dropped)
     _sinks(w, stats.sink_lag_s, stats.sink_backlog)
+    _alerts(w, rt)
     health = rt.governance.redis_health
     if health is not None:
         w.scalar("fluxway_redis_up", "gauge",
@@ -276,3 +277,19 @@ def _sinks(w: _Writer, lag: Mapping[str, float], backlog: Mapping[str, int]) -> 
     w.family("fluxway_event_sink_backlog", "gauge", "Events waiting for delivery to a sink, by sink.")
     for sink, n in sorted(backlog.items()):
         w.sample("fluxway_event_sink_backlog", (("sink", sink),), n)
+
+
+def _alerts(w: _Writer, rt: Runtime) -> None:
+    """Per configured alert rule (label values from the config only)."""
+    engine = rt.alerts
+    w.family("fluxway_alerts_firing", "gauge", "Subjects an alert rule is firing for (from the shared store), by rule.")
+    if engine is not None:
+        for rule, n in engine.firing.items():
+            w.sample("fluxway_alerts_firing", (("rule", rule),), n)
+    w.family("fluxway_alert_transitions_total", "counter",
+             "Alerts this process fired or resolved, by rule and kind (fired, resolved).")
+    if engine is not None:
+        for rule in engine.rules:
+            for kind in ("fired", "resolved"):
+                w.sample("fluxway_alert_transitions_total", (("rule", rule), ("kind", kind)),
+                         engine.transitions[(rule, kind)])

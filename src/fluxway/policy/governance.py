@@ -33,6 +33,8 @@ from fluxway.store.engine import sqlite_path
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from fluxway.events.alerts.engine import AlertEngine
+
 log = logging.getLogger("fluxway.governance")
 
 
@@ -127,6 +129,8 @@ class Governance:
         self.stages: dict[str, Hook] = {"auth": self.auth, "limits": self.limits, "budget": self.budget,
                                         "usage": self.usage}
         self.admin_app: ASGIApp = _LazyAdmin(self)
+        # The alert engine, for /admin/alerts (set by the Runtime when `alerts` are configured).
+        self.alerts: AlertEngine | None = None
         self._started = False
         self.store_ready = False  # migrated and the keys loaded
         self._store_task: asyncio.Task[None] | None = None

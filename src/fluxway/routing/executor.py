@@ -280,6 +280,7 @@ class Executor:
                 continue  # no target of this route could be tried
         err = self.failure(route, trace)
         err.headers["x-fluxway-attempts"] = str(trace.attempts)
+        err.tried = tuple(trace.tried)
         raise err
 
     async def _run_route(

@@ -114,3 +114,35 @@ usage_rollups = sa.Table(
     sa.Column("latency_count", sa.BigInteger, nullable=False),  # records with a latency (for the mean)
     sa.PrimaryKeyConstraint("scope", "dim", "grain", "bucket", "value", name="pk_usage_rollups"),
 )
+
+# Alerts (:mod:`fluxway.events.alerts`): one state row per rule and subject ("*" for a rule over all
+# its calls, else ``model=smart``, ``key=<id>``, ``target=<provider/model>``, ``key:<id>`` for a
+# budget, ...), moved between ``ok`` and ``firing`` by conditional UPDATEs so instances sharing the
+# store fire and resolve each alert once; and the history of those transitions.
+alert_states = sa.Table(
+    "alert_states",
+    metadata,
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(400), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # ok | firing
+    sa.Column("value", sa.Double, nullable=True),  # at the last transition
+    sa.Column("threshold", sa.Double, nullable=True),
+    sa.Column("since", sa.Double, nullable=False),  # the state's start
+    sa.Column("resolved_at", sa.Double, nullable=True),  # the cool-down runs from it
+    sa.Column("checked_at", sa.Double, nullable=True),  # a firing alert last seen still breaching
+    sa.PrimaryKeyConstraint("rule", "subject", name="pk_alert_states"),
+)
+
+alert_history = sa.Table(
+    "alert_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(400), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # fired | resolved
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("value", sa.Double, nullable=True),
+    sa.Column("threshold", sa.Double, nullable=True),
+    sa.Index("ix_alert_history_rule", "rule", "id"),
+)
