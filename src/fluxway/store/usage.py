@@ -69,8 +69,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 _SANITIZE_SLICE_S = 0.001  # sanitising runs this long at most before letting calls run
-# Rows per SQLite statement: its parameters stay under SQLite's limit (32766 since 3.32, 999 before).
-_SQLITE_ROWS = (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // len(USAGE_COLUMNS)
+# Rows per SQLite statement (its parameters under SQLite's limit: 32766 since 3.32, 999 before):
+# a batch is written as statements of these sizes, largest first.
+_SQLITE_MAX_ROWS = (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // len(USAGE_COLUMNS)
+_SQLITE_SIZES: tuple[int, ...] = tuple(n for n in (1024, 256, 64, 16, 4, 1) if n <= _SQLITE_MAX_ROWS)
 PROVISIONAL_STATUS = 0  # a stream's record while it is open; replaced by its final record
 
 
@@ -111,7 +113,7 @@ class UsageStore:
         )
         c = usage_records.c
         self._existing = sa.select(c.id, *(c[f] for f in rollups.RECORD_FIELDS))
-        self._multi_rows: dict[int, str] = {}  # SQLite: rows per statement -> its SQL
+        self._multi_rows: dict[int, str] = {}  # SQLite: rows per statement (_SQLITE_SIZES) -> its SQL
 
     def _sqlite_sql(self, n: int) -> str:
         """The SQLite upsert of ``n`` rows in one statement (what ``self._insert`` does for one)."""
@@ -131,13 +133,17 @@ class UsageStore:
         if conn.dialect.name != "sqlite":
             await conn.execute(self._insert, chunk)
             return
-        # One statement for many rows: executemany steps the statement once per row, and each step
-        # releases the GIL and waits to take it back from a busy event loop (the driver runs in a
-        # thread), which made a flush under load ~4x slower than serving.
-        for i in range(0, len(chunk), _SQLITE_ROWS):
-            part = chunk[i : i + _SQLITE_ROWS]
-            params = tuple(v for row in part for v in (row.get(c) for c in USAGE_COLUMNS))
-            await conn.exec_driver_sql(self._sqlite_sql(len(part)), params)
+        # A few statements of many rows each: executemany steps the statement once per row, and
+        # each step releases the GIL and waits to take it back from a busy event loop (the driver
+        # runs in a thread), which made a flush under load ~4x slower than serving. Statement
+        # sizes come from a fixed set, so the driver's statement cache holds a handful of shapes.
+        i = 0
+        for size in _SQLITE_SIZES:
+            while len(chunk) - i >= size:
+                part = chunk[i : i + size]
+                params = tuple(v for row in part for v in (row.get(c) for c in USAGE_COLUMNS))
+                await conn.exec_driver_sql(self._sqlite_sql(size), params)
+                i += size
 
     async def _write(self, chunk: list[Row]) -> None:
         """Insert ``chunk`` and add it to the rollups, in one transaction: a record skipped (already
