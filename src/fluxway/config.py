@@ -171,6 +171,8 @@ class GraphqlConfig(Strict):
     # Largest cost a query may have: every field costs 1, and a paginated field's selection costs its
     # page size (`first`) times over.
     max_cost: int = Field(10000, ge=1)
+    # Most selections (fields, fragments and their spreads) a query's text may hold.
+    max_selections: int = Field(500, ge=1, le=10000)
     # Largest page (`first`) a paginated field may ask for.
     max_page_size: int = Field(500, ge=1, le=1000)
     # The page size of a paginated field that does not give `first`.

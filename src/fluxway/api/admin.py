@@ -1,4 +1,5 @@
-"""The admin API (FastAPI, off the hot path): keys, teams, budgets, usage and logs; docs at ``/docs``.
+"""The admin API (FastAPI, off the hot path): keys, teams, budgets, usage and logs; docs at ``/docs``;
+GraphQL over the same data at ``/admin/graphql`` (:mod:`fluxway.api.graphql`).
 
 Every route needs the master key or an admin-role key (``Authorization: Bearer``); errors use the
 OpenAI error shape.
@@ -10,9 +11,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -238,5 +240,23 @@ def build_admin_app(gov: Governance) -> FastAPI:
             gov, key=key, model=model, status=st, since=t0, until=t1, limit=limit, cursor=cursor, bodies=bodies
         )
         return {"object": "list", "data": [log_out(r) for r in rows], "next_cursor": nxt, "has_more": nxt is not None}
+
+    # GraphQL -------------------------------------------------------------------------------
+
+    @app.api_route("/admin/graphql", methods=["GET", "POST"], include_in_schema=False)
+    async def graphql(request: Request, _: Admin) -> Response:
+        """Read-only GraphQL over keys, teams, usage and logs (docs/graphql.md); not in the OpenAPI
+        document (GraphQL describes itself: introspection)."""
+        cfg = gov.cfg.admin.graphql
+        if not cfg.enabled:
+            raise GatewayError(404, f"no route {request.url.path}", code="not_found")
+        endpoint = getattr(app.state, "graphql", None)
+        if endpoint is None:
+            from fluxway.api.graphql.endpoint import GraphqlEndpoint  # graphql-core: loaded on first use
+
+            endpoint = app.state.graphql = GraphqlEndpoint(gov, cfg)
+        body = await request.body() if request.method == "POST" else b""
+        status, answer = await endpoint.handle(request.method, request.query_params, body)
+        return Response(orjson.dumps(answer), status_code=status, media_type="application/json")
 
     return app
