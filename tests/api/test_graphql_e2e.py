@@ -403,3 +403,10 @@ async def test_limits_follow_the_config(upstream: FakeUpstream, tmp_path: Path) 
         assert costly["errors"][0]["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 31, "maxCost": 30}
         big = await gql(gw, "{ __typename " + "  " * 200 + "}", expect=413)
         assert big["errors"][0]["extensions"]["code"] == "QUERY_TOO_LARGE"
+        # a body far past what such a query needs is not read to its end: 8 x the query cap + 64 KiB
+        huge = b'{"query": "{ __typename }", "variables": {"pad": "' + b"x" * 70000 + b'"}}'
+        status, body = await raw(gw, "POST", data=huge, headers={"content-type": "application/json"})
+        assert status == 413 and body["errors"][0]["extensions"]["code"] == "QUERY_TOO_LARGE"
+        fits = b'{"query": "{ __typename }", "variables": {"pad": "' + b"x" * 60000 + b'"}}'
+        status, body = await raw(gw, "POST", data=fits, headers={"content-type": "application/json"})
+        assert status == 200 and body == {"data": {"__typename": "Query"}}

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxway.api.admin_queries import log_out, logs_page, parse_status, parse_time, usage_report
+from fluxway.api.asgi import read_body
 from fluxway.api.docs import bearer_scheme, install_docs
 from fluxway.errors import GatewayError, bad_request, openai_error_body
 from fluxway.policy.accounts import (
@@ -255,8 +256,18 @@ def build_admin_app(gov: Governance) -> FastAPI:
             from fluxway.api.graphql.endpoint import GraphqlEndpoint  # graphql-core: loaded on first use
 
             endpoint = app.state.graphql = GraphqlEndpoint(gov, cfg)
-        body = await request.body() if request.method == "POST" else b""
-        status, answer = await endpoint.handle(request.method, request.query_params, body)
+        server = gov.cfg.server
+        try:
+            # Room for the query JSON-escaped and its variables, within the gateway's own cap.
+            limit = min(server.max_body_bytes, 8 * cfg.max_query_bytes + 65536)
+            body = b""
+            if request.method == "POST":
+                body = await read_body(request.receive, dict(request.headers), limit, server.body_timeout_s,
+                                       request.scope)
+        except GatewayError as err:  # too large (413), too slow (408)
+            status, answer = endpoint.refused(err)
+        else:
+            status, answer = await endpoint.handle(request.method, request.query_params, body)
         return Response(orjson.dumps(answer), status_code=status, media_type="application/json")
 
     return app

@@ -5,7 +5,8 @@ POST takes ``{"query", "variables", "operationName"}`` as JSON; GET the same as 
 answer is then always GraphQL's ``{"data", "errors"}``:
 
 * 400 — the request is not one: no query, not JSON, an operation that is not there, a query that
-  does not parse (``GRAPHQL_PARSE_FAILED``); 413 for a query over ``admin.graphql.max_query_bytes``;
+  does not parse (``GRAPHQL_PARSE_FAILED``); 413 for a query over ``admin.graphql.max_query_bytes``
+  (and a body over 8 times that plus 64 KiB, or ``server.max_body_bytes``: it is not read);
 * 200 — everything else, errors included: unknown fields (``GRAPHQL_VALIDATION_FAILED``), too deep or
   too costly (``QUERY_TOO_DEEP``, ``QUERY_TOO_COSTLY``), mutations (``OPERATION_NOT_SUPPORTED``; a
   GET gets 405), bad variables and arguments (``BAD_USER_INPUT``), and failures while resolving.
@@ -39,6 +40,7 @@ from fluxway.api.graphql import errors, limits
 from fluxway.api.graphql.resolvers import Context
 from fluxway.api.graphql.schema import build
 from fluxway.config import GraphqlConfig
+from fluxway.errors import GatewayError
 
 if TYPE_CHECKING:
     from fluxway.policy.governance import Governance
@@ -104,6 +106,11 @@ class GraphqlEndpoint:
         self.gov = gov
         self.cfg = cfg
         self.schema = build()
+
+    def refused(self, err: GatewayError) -> tuple[int, Body]:
+        """A request refused before it was read (its body too large or too slow), in GraphQL's shape."""
+        code = errors.QUERY_TOO_LARGE if err.status == 413 else errors.BAD_REQUEST
+        return _answer(err.status, [GraphQLError(err.message)], code)
 
     async def handle(self, method: str, params: Mapping[str, str], body: bytes) -> tuple[int, Body]:
         try:
