@@ -213,6 +213,8 @@ async def test_graphql_returns_what_the_rest_admin_api_returns(upstream: FakeUps
         # no groupBy: by key, as GET /admin/usage
         default = await data(gw, "{ usage { groupBy rows { group name requests } } }")
         assert default["usage"]["groupBy"] == "KEY"
+        explicit_null = await data(gw, "{ usage(groupBy: null) { groupBy rows { group name requests } } }")
+        assert explicit_null == default
         assert default["usage"]["rows"] == [{"group": d["key"], "name": d["name"], "requests": d["requests"]}
                                             for d in by_key["data"]]
 

@@ -128,17 +128,17 @@ async def team(_: Any, info: GraphQLResolveInfo, name: str) -> Row | None:
         raise
 
 
-async def usage(_: Any, info: GraphQLResolveInfo, groupBy: str = "KEY", since: str | None = None,
+async def usage(_: Any, info: GraphQLResolveInfo, groupBy: str | None = "KEY", since: str | None = None,
                 until: str | None = None) -> Row:
     t0 = parse_time(_plain(since, "since", 64), "since")
     t1 = parse_time(_plain(until, "until", 64), "until")
-    group = groupBy.lower()  # the enum's names are the store's groups, upper-cased
+    group = (groupBy or "KEY").lower()  # the enum's names are the store's groups, upper-cased; null: the default
     rows = await usage_report(_ctx(info).gov, group, t0, t1)
     out = []
     for r in rows:
         g = r.pop(group)
         out.append({"group": None if g is None else str(g), **r})
-    return {"group_by": groupBy, "since": iso(t0), "until": iso(t1), "rows": out}
+    return {"group_by": group.upper(), "since": iso(t0), "until": iso(t1), "rows": out}
 
 
 async def logs(_: Any, info: GraphQLResolveInfo, key: str | None = None, model: str | None = None,
