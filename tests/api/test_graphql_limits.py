@@ -50,6 +50,10 @@ def test_a_variable_page_size_counts_as_given() -> None:
     q = "query($n: Int) { keys(first: $n) { totalCount } }"
     assert measure(q, {"n": 7}) == (2, 8)
     assert measure(q, {"n": "seven"}) == (2, 101)  # a wrong value: counted at the largest (it will fail anyway)
+    with_default = "query($n: Int = 60) { keys(first: $n) { totalCount } }"
+    assert measure(with_default) == (2, 61)
+    assert measure(with_default, {"n": 3}) == (2, 4)
+    assert measure(with_default, {"n": None}) == (2, 11)  # an explicit null: the resolver's default
 
 
 def test_introspection_costs_nothing() -> None:

@@ -30,6 +30,7 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
     get_named_type,
+    value_from_ast_untyped,
 )
 
 from fluxway.api.graphql.errors import QUERY_TOO_COSTLY, QUERY_TOO_DEEP, error
@@ -105,9 +106,11 @@ def measure(
     variables: dict[str, Any],
     cfg: GraphqlConfig,
 ) -> tuple[int, int]:
-    """The depth and cost of ``operation`` (its variables' values taken as given)."""
+    """The depth and cost of ``operation`` (its variables' values taken as given, else their defaults)."""
     root = schema.get_root_type(operation.operation)
-    return _Walk(schema, fragments, variables, cfg).selections(operation.selection_set, root)
+    defaults = {d.variable.name.value: value_from_ast_untyped(d.default_value)
+                for d in operation.variable_definitions or () if d.default_value is not None}
+    return _Walk(schema, fragments, {**defaults, **variables}, cfg).selections(operation.selection_set, root)
 
 
 def selections(doc: DocumentNode) -> int:
