@@ -142,14 +142,14 @@ class GraphqlEndpoint:
             refusal = errors.error(f"{kind}s are not supported: /admin/graphql is read-only "
                                    "(change keys and teams with the REST admin API)", errors.OPERATION_NOT_SUPPORTED)
             return _answer(405 if method == "GET" else 200, [refusal], errors.OPERATION_NOT_SUPPORTED)
-        too_much = limits.check(self.schema, doc, op, req.variables, self.cfg)
-        if too_much is not None:
-            return _answer(200, [too_much], errors.QUERY_TOO_COSTLY)
         try:
+            too_much = limits.check(self.schema, doc, op, req.variables, self.cfg)
+            if too_much is not None:
+                return _answer(200, [too_much], errors.QUERY_TOO_COSTLY)
             # In a thread: the event loop (serving, in this process) keeps its turns meanwhile.
             invalid = await asyncio.to_thread(validate, self.schema, doc)
         except RecursionError:
-            raise _Refused(400, "the query nests too deeply to be validated", errors.QUERY_TOO_DEEP) from None
+            raise _Refused(400, "the query nests too deeply to be checked", errors.QUERY_TOO_DEEP) from None
         if invalid:
             return _answer(200, invalid, errors.VALIDATION_FAILED)
         result = execute(self.schema, doc, context_value=Context(self.gov, self.cfg),
