@@ -31,6 +31,8 @@ HEAVY = (
     "fluxway.api.admin",
     "fluxway.store",
     "fluxway.redis_client",
+    "graphql",  # graphql-core: only /admin/graphql needs it
+    "fluxway.api.graphql",
 )
 
 
@@ -68,6 +70,14 @@ def test_the_command_line_imports_no_heavy_module(statement: str) -> None:
     modules = imported_modules(statement)
     assert "fluxway.config" in modules
     assert heavy_in(modules) == []
+
+
+def test_the_admin_api_loads_graphql_only_for_its_first_graphql_request() -> None:
+    modules = imported_modules("import fluxway.api.admin")
+    assert {"fastapi", "fluxway.api.admin", "fluxway.api.admin_queries"} <= modules
+    assert not any(m == "graphql" or m.startswith(("graphql.", "fluxway.api.graphql")) for m in modules)
+    # What the first request to /admin/graphql imports does load it (so the check above can fail).
+    assert {"graphql", "fluxway.api.graphql.schema"} <= imported_modules("import fluxway.api.graphql.endpoint")
 
 
 def test_the_check_catches_a_heavy_import() -> None:

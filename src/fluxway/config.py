@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fluxway.adapters.settings import TAGS, ProviderConfig
 from fluxway.canonical import Price, Strategy, Target
@@ -167,6 +167,38 @@ class ObservabilityConfig(Strict):
     alerting: AlertingConfig = AlertingConfig()
 
 
+class GraphqlConfig(Strict):
+    """The read-only GraphQL endpoint over keys, teams, usage and logs (docs/graphql.md)."""
+
+    # Serve /admin/graphql (POST and GET, the admin API's auth); off, it answers 404.
+    enabled: bool = True
+    # Deepest nesting of fields a query may have (introspection fields are not counted).
+    max_depth: int = Field(8, ge=1, le=64)
+    # Largest cost a query may have: every field costs 1, and a paginated field's selection costs its
+    # page size (`first`) times over.
+    max_cost: int = Field(10000, ge=1)
+    # Most selections (fields, fragments and their spreads) a query's text may hold.
+    max_selections: int = Field(500, ge=1, le=10000)
+    # Largest page (`first`) a paginated field may ask for.
+    max_page_size: int = Field(500, ge=1, le=1000)
+    # The page size of a paginated field that does not give `first`.
+    default_page_size: int = Field(50, ge=1, le=1000)
+    # Longest query text accepted, in bytes (UTF-8); a longer one is refused before it is parsed.
+    max_query_bytes: int = Field(16384, ge=256, le=1024 * 1024)
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> GraphqlConfig:
+        if self.default_page_size > self.max_page_size:
+            raise ValueError(f"default_page_size ({self.default_page_size}) is above max_page_size "
+                             f"({self.max_page_size})")
+        return self
+
+
+class AdminConfig(Strict):
+    # GraphQL at /admin/graphql.
+    graphql: GraphqlConfig = GraphqlConfig()
+
+
 class BudgetsConfig(Strict):
     # A budgeted key may call a model with no known price (table or config) only when this is set:
     # such calls are then metered at $0.
@@ -294,6 +326,8 @@ class Config(Strict):
     server: ServerConfig = ServerConfig()
     # The admin credential (virtual keys live in the store: `fluxway keys`).
     auth: AuthConfig = AuthConfig()
+    # The admin API's optional parts (GraphQL).
+    admin: AdminConfig = AdminConfig()
     # The database of keys, teams and usage records.
     store: StoreConfig = StoreConfig()
     # Shared state for several processes or instances (rate limits, budgets).

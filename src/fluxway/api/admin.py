@@ -1,4 +1,5 @@
-"""The admin API (FastAPI, off the hot path): keys, teams, budgets, usage and logs; docs at ``/docs``.
+"""The admin API (FastAPI, off the hot path): keys, teams, budgets, usage and logs; docs at ``/docs``;
+GraphQL over the same data at ``/admin/graphql`` (:mod:`fluxway.api.graphql`).
 
 Every route needs the master key or an admin-role key (``Authorization: Bearer``); errors use the
 OpenAI error shape.
@@ -8,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fluxway.api.admin_queries import log_out, logs_page, parse_status, parse_time, usage_report
+from fluxway.api.asgi import read_body
 from fluxway.api.docs import bearer_scheme, install_docs
 from fluxway.errors import GatewayError, bad_request, openai_error_body
 from fluxway.policy.accounts import (
@@ -25,7 +28,6 @@ from fluxway.policy.accounts import (
     KeyUpdate,
     TeamCreate,
     TeamUpdate,
-    epoch,
     iso,
     key_out,
     team_out,
@@ -34,7 +36,7 @@ from fluxway.policy.auth import admin_principal
 from fluxway.policy.budget import NANO, period_window
 from fluxway.policy.hooks import Principal
 from fluxway.policy.keys import BudgetLine
-from fluxway.store.usage import BadCursor, is_bad_data
+from fluxway.store.usage import is_bad_data
 
 if TYPE_CHECKING:
     from fluxway.policy.governance import Governance
@@ -50,33 +52,10 @@ TeamQ = Annotated[str | None, Query(max_length=128, pattern=_PLAIN)]
 KeyQ = Annotated[str | None, Query(max_length=64, pattern=_PLAIN)]
 ModelQ = Annotated[str | None, Query(max_length=256, pattern=_PLAIN)]
 TimeQ = Annotated[str | None, Query(max_length=64, description="ISO 8601 or epoch seconds")]
-_MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 def _error_response(err: GatewayError) -> JSONResponse:
     return JSONResponse(openai_error_body(err), status_code=err.status, headers=err.headers or None)
-
-
-def parse_time(value: str | None, param: str) -> float | None:
-    """ISO 8601 (``2025-01-31`` or ``2025-01-31T12:00:00Z``) or epoch seconds; naive times are UTC."""
-    if value is None or value == "":
-        return None
-    t: float | None
-    try:
-        t = float(value)
-    except ValueError:
-        try:
-            t = epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except (ValueError, OverflowError, OSError):
-            t = None
-    if t is None or not (0.0 <= t <= _MAX_EPOCH):  # NaN fails both comparisons
-        raise bad_request(f"'{param}' must be an ISO 8601 time or epoch seconds (years 1970-9999)", param=param)
-    return t
-
-
-def usage_data(rows: list[dict[str, Any]], group_by: str) -> list[dict[str, Any]]:
-    """Aggregate rows as the usage routes answer them: the group under its own name."""
-    return [{group_by: r.pop("group"), **r} for r in rows]
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -232,12 +211,6 @@ def build_admin_app(gov: Governance) -> FastAPI:
             )
         return {"object": "list", "data": data}
 
-    async def _flush() -> None:
-        try:
-            await gov.usage.flush()  # show what is still spooled too
-        except Exception as exc:
-            log.warning("usage not flushed before an admin query: %s", exc)
-
     @app.get("/admin/usage", tags=["spend"],
              summary="Usage aggregates by key, team, model, provider, tag, status, day or hour (from the rollups)")
     async def usage(
@@ -247,12 +220,7 @@ def build_admin_app(gov: Governance) -> FastAPI:
         until: TimeQ = None,
     ) -> dict[str, Any]:
         t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        await _flush()
-        data = usage_data(await gov.store.usage.aggregate(group_by, t0, t1), group_by)
-        if group_by == "key":
-            names = {k["id"]: k.get("name") for k in await gov.accounts.list_keys()}
-            for d in data:
-                d["name"] = "master key" if d["key"] == "master" else names.get(d["key"])
+        data = await usage_report(gov, group_by, t0, t1)
         return {"object": "list", "group_by": group_by, "since": iso(t0), "until": iso(t1), "data": data}
 
     @app.get("/admin/logs", tags=["spend"], summary="Request logs, newest first, paginated by cursor")
@@ -267,28 +235,40 @@ def build_admin_app(gov: Governance) -> FastAPI:
         cursor: Annotated[str | None, Query(max_length=512)] = None,
         bodies: Annotated[bool, Query(description="include request_body and response_body (JSON text)")] = False,
     ) -> dict[str, Any]:
-        st: int | Literal["success", "error"] | None = None
-        if status in ("success", "error"):
-            st = status  # type: ignore[assignment]
-        elif status:
-            try:
-                st = int(status)
-                if not 100 <= st <= 999:
-                    raise ValueError
-            except ValueError:
-                raise bad_request("'status' must be an HTTP status, 'success' or 'error'", param="status") from None
+        st = parse_status(status)
         t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        await _flush()
+        rows, nxt = await logs_page(
+            gov, key=key, model=model, status=st, since=t0, until=t1, limit=limit, cursor=cursor, bodies=bodies
+        )
+        return {"object": "list", "data": [log_out(r) for r in rows], "next_cursor": nxt, "has_more": nxt is not None}
+
+    # GraphQL -------------------------------------------------------------------------------
+
+    @app.api_route("/admin/graphql", methods=["GET", "POST"], include_in_schema=False)
+    async def graphql(request: Request, _: Admin) -> Response:
+        """Read-only GraphQL over keys, teams, usage and logs (docs/graphql.md); not in the OpenAPI
+        document (GraphQL describes itself: introspection)."""
+        cfg = gov.cfg.admin.graphql
+        if not cfg.enabled:
+            raise GatewayError(404, f"no route {request.url.path}", code="not_found")
+        endpoint = getattr(app.state, "graphql", None)
+        if endpoint is None:
+            from fluxway.api.graphql.endpoint import GraphqlEndpoint  # graphql-core: loaded on first use
+
+            endpoint = app.state.graphql = GraphqlEndpoint(gov, cfg)
+        server = gov.cfg.server
         try:
-            rows, nxt = await gov.store.usage.logs(
-                key_id=key, model=model, status=st, since=t0, until=t1, limit=limit, cursor=cursor,
-                bodies=bodies,
-            )
-        except BadCursor:
-            raise bad_request("invalid cursor", param="cursor") from None
-        for r in rows:
-            r["created_at"] = iso(r["created_at"])
-        return {"object": "list", "data": rows, "next_cursor": nxt, "has_more": nxt is not None}
+            # Room for the query JSON-escaped and its variables, within the gateway's own cap.
+            limit = min(server.max_body_bytes, 8 * cfg.max_query_bytes + 65536)
+            body = b""
+            if request.method == "POST":
+                body = await read_body(request.receive, dict(request.headers), limit, server.body_timeout_s,
+                                       request.scope)
+        except GatewayError as err:  # too large (413), too slow (408)
+            status, answer = endpoint.refused(err)
+        else:
+            status, answer = await endpoint.handle(request.method, request.query_params, body)
+        return Response(orjson.dumps(answer), status_code=status, media_type="application/json")
 
     @app.get("/admin/alerts", tags=["alerts"],
              summary="Alert rules with each subject's state, and the history of fired / resolved alerts")

@@ -75,7 +75,7 @@ async def _flush(rt: Runtime) -> None:
 
 
 async def _me_usage(rt: Runtime, p: Principal, scope: Scope) -> dict[str, Any]:
-    from fluxway.api.admin import parse_time, usage_data  # the admin app's modules: loaded on first use
+    from fluxway.api.admin_queries import parse_time, usage_data  # loaded on first use
     from fluxway.policy.accounts import iso
     from fluxway.store.usage_report import GROUPS
 
