@@ -284,10 +284,13 @@ async def test_guardrail_and_event_sink_numbers_render_with_their_labels() -> No
 
 
 async def live_exposition(redis_url: str | None = None) -> str:
-    """An exposition with every kind of series in it: JSON and stream calls, an error; with
-    ``redis_url``, Redis's families too."""
+    """An exposition with every kind of series in it: JSON and stream calls, an error, traces;
+    with ``redis_url``, Redis's families too."""
+    from tests.support.otlp_receiver import otlp_receiver
+
     extra: dict[str, Any] = {"redis": {"url": redis_url}} if redis_url else {}
-    async with FakeUpstream() as up:
+    async with FakeUpstream() as up, otlp_receiver() as rec:
+        extra["observability"] = {"otlp": {"endpoint": rec.url, "flush_interval_ms": 50}}
         up.route("POST", "/v1/chat/completions", chat_handler)
         alerts = [{"name": "errors", "metric": "error_rate", "window": "1m", "above": 0.5}]
         async with run_gateway(config(up.url, auth={"master_key": "sk-m"}, alerts=alerts, **extra)) as gw:

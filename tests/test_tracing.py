@@ -38,8 +38,22 @@ class ListSink:
     def submit(self, span: Span) -> None:
         self.spans.append(span)
 
+    def counts(self) -> dict[str, int]:
+        return {"exported": len(self.spans)}
+
     async def close(self) -> None:
         pass
+
+
+def test_sample_ratio_decides_for_new_traces_and_the_caller_for_its_own() -> None:
+    tracer = Tracer(ListSink(), {}, random.Random(3), sample_ratio=0.25)
+    started = sum(tracer.start_call({}, Endpoint.CHAT, "openai") is not None for _ in range(400))
+    assert 60 < started < 140  # about a quarter (the seed makes it exact run to run)
+    # A sampled caller's trace is always recorded, an unsampled one never, whatever the ratio.
+    assert all(tracer.start_call({"traceparent": TP}, Endpoint.CHAT, "openai") for _ in range(50))
+    unsampled = TP[:-2] + "00"
+    assert not any(tracer.start_call({"traceparent": unsampled}, Endpoint.CHAT, "openai") for _ in range(50))
+    assert Tracer(ListSink(), {}, random.Random(3), sample_ratio=0.0).start_call({}, Endpoint.CHAT, "openai") is None
 
 
 # -- trace context ----------------------------------------------------------------------------

@@ -145,6 +145,9 @@ class OtlpConfig(Strict):
     flush_interval_ms: float = Field(1000.0, gt=0)
     # Seconds one export request may take (and the final flush at shutdown).
     timeout_s: float = Field(10.0, gt=0)
+    # Share of the calls that start a trace (no sampled `traceparent` from the caller) that are
+    # recorded: 1.0 all, 0.1 one in ten. A caller's `traceparent` flags decide for its calls.
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
 
     @field_validator("endpoint")
     @classmethod

@@ -22,10 +22,11 @@ PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
-def _config(bad: str, good: str, otlp: str | None, **model: Any) -> dict[str, Any]:
+def _config(bad: str, good: str, otlp: str | None, sample_ratio: float = 1.0, **model: Any) -> dict[str, Any]:
     observability: dict[str, Any] = {}
     if otlp is not None:
-        observability = {"otlp": {"endpoint": otlp, "service_name": "fluxway-test", "flush_interval_ms": 50}}
+        observability = {"otlp": {"endpoint": otlp, "service_name": "fluxway-test", "flush_interval_ms": 50,
+                                  "sample_ratio": sample_ratio}}
     return {
         "providers": [
             {"name": "bad", "type": "openai", "base_url": bad + "/v1", "api_keys": ["sk-bad"]},
@@ -141,6 +142,28 @@ async def test_an_unsampled_caller_trace_records_nothing() -> None:
         assert status == 200
     assert rec.spans == []
     assert "traceparent" not in good.requests[0].headers
+
+
+async def test_sample_ratio_zero_records_only_the_callers_sampled_traces_and_metrics_count_them() -> None:
+    hi = {"model": "smart", "messages": [{"role": "user", "content": "Hi"}]}
+    async with (
+        otlp_receiver() as rec,
+        openai_upstream() as good,
+        run_gateway(_config(good.url, good.url, rec.url, sample_ratio=0.0)) as gw,
+    ):
+        for _ in range(3):
+            assert (await _post(gw.url, hi, {}))[0] == 200  # would start a trace: not sampled
+        assert (await _post(gw.url, hi, {"traceparent": TRACEPARENT}))[0] == 200
+        for _ in range(100):
+            if len(rec.spans) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+            metrics = await r.text()
+    (call,) = rec.by_kind(SERVER)
+    assert call.trace_id == TRACE_ID and len(rec.by_kind(CLIENT)) == 1
+    assert 'fluxway_trace_spans_total{outcome="exported"} 2' in metrics
+    assert 'fluxway_trace_spans_total{outcome="dropped"} 0' in metrics
 
 
 async def test_a_call_every_target_fails_is_an_error_span() -> None:

@@ -253,6 +253,13 @@ def render(rt: Runtime) -> bytes:
              usage.bodies_dropped)
     _sinks(w, stats.sink_lag_s, stats.sink_backlog)
     _alerts(w, rt)
+    if rt.tracer is not None:
+        counts = rt.tracer.sink.counts()
+        w.family("fluxway_trace_spans_total", "counter",
+                 "Spans by export outcome: exported (accepted by the collector), dropped (queue full), failed.")
+        for outcome in ("exported", "dropped", "failed"):
+            w.sample("fluxway_trace_spans_total", (("outcome", outcome),), counts.get(outcome, 0))
+        w.scalar("fluxway_trace_spans_queued", "gauge", "Spans waiting for export.", counts.get("queued", 0))
     health = rt.governance.redis_health
     if health is not None:
         w.scalar("fluxway_redis_up", "gauge",

@@ -38,4 +38,5 @@ async def start_tracing(cfg: Config) -> Tracer:
 
     exporter = BatchExporter(cfg.observability.otlp)
     await exporter.start()
-    return Tracer(exporter, {p.name: p.type for p in cfg.providers})
+    otlp = cfg.observability.otlp
+    return Tracer(exporter, {p.name: p.type for p in cfg.providers}, sample_ratio=otlp.sample_ratio)

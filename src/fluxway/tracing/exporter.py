@@ -76,6 +76,9 @@ class BatchExporter:
     def queued(self) -> int:
         return len(self._queue)
 
+    def counts(self) -> dict[str, int]:
+        return {"exported": self.exported, "dropped": self.dropped, "failed": self.failed, "queued": self.queued}
+
     def submit(self, span: Span) -> None:
         queue = self._queue
         if len(queue) >= self._cfg.max_queue:

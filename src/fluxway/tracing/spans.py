@@ -46,6 +46,10 @@ class SpanSink(Protocol):
 
     def submit(self, span: Span) -> None: ...
 
+    def counts(self) -> Mapping[str, int]:
+        """Spans by outcome (``exported``, ``dropped``, ``failed``) and ``queued`` (for /metrics)."""
+        ...
+
     async def close(self) -> None:
         """Send what is still waiting; stop."""
         ...
@@ -108,8 +112,12 @@ class Tracer:
     ``gen_ai.provider.name``).
     """
 
-    def __init__(self, sink: SpanSink, providers: Mapping[str, str], rng: random.Random | None = None) -> None:
+    def __init__(
+        self, sink: SpanSink, providers: Mapping[str, str], rng: random.Random | None = None,
+        sample_ratio: float = 1.0,
+    ) -> None:
         self.sink = sink
+        self.sample_ratio = sample_ratio
         self._systems = {name: provider_name(kind) for name, kind in providers.items()}
         self._rng = rng or random.Random(os.urandom(16))
         # The attempt running in this task (see the module doc); per tracer, never module-level.
@@ -126,9 +134,13 @@ class Tracer:
 
     def start_call(self, headers: Mapping[str, str], endpoint: Endpoint, ingress: str) -> CallSpan | None:
         """The span of one inference call: a child of the caller's ``traceparent`` when it sent one.
-        None when the caller's trace is not sampled (its flags say so): nothing is recorded then."""
+        None when the trace is not sampled: the caller's flags say so, or (a call that starts a
+        trace) it fell outside ``sample_ratio``; nothing is recorded then."""
         parent = parse_traceparent(headers.get("traceparent"), headers.get("tracestate"))
-        if parent is not None and not parent.sampled:
+        if parent is None:
+            if self.sample_ratio < 1.0 and self._rng.random() >= self.sample_ratio:
+                return None
+        elif not parent.sampled:
             return None
         return CallSpan(self, parent, endpoint, ingress)
 
