@@ -218,6 +218,9 @@ class UsageConfig(Strict):
     # Records waiting for the store kept in memory at most (a saturated process or a slow store):
     # past it they are read back from the spool file when stored (their bodies are then `lost`).
     max_in_memory: int = Field(20000, ge=1)
+    # Minute rollups (the finest grain of /admin/usage) are kept this many hours; hour and day rows
+    # stay. A range reaching further back reads its edge minutes from the usage records.
+    minute_rollups_hours: float = Field(48.0, ge=1)
 
 
 class PriceConfig(Strict):

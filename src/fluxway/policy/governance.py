@@ -87,6 +87,7 @@ class Governance:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        store.usage.minute_rollups_s = cfg.usage.minute_rollups_hours * 3600.0
         self.clock = clock
         self.pricer = Pricer(cfg)
         self.cache = KeyCache(store.keys, ttl=key_cache_ttl)

@@ -269,7 +269,8 @@ class UsageRecorder:
         replayed = await self.replay()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="fluxway-usage-flusher")
-        if self._retention_s is not None and self._retention_task is None:
+        prunes = getattr(self._store, "minute_rollups_s", None) is not None
+        if (self._retention_s is not None or prunes) and self._retention_task is None:
             self._retention_task = asyncio.create_task(self._retain(), name="fluxway-usage-retention")
         return replayed
 
@@ -504,10 +505,26 @@ class UsageRecorder:
             log.info("usage retention: deleted %d records older than %s days", total, self._retention_s / 86400.0)
         return total
 
+    async def prune_rollups(self) -> int:
+        """Delete the minute rollups older than ``usage.minute_rollups_hours`` (hour and day rows
+        stay), in batches like the records. Returns rows deleted."""
+        keep = getattr(self._store, "minute_rollups_s", None)
+        if keep is None:
+            return 0
+        cutoff = self._clock() - keep
+        total = 0
+        while True:
+            n = await self._store.prune_minute_rollups(cutoff)
+            total += n
+            if n < 5000:
+                return total
+            await asyncio.sleep(0.05)
+
     async def _retain(self) -> None:
         while True:
             try:
                 await self.enforce_retention()
+                await self.prune_rollups()
             except Exception as exc:  # the store down: try again next round
                 log.warning("usage retention not applied yet: %s", exc)
             await asyncio.sleep(self._retention_every)

@@ -113,6 +113,7 @@ usage_rollups = sa.Table(
     sa.Column("latency_ms_sum", sa.Double, nullable=False),
     sa.Column("latency_count", sa.BigInteger, nullable=False),  # records with a latency (for the mean)
     sa.PrimaryKeyConstraint("scope", "dim", "grain", "bucket", "value", name="pk_usage_rollups"),
+    sa.Index("ix_rollups_grain_bucket", "grain", "bucket"),  # pruning old minute rows
 )
 
 # Alerts (:mod:`fluxway.events.alerts`): one state row per rule and subject ("*" for a rule over all

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fluxway.store import rollups, usage_report
 from fluxway.store.sanitize import sanitize_record
-from fluxway.store.tables import BODY_COLUMNS, USAGE_COLUMNS, usage_records
+from fluxway.store.tables import BODY_COLUMNS, USAGE_COLUMNS, usage_records, usage_rollups
 
 log = logging.getLogger("fluxway.usage")
 
@@ -95,8 +95,10 @@ def _reason(exc: BaseException) -> str:
 
 
 class UsageStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, minute_rollups_s: float | None = None) -> None:
         self._engine = engine
+        # Minute rollups older than this are pruned, and read back from the records (None: kept).
+        self.minute_rollups_s = minute_rollups_s
         dialect = engine.dialect.name
         if dialect == "postgresql":
             ins: Any = postgresql.insert(usage_records)
@@ -245,7 +247,21 @@ class UsageStore:
         self, group_by: str, since: float | None = None, until: float | None = None, key_id: str | None = None
     ) -> list[Row]:
         """Totals per group (:data:`fluxway.store.usage_report.GROUPS`), answered from the rollups."""
-        return await usage_report.aggregate(self._engine, group_by, since, until, key_id)
+        horizon = time.time() - self.minute_rollups_s if self.minute_rollups_s is not None else None
+        return await usage_report.aggregate(self._engine, group_by, since, until, key_id, horizon)
+
+    async def prune_minute_rollups(self, before: float, limit: int = 5000) -> int:
+        """Delete at most ``limit`` minute rollup rows of buckets before ``before`` (one short
+        transaction, on the (grain, bucket) index); returns how many went."""
+        r = usage_rollups.c
+        pk = sa.tuple_(r.scope, r.dim, r.grain, r.bucket, r.value)
+        old = (
+            sa.select(r.scope, r.dim, r.grain, r.bucket, r.value)
+            .where(r.grain == rollups.MINUTE, r.bucket < before)
+            .limit(limit)
+        )
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(sa.delete(usage_rollups).where(pk.in_(old)))).rowcount or 0)
 
     async def logs(
         self,

@@ -3,7 +3,9 @@
 A range ``[since, until)`` is cut into whole days in the middle, whole hours and whole minutes
 towards its ends, and the seconds before its first and after its last whole minute: the buckets come
 from ``usage_rollups`` in one query, the ragged seconds (at most two minutes of records) from
-``usage_records`` through its time index. Grouping by hour never reads day buckets.
+``usage_records`` through its time index. Grouping by hour never reads day buckets. Minute rows
+are kept ``usage.minute_rollups_hours`` (:func:`fluxway.store.usage.UsageStore.prune_minute_rollups`):
+the minutes of an older range's edges are read from the records instead (at most two hours of them).
 """
 
 from __future__ import annotations
@@ -70,6 +72,28 @@ def plan(since: float | None, until: float | None, coarsest: int = DAY) -> tuple
     return buckets, raw
 
 
+def minutes_from_records(
+    buckets: dict[int, list[Span]], raw: list[Span], horizon: float
+) -> tuple[dict[int, list[Span]], list[Span]]:
+    """``plan``'s answer with the minute spans before ``horizon`` (where minute rows are pruned)
+    moved to the raw spans."""
+    minutes = buckets.get(MINUTE)
+    if not minutes:
+        return buckets, raw
+    horizon = _floor(horizon, MINUTE)
+    kept: list[Span] = []
+    raw = list(raw)
+    for a, b in minutes:
+        if a is not None and a >= horizon:
+            kept.append((a, b))
+        elif b is not None and b <= horizon:
+            raw.append((a, b))
+        else:
+            raw.append((a, horizon))
+            kept.append((horizon, b))
+    return {**buckets, MINUTE: kept}, raw
+
+
 def _span(col: Any, span: Span) -> Any:
     a, b = span
     parts = []
@@ -104,13 +128,16 @@ def _raw_groups(group_by: str, row: Mapping[str, Any]) -> Iterable[Any]:
 
 async def aggregate(
     engine: AsyncEngine, group_by: str, since: float | None = None, until: float | None = None,
-    key_id: str | None = None,
+    key_id: str | None = None, minute_horizon: float | None = None,
 ) -> list[Row]:
-    """Totals per group over ``[since, until)``, of every record or of one key's."""
+    """Totals per group over ``[since, until)``, of every record or of one key's. Minute rows
+    before ``minute_horizon`` are taken as pruned."""
     if group_by not in GROUPS:
         raise ValueError(f"unknown group {group_by!r}")
     time_group = group_by in ("day", "hour")
     buckets, raw = plan(since, until, HOUR if group_by == "hour" else DAY)
+    if minute_horizon is not None:
+        buckets, raw = minutes_from_records(buckets, raw, minute_horizon)
     r = usage_rollups.c
     scope = GLOBAL if key_id is None else key_id
     dim = "all" if time_group or (key_id is not None and group_by == "key") else group_by
