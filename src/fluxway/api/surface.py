@@ -31,7 +31,7 @@ from fluxway.config import RetryConfig
 from fluxway.errors import GatewayError, bad_request, missing_field
 from fluxway.ingress.openai import OpenAIIngress
 from fluxway.policy.hooks import CallContext, Outcome, Principal
-from fluxway.policy.media_cost import FREE, media_cost
+from fluxway.policy.media_cost import free, media_cost
 from fluxway.policy.pipeline import Pipeline
 from fluxway.policy.pricing import COST, CallCost
 from fluxway.policy.tags import HEADER as TAGS_HEADER
@@ -98,12 +98,12 @@ class Answer:
     stream: OpenStream | None = None
     target: Target | None = None
     trace: Trace = field(default_factory=Trace)
-    cost: CallCost = FREE
+    cost: CallCost = field(default_factory=free)
 
     @classmethod
-    def of(cls, up: Upstream, trace: Trace, cost: CallCost = FREE) -> Answer:
+    def of(cls, up: Upstream, trace: Trace, cost: CallCost | None = None) -> Answer:
         ct = up.headers.get("content-type") or "application/json"
-        return cls(up.status, up.body, ct, up.stream, up.target, trace, cost)
+        return cls(up.status, up.body, ct, up.stream, up.target, trace, cost or free())
 
 
 Work = Callable[[CallContext], Awaitable[Answer]]
@@ -235,7 +235,7 @@ def _model_json(endpoint: Endpoint) -> Prepare:
 
             up, trace = await send_routed(inc, req, route, build, stream=endpoint is Endpoint.SPEECH)
             cost = media_cost(rt.governance.pricer, endpoint, up.target, data, upstream_json(up)) \
-                if up.status < 400 else FREE
+                if up.status < 400 else free()
             return Answer.of(up, trace, cost)
 
         return req, work
@@ -262,7 +262,7 @@ def _transcriptions(inc: Incoming) -> tuple[CanonicalRequest, Work]:
 
         up, trace = await send_routed(inc, req, route, build)
         cost = media_cost(rt.governance.pricer, Endpoint.TRANSCRIPTIONS, up.target, dict(fields),
-                          upstream_json(up)) if up.status < 400 else FREE
+                          upstream_json(up)) if up.status < 400 else free()
         return Answer.of(up, trace, cost)
 
     return req, work

@@ -14,7 +14,9 @@ from typing import Any
 from fluxway.canonical import JSON, Endpoint, Target, Usage
 from fluxway.policy.pricing import CallCost, Pricer, cost_usd
 
-FREE = CallCost(0.0, True, None, False)  # file and batch operations: nothing to charge
+def free() -> CallCost:
+    """File and batch operations, and failed calls: nothing to charge."""
+    return CallCost(0.0, True, None, False)
 
 
 def _int(v: Any) -> int:
