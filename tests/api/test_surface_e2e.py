@@ -216,7 +216,7 @@ async def test_rerank_through_an_openai_compatible_server_and_cohere() -> None:
 
 
 async def test_a_provider_without_the_endpoint_is_named_in_a_400() -> None:
-    async with _setup() as (up, gw):
+    async with _setup() as (_, gw):
         client = _client(gw)
         with pytest.raises(openai.BadRequestError) as err:
             await client.audio.speech.create(model="claude", voice="alloy", input="hi")
@@ -252,14 +252,17 @@ async def test_allowlists_unknown_models_and_rate_limits_apply() -> None:
 async def test_malformed_multipart_is_a_400_naming_the_problem() -> None:
     async with _setup(server={"max_upload_bytes": 4096}) as (_, gw):
         good = (b"--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n"
-                b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--xyz--\r\n")
+                b"--xyz\r\nContent-Disposition"
+                b": form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+                b"\r\nRIFF\r\n--xyz--\r\n")
         cases = [
             ("multipart/form-data", good, "no usable boundary"),
             ("multipart/form-data; boundary=abc", good, "does not start with the boundary"),
             ("multipart/form-data; boundary=xyz", good[:-9], "ends before its closing boundary"),
             ("multipart/form-data; boundary=xyz", good.replace(b"Content-Disposition", b"X-Other"),
              "no Content-Disposition"),
-            ("multipart/form-data; boundary=xyz", good.replace(b"\r\n\r\nwhisper", b"whisper"), "part header line has no ':'"),
+            ("multipart/form-data; boundary=xyz", good.replace(b"\r\n\r\nwhisper", b"whisper"),
+             "part header line has no ':'"),
             ("application/json", b"{}", "expected a multipart/form-data body"),
             ("multipart/form-data; boundary=xyz", good.replace(b"name=\"file\"", b"name=\"other\""), "'file'"),
         ]

@@ -11,9 +11,9 @@ import email.parser
 import email.policy
 import itertools
 import re
-from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -82,9 +82,10 @@ class SurfaceUpstream:
             if not line.strip():
                 continue
             req = orjson.loads(line)
-            body = {"id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": req["body"]["model"] + "-2024-07-18",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                    "usage": LINE_USAGE}
+            body = {"id": "chatcmpl-x", "object": "chat.completion", "created": 1,
+                    "model": req["body"]["model"] + "-2024-07-18", "usage": LINE_USAGE,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                 "finish_reason": "stop"}]}
             out.append(orjson.dumps({"id": "r", "custom_id": req["custom_id"], "error": None,
                                      "response": {"status_code": 200, "request_id": "q", "body": body}}))
         output = self._file("batch_output", "out.jsonl", b"\n".join(out) + b"\n")

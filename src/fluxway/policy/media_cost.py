@@ -14,6 +14,7 @@ from typing import Any
 from fluxway.canonical import JSON, Endpoint, Target, Usage
 from fluxway.policy.pricing import CallCost, Pricer, cost_usd
 
+
 def free() -> CallCost:
     """File and batch operations, and failed calls: nothing to charge."""
     return CallCost(0.0, True, None, False)
