@@ -136,6 +136,8 @@ async def test_a_batch_lifecycle_records_its_usage_once() -> None:
         up.complete(batch.id)
         done = await client.batches.retrieve(batch.id)
         assert done.status == "completed" and done.output_file_id
+        output = await client.files.content(done.output_file_id)
+        assert [orjson.loads(line)["custom_id"] for line in output.content.splitlines()] == ["r0", "r1", "r2"]
         for _ in range(2):  # fetched again: no second set of records
             assert (await client.batches.retrieve(batch.id)).status == "completed"
         records = await _records(gw, "batch")
@@ -151,6 +153,8 @@ async def test_a_batch_lifecycle_records_its_usage_once() -> None:
         other = _client(gw, await _key(gw))
         with pytest.raises(openai.NotFoundError):
             await other.batches.retrieve(batch.id)
+        with pytest.raises(openai.NotFoundError):
+            await other.files.content(done.output_file_id)
         with pytest.raises(openai.NotFoundError):
             await other.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
         second = await client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",

@@ -336,6 +336,7 @@ def _batch_op(id_: str, action: str) -> Prepare:
             obj = upstream_json(_as_upstream(answer))
             if answer.status < 300 and obj is not None:
                 await inc.rt.governance.store.objects.update(id_, obj)
+                await _adopt_outputs(inc, owned, obj)
                 if obj.get("status") == "completed" and not owned.usage_recorded:
                     await record_batch_usage(inc, ctx, owned, obj)
             return answer
@@ -343,6 +344,19 @@ def _batch_op(id_: str, action: str) -> Prepare:
         return _req(Endpoint.BATCHES, {"id": id_}), work
 
     return prepare
+
+
+async def _adopt_outputs(inc: Incoming, owned: OwnedObject, batch: JSON) -> None:
+    """A batch's output and error files belong to the batch's owner (the upstream made them)."""
+    objects = inc.rt.governance.store.objects
+    for name, purpose in (("output_file_id", "batch_output"), ("error_file_id", "batch_output")):
+        fid = batch.get(name)
+        if not isinstance(fid, str) or not _ID.match(fid):
+            continue
+        if await objects.get(fid, owned.key_id, _FILE) is None:
+            stub = {"id": fid, "object": "file", "purpose": purpose, "filename": f"{owned.id}_{name[:-8]}.jsonl",
+                    "bytes": None, "created_at": int(time.time()), "status": "processed"}
+            await objects.put(_FILE, fid, owned.key_id, owned.provider, stub, time.time())
 
 
 def record_id(batch_id: str, line: int) -> str:
