@@ -22,7 +22,17 @@ from typing import cast
 import orjson
 
 from fluxway.adapters.base import SurfaceAdapter
-from fluxway.api.asgi import JSON_CT, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
+from fluxway.api.asgi import (
+    JSON_CT,
+    Message,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    respond,
+)
 from fluxway.api.multipart import Form
 from fluxway.api.multipart import encode as encode_form
 from fluxway.api.multipart import parse as parse_form
@@ -275,13 +285,21 @@ def _pipeline(rt: Runtime, stages: frozenset[str]) -> Pipeline:
     return Pipeline([h for h in rt.pipeline.hooks if h.name in stages])
 
 
+_CONTROL = bytes(range(32)) + b"\x7f"
+
+
+def header_value(value: str) -> bytes:
+    """A client-chosen name as a header value: latin-1, control characters dropped."""
+    return value.encode("latin-1", "replace").translate(None, _CONTROL)
+
+
 def _routed_headers(ctx: CallContext, answer: Answer, overhead_ms: float) -> RawHeaders:
     headers: RawHeaders = [(b"x-request-id", ctx.request_id.encode())]
     target = answer.target
     if target is not None:
         headers += [
             (b"x-fluxway-provider", target.provider.encode()),
-            (b"x-fluxway-model", target.model.encode("latin-1", "replace")),
+            (b"x-fluxway-model", header_value(target.model)),
             (b"x-fluxway-attempts", str(answer.trace.attempts).encode()),
             (b"x-fluxway-cache", b"off"),
         ]
@@ -305,6 +323,18 @@ async def serve(
     """One surface call: auth, body, pre hooks, admission, the work, the answer, post hooks."""
     started = time.perf_counter()
     headers = request_headers(scope)
+    began = False  # the answer's start was sent: an error past it can only end the body
+    client_send = send
+
+    async def send_once(message: Message) -> None:
+        nonlocal began
+        if message["type"] == "http.response.start":
+            if began:
+                raise RuntimeError("the answer has begun; it cannot be started again")
+            began = True
+        await client_send(message)
+
+    send = send_once
     request_id = normalise_request_id(headers.get("x-request-id")) or rt.next_request_id()
     ingress = OpenAIIngress()
     server = rt.cfg.server
@@ -339,7 +369,7 @@ async def serve(
         ctx.put(COST, answer.cost)
         overhead_ms = max((time.perf_counter() - started - answer.trace.upstream_s) * 1000.0, 0.0)
         hdrs = _routed_headers(ctx, answer, overhead_ms)
-        hdrs.append((b"content-type", answer.content_type.encode("latin-1", "replace")))
+        hdrs.append((b"content-type", header_value(answer.content_type)))
         outcome = Outcome(
             answer.status, answer.target, answer.trace.attempts, answer.cost.usage,
             latency_ms=(time.perf_counter() - started) * 1000.0, upstream_ms=answer.trace.upstream_s * 1000.0,
@@ -369,7 +399,10 @@ async def serve(
         outcome = Outcome(500, error=_INTERNAL, latency_ms=(time.perf_counter() - started) * 1000.0)
         if calls is not None:
             await calls.post_early(outcome)
-        await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(request_id, _INTERNAL))
+        if began:  # end the body already begun
+            await client_send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await respond(send, 500, ingress.render_error(_INTERNAL), _error_headers(request_id, _INTERNAL))
     finally:
         if admitted:
             rt.admission.leave(held)
