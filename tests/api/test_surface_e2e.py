@@ -282,3 +282,14 @@ async def test_malformed_multipart_is_a_400_naming_the_problem() -> None:
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
         r = await _http("POST", gw.url + "/v1/rerank", content=b"{nope", content_type="application/json")
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+async def test_a_budget_is_charged_the_price_of_what_was_generated() -> None:
+    async with _setup() as (_, gw):
+        client = _client(gw, await _key(gw, budget={"amount_usd": 0.05, "period": "monthly"}))
+        await client.images.generate(model="img", prompt="a cat", n=2)  # $0.08: past the budget now
+        with pytest.raises(openai.RateLimitError) as err:
+            await client.images.generate(model="img", prompt="a cat")
+        assert err.value.code == "budget_exceeded"
+        with pytest.raises(openai.PermissionDeniedError):  # no price known, and the key has a budget
+            await client.post("/rerank", body={"model": "rr", "query": "q", "documents": ["a"]}, cast_to=object)
