@@ -293,3 +293,24 @@ async def test_a_budget_is_charged_the_price_of_what_was_generated() -> None:
         assert err.value.code == "budget_exceeded"
         with pytest.raises(openai.PermissionDeniedError):  # no price known, and the key has a budget
             await client.post("/rerank", body={"model": "rr", "query": "q", "documents": ["a"]}, cast_to=object)
+
+
+async def test_a_file_goes_to_the_provider_the_caller_names() -> None:
+    async with _setup() as (up, gw):
+        client = _client(gw, await _key(gw))
+        f = await client.files.create(file=("a.txt", b"x"), purpose="user_data")
+        assert up.up.requests[-1].headers["authorization"] == "Bearer sk-a"  # the first provider with files
+        g = await client.files.create(file=("b.txt", b"y"), purpose="user_data",
+                                      extra_headers={"x-fluxway-provider": "compat"})
+        assert "authorization" not in up.up.requests[-1].headers  # compat: no key
+        await client.files.retrieve(g.id)
+        assert "authorization" not in up.up.requests[-1].headers  # fetched where it lives
+        await client.files.retrieve(f.id)
+        assert up.up.requests[-1].headers["authorization"] == "Bearer sk-a"
+        body, ct = (b"--q\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nuser_data\r\n"
+                    b"--q\r\nContent-Disposition: form-data; name=\"provider\"\r\n\r\ncompat\r\n"
+                    b"--q\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.txt\"\r\n\r\nz\r\n--q--\r\n",
+                    "multipart/form-data; boundary=q")
+        r = await _http("POST", gw.url + "/v1/files", content=body, content_type=ct)
+        assert r.status_code == 200 and r.headers["x-fluxway-provider"] == "compat", r.text
+        assert "provider" not in up.uploads[-1]  # the routing field is not sent on

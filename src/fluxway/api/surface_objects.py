@@ -105,6 +105,9 @@ async def _to(inc: Incoming, provider: str, endpoint: Endpoint, method: str, suf
     """One call to ``provider``'s ``endpoint`` (GETs retried as the default retry says)."""
     from fluxway.config import RetryConfig
 
+    if provider not in inc.rt.executor.adapters:  # held by a provider since removed from the config
+        raise GatewayError(502, f"provider '{provider}' that holds this object is no longer configured",
+                           type="server_error", code="provider_not_configured")
     route = provider_route(provider, endpoint, RetryConfig() if retry else RetryConfig(attempts=1))
     up, trace = await send_routed(inc, _req(endpoint), route, _call(endpoint, method, suffix, query, body,
                                                                      content_type), stream=stream)
