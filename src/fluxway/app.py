@@ -28,6 +28,8 @@ from fluxway.runtime import Runtime
 log = logging.getLogger("fluxway")
 
 Handler = Callable[[Runtime, Scope, Receive, Send], Awaitable[None]]
+# Per-object routes of the pass-through surface (api/surface_objects.py).
+_OBJECT_PREFIXES = ("/v1/files/", "/files/", "/v1/batches/", "/batches/")
 
 
 def _inference(ingress: Ingress, endpoint: Endpoint) -> Handler:
@@ -174,6 +176,9 @@ class FluxwayApp:
             ("GET", "/metrics"): _metrics,
             ("GET", "/admin/providers"): _providers,
         }
+        from fluxway.api.surface import routes as surface_routes
+
+        self._routes.update(surface_routes())
         self._model = _model_handler(openai)
         self._cors: Cors | None = Cors(self._dispatch, cfg.server.cors) if cfg.server.cors.origins else None
         self._anthropic_ingress()
@@ -213,6 +218,11 @@ class FluxwayApp:
             if scope["method"] == "GET" and path.startswith(("/v1/models/", "/models/")):
                 await self._model(rt, scope, receive, send)
                 return
+            if path.startswith(_OBJECT_PREFIXES):
+                from fluxway.api.surface_objects import object_handler
+
+                if await object_handler(rt, scope, receive, send):
+                    return
             if not path.startswith(("/v1/", "/messages")):
                 await rt.governance.admin_app(scope, receive, send)
                 return

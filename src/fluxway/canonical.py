@@ -22,6 +22,24 @@ class Endpoint(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    # The pass-through surface (api/surface.py): routed and governed, but not translated.
+    IMAGES = "images"
+    SPEECH = "audio.speech"
+    TRANSCRIPTIONS = "audio.transcriptions"
+    RERANK = "rerank"
+    FILES = "files"
+    BATCHES = "batches"
+
+
+# The pass-through endpoints, and their paths under an OpenAI-style base URL (``/v1``).
+SURFACE_PATHS: dict[Endpoint, str] = {
+    Endpoint.IMAGES: "/images/generations",
+    Endpoint.SPEECH: "/audio/speech",
+    Endpoint.TRANSCRIPTIONS: "/audio/transcriptions",
+    Endpoint.RERANK: "/rerank",
+    Endpoint.FILES: "/files",
+    Endpoint.BATCHES: "/batches",
+}
 
 
 # How a model picks among its targets (routing/plan.py implements each; config.py validates them).
@@ -104,6 +122,11 @@ class Price:
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     cached_input_per_mtok: float | None = None
+    # Media prices (USD), for the pass-through endpoints: per generated image, per second of
+    # transcribed audio, per million characters of speech input.
+    per_image: float | None = None
+    per_audio_second: float | None = None
+    per_mchar: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ class ServerConfig(Strict):
     workers: int = Field(1, ge=1, le=256)
     # Largest request body accepted: 413 over it.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # Largest multipart upload (`/v1/files`, `/v1/audio/transcriptions`), in bytes; over it 413.
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Requests in flight in one process before new ones are shed with 503 (0: never shed).
     max_in_flight: int = Field(4096, ge=0)
     # --- slow clients, admission and drain (issue 9 #4, #6) ---
@@ -230,9 +232,16 @@ class PriceConfig(Strict):
     output_per_mtok: float = Field(0.0, ge=0)
     # USD per million cached prompt tokens (default: the input price).
     cached_input_per_mtok: float | None = Field(None, ge=0)
+    # USD per generated image (`/v1/images/generations`).
+    per_image: float | None = Field(None, ge=0)
+    # USD per second of transcribed audio (`/v1/audio/transcriptions`).
+    per_audio_second: float | None = Field(None, ge=0)
+    # USD per million characters of speech input (`/v1/audio/speech`).
+    per_mchar: float | None = Field(None, ge=0)
 
     def to_price(self) -> Price:
-        return Price(self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok)
+        return Price(self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok,
+                     self.per_image, self.per_audio_second, self.per_mchar)
 
 
 class TargetConfig(Strict):

@@ -28,7 +28,10 @@ from tests.support.replies import replying
 
 MASTER = "sk-master-fuzz"
 EXAMPLES = int(os.environ.get("FLUXWAY_FUZZ_EXAMPLES", "150"))
-ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
+ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+             # the pass-through surface (issue 11)
+             "/v1/images/generations", "/v1/audio/speech", "/v1/rerank", "/v1/batches", "/v1/files",
+             "/v1/audio/transcriptions"]
 
 
 @dataclass

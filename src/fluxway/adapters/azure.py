@@ -19,10 +19,22 @@ from urllib.parse import quote
 from fluxway.adapters.base import Headers
 from fluxway.adapters.names import path_segment
 from fluxway.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamDecoder
-from fluxway.adapters.presets import Preset
+from fluxway.adapters.presets import OPENAI_SURFACE, Preset
 from fluxway.adapters.settings import AzureSettings
 from fluxway.adapters.toolkit import OPENAI_PATHS, error_from_openai_body
-from fluxway.canonical import CanonicalRequest, Credentials, Endpoint, ErrorKind, StreamChunk, Target, UpstreamError
+from fluxway.canonical import (
+    SURFACE_PATHS,
+    CanonicalRequest,
+    Credentials,
+    Endpoint,
+    ErrorKind,
+    StreamChunk,
+    Target,
+    UpstreamError,
+)
+
+# Pass-through endpoints served per deployment (the others, files and batches, per resource).
+_PER_DEPLOYMENT = frozenset({Endpoint.IMAGES, Endpoint.SPEECH, Endpoint.TRANSCRIPTIONS})
 
 DEFAULT_API_VERSION = "2024-10-21"
 # Fields the Azure OpenAI data plane does not take (thinking and top_k come from Anthropic-shaped requests).
@@ -44,7 +56,7 @@ class AzureAdapter(OpenAICompatAdapter):
     def __init__(self, cfg: AzureSettings) -> None:
         if not cfg.base_url:
             raise ValueError(f"provider '{cfg.name}' (azure) needs the resource's base_url")
-        super().__init__(cfg, Preset(cfg.base_url, drop=_DROP))
+        super().__init__(cfg, Preset(cfg.base_url, drop=_DROP, surface=OPENAI_SURFACE))
         self.base_url = _resource_root(cfg.base_url)
         self.api_version = cfg.api_version or DEFAULT_API_VERSION
         self.v1 = self.api_version.lower() == "v1"
@@ -57,6 +69,15 @@ class AzureAdapter(OpenAICompatAdapter):
             f"{self.base_url}/openai/deployments/{deployment}{OPENAI_PATHS[endpoint]}"
             f"?api-version={quote(self.api_version, safe='')}"
         )
+
+    def surface_url(self, endpoint: Endpoint, target: Target, suffix: str) -> str:
+        path = SURFACE_PATHS[endpoint] + suffix
+        if self.v1:
+            return f"{self.base_url}/openai/v1{path}"
+        version = f"?api-version={quote(self.api_version, safe='')}"
+        if endpoint in _PER_DEPLOYMENT:
+            return f"{self.base_url}/openai/deployments/{path_segment(target.model)}{path}{version}"
+        return f"{self.base_url}/openai{path}{version}"
 
     def auth_headers(self, creds: Credentials) -> dict[str, str]:
         return {"api-key": creds.api_key} if creds.api_key else {}

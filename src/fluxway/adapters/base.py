@@ -60,6 +60,37 @@ class Adapter(Protocol):
     def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError: ...
 
 
+class SurfaceAdapter(Protocol):
+    """An adapter that also serves pass-through endpoints (``supports`` says which): it only knows
+    where they live and how to sign them; the bodies go through as they are (``api/surface.py``)."""
+
+    def supports(self, endpoint: Endpoint) -> bool: ...
+
+    def surface_call(
+        self,
+        endpoint: Endpoint,
+        target: Target,
+        creds: Credentials,
+        method: str,
+        suffix: str = "",
+        query: str = "",
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> HttpCall:
+        """The call for ``method`` on the endpoint's path plus ``suffix`` (``/{id}/content``) with
+        the client's ``query`` string (already encoded)."""
+        ...
+
+    def classify_error(self, status: int, headers: Headers, body: bytes) -> UpstreamError: ...
+
+
+def with_query(url: str, query: str) -> str:
+    """``url`` with an encoded query string appended (after any the URL has)."""
+    if not query:
+        return url
+    return url + ("&" if "?" in url else "?") + query
+
+
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 

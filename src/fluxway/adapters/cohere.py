@@ -261,7 +261,28 @@ class CohereAdapter:
         self.static_headers = {"content-type": "application/json", **cfg.headers}
 
     def supports(self, endpoint: Endpoint) -> bool:
-        return endpoint in (Endpoint.CHAT, Endpoint.EMBEDDINGS)
+        return endpoint in (Endpoint.CHAT, Endpoint.EMBEDDINGS, Endpoint.RERANK)
+
+    def surface_call(
+        self,
+        endpoint: Endpoint,
+        target: Target,
+        creds: Credentials,
+        method: str,
+        suffix: str = "",
+        query: str = "",
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> HttpCall:
+        """``/v2/rerank``: the request and answer are Cohere's, which is the shape Fluxway serves."""
+        if endpoint is not Endpoint.RERANK:
+            raise bad_request(f"Cohere does not serve {endpoint.value}")
+        headers = {**self.static_headers, "accept": "application/json"}
+        if content_type:
+            headers["content-type"] = content_type
+        if creds.api_key:
+            headers["authorization"] = "Bearer " + creds.api_key
+        return HttpCall(method, self.base_url + "/v2/rerank", headers, body)
 
     def build(self, req: CanonicalRequest, target: Target, creds: Credentials) -> HttpCall:
         headers = {**self.static_headers}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxway.adapters.base import Headers, dumps, loads_object
+from fluxway.adapters.base import Headers, dumps, loads_object, with_query
 from fluxway.adapters.presets import PRESETS, Preset
 from fluxway.adapters.settings import ProviderSettings
 from fluxway.adapters.toolkit import OPENAI_PATHS, error_from_openai_body, stream_event
 from fluxway.canonical import (
+    SURFACE_PATHS,
     CanonicalRequest,
     CanonicalResponse,
     Credentials,
@@ -44,7 +45,29 @@ class OpenAICompatAdapter:
             return self.preset.embeddings
         if endpoint is Endpoint.COMPLETIONS:
             return self.preset.completions
-        return True
+        if endpoint is Endpoint.CHAT:
+            return True
+        return endpoint in self.preset.surface
+
+    def surface_url(self, endpoint: Endpoint, target: Target, suffix: str) -> str:
+        return self.base_url + SURFACE_PATHS[endpoint] + suffix
+
+    def surface_call(
+        self,
+        endpoint: Endpoint,
+        target: Target,
+        creds: Credentials,
+        method: str,
+        suffix: str = "",
+        query: str = "",
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> HttpCall:
+        headers = {k: v for k, v in self.static_headers.items() if k != "content-type"}
+        headers.update(self.auth_headers(creds))
+        if content_type:
+            headers["content-type"] = content_type
+        return HttpCall(method, with_query(self.surface_url(endpoint, target, suffix), query), headers, body)
 
     def url(self, endpoint: Endpoint, target: Target) -> str:
         return self.base_url + OPENAI_PATHS[endpoint]

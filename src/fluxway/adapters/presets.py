@@ -11,12 +11,19 @@ with ``"prefix": true``: Mistral, DeepSeek's beta API at ``continuation_base_url
 ``continue_final_message`` (vLLM), ``completion`` (the server's chat template applied with
 ``POST /apply-template``, the prompt continued on ``/completions``: llama.cpp), ``prefill`` (a
 trailing assistant message the server continues as is), or ``none``.
+
+``surface`` lists the pass-through endpoints the vendor serves under its base URL with OpenAI's
+paths (``/images/generations``, ``/audio/speech``, ``/audio/transcriptions``, ``/rerank``,
+``/files``, ``/batches``: see ``api/surface.py`` and docs/surface.md); a call to one it lacks is
+answered 400 naming the provider.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from fluxway.canonical import Endpoint
 
 Continuation = Literal["prefill", "prefix", "continue_final_message", "completion", "none"]
 
@@ -34,6 +41,7 @@ class Preset:
     continuation: Continuation = "none"
     # Where continuation calls go when the provider's base_url is the preset's (DeepSeek's beta API).
     continuation_base_url: str | None = None
+    surface: frozenset[Endpoint] = frozenset()
 
 
 def _f(*names: str) -> frozenset[str]:
@@ -44,11 +52,16 @@ def _f(*names: str) -> frozenset[str]:
 _ANTHROPIC_ONLY = frozenset({"thinking"})
 _OPENAI_STRICT = frozenset({"thinking", "top_k"})
 
+_E = Endpoint
+# OpenAI's own pass-through endpoints (it has no rerank); an unknown compatible server may have any.
+OPENAI_SURFACE = frozenset({_E.IMAGES, _E.SPEECH, _E.TRANSCRIPTIONS, _E.FILES, _E.BATCHES})
+ALL_SURFACE = OPENAI_SURFACE | {_E.RERANK}
+
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("https://api.openai.com/v1", drop=_OPENAI_STRICT),
+    "openai": Preset("https://api.openai.com/v1", drop=_OPENAI_STRICT, surface=OPENAI_SURFACE),
     # Any other OpenAI-compatible server: base_url is required, a key optional.
-    "openai-compatible": Preset(None, key_required=False, drop=_f()),
+    "openai-compatible": Preset(None, key_required=False, drop=_f(), surface=ALL_SURFACE),
     "mistral": Preset(
         "https://api.mistral.ai/v1",
         drop=_f("top_k", "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata", "service_tier",
@@ -62,8 +75,10 @@ PRESETS: dict[str, Preset] = {
         drop=_f("top_k", "logit_bias", "logprobs", "top_logprobs", "store", "metadata", "modalities", "audio",
                 "prediction", "web_search_options", "verbosity"),
         completions=False,
+        surface=frozenset({_E.SPEECH, _E.TRANSCRIPTIONS, _E.FILES, _E.BATCHES}),
     ),
-    "together": Preset("https://api.together.xyz/v1", drop=_f("store", "metadata", "web_search_options")),
+    "together": Preset("https://api.together.xyz/v1", drop=_f("store", "metadata", "web_search_options"),
+                       surface=ALL_SURFACE),
     "deepseek": Preset(
         "https://api.deepseek.com/v1",
         drop=_f("top_k", "n", "logit_bias", "seed", "store", "metadata", "service_tier", "modalities", "audio",
@@ -74,7 +89,8 @@ PRESETS: dict[str, Preset] = {
         continuation="prefix",
         continuation_base_url="https://api.deepseek.com/beta",
     ),
-    "xai": Preset("https://api.x.ai/v1", drop=_f("store", "metadata", "web_search_options", "verbosity", "top_k")),
+    "xai": Preset("https://api.x.ai/v1", drop=_f("store", "metadata", "web_search_options", "verbosity", "top_k"),
+                  surface=frozenset({_E.IMAGES})),
     "fireworks": Preset(
         "https://api.fireworks.ai/inference/v1",
         drop=_f("store", "metadata", "service_tier", "web_search_options", "verbosity"),
@@ -99,9 +115,9 @@ PRESETS: dict[str, Preset] = {
     "ollama": Preset("http://localhost:11434/v1", auth=None, key_required=False,
                      drop=_f("logit_bias", "n", "store", "metadata", "service_tier")),
     "vllm": Preset("http://localhost:8000/v1", key_required=False, drop=_f("store", "metadata"),
-                   continuation="continue_final_message"),
+                   continuation="continue_final_message", surface=frozenset({_E.TRANSCRIPTIONS, _E.RERANK})),
     "lmstudio": Preset("http://localhost:1234/v1", auth=None, key_required=False,
                        drop=_f("store", "metadata", "service_tier")),
     "llamacpp": Preset("http://localhost:8080/v1", key_required=False, drop=_f("store", "metadata"),
-                       continuation="completion"),
+                       continuation="completion", surface=frozenset({_E.RERANK})),
 }

@@ -147,3 +147,19 @@ alert_history = sa.Table(
     sa.Column("threshold", sa.Double, nullable=True),
     sa.Index("ix_alert_history_rule", "rule", "id"),
 )
+
+# Files and batches created through the pass-through surface (api/surface.py): who owns each
+# upstream object (one key never sees another's) and which provider holds it.
+surface_objects = sa.Table(
+    "surface_objects",
+    metadata,
+    sa.Column("id", sa.String(256), primary_key=True),  # the upstream's id (file-..., batch_...)
+    sa.Column("kind", sa.String(16), nullable=False),  # file | batch
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("object", sa.JSON, nullable=True),  # the upstream object as last seen
+    sa.Column("meta", sa.JSON, nullable=True),  # {"models": {upstream model: public model}} of a batch's lines
+    sa.Column("usage_recorded_at", sa.Double, nullable=True),  # a completed batch's usage, recorded once
+    sa.Index("ix_surface_objects_owner", "key_id", "kind", "created_at"),
+)
