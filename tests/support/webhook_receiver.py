@@ -55,7 +55,9 @@ class WebhookReceiver:
 
 
 @asynccontextmanager
-async def webhook_receiver(secret: str = "s3cret", *, fail_first: int = 0, fail: int = 503) -> AsyncIterator[WebhookReceiver]:
+async def webhook_receiver(
+    secret: str = "s3cret", *, fail_first: int = 0, fail: int = 503
+) -> AsyncIterator[WebhookReceiver]:
     rx = WebhookReceiver(secret, fail_first, fail)
     async with rx.up:
         rx.up.route("POST", "/hook", rx.handle)

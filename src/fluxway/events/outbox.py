@@ -40,6 +40,7 @@ FLUSH_INTERVAL_S = 0.05
 WRITE_BATCH = 1000
 LEASE_S = 60.0  # a claim lapses after this (a crashed instance's rows go to another)
 POLL_S = 0.5  # a dispatcher looks for rows other instances stored at least this often
+STOP_WAIT_S = 5.0  # at shutdown, a delivery in progress gets this long to finish
 MAINTAIN_S = 1.0
 PRUNE_EVERY_S = 60.0
 RETAIN_DELIVERED_S = 3600.0  # delivered events are kept this long, then pruned
@@ -81,6 +82,7 @@ class Outbox:
         self._tasks: list[asyncio.Task[None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
         self._prefix = os.urandom(6).hex()  # event ids: unique per process, then a counter
         self._ids = itertools.count(1)
         self.owner = os.urandom(8).hex()  # this instance's claims
@@ -120,14 +122,18 @@ class Outbox:
         log.info("events: delivering to %s", ", ".join(self.names))
 
     async def close(self) -> None:
-        """Stop delivering, store what is still queued (delivered after the next start)."""
+        """Stop delivering (between rounds, never inside one), give up this instance's claims, and
+        store what is still queued: it is delivered after the next start."""
         self._stopping = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks.clear()
+        self._stop.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
+            for t in late:  # a delivery hanging on its sink: its claims are released below
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            self._tasks.clear()
         if self._writer is not None:
             self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):
@@ -135,12 +141,18 @@ class Outbox:
             self._writer = None
         try:
             await self.flush()
+            await self.store.release_owner(self.owner)
         except Exception as exc:
-            log.error("events: %d queued events lost at shutdown, the store is unavailable: %s",
+            log.error("events: the store is unavailable at shutdown (%d queued events lost): %s",
                       len(self._queue), exc)
         for sink in self.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.close()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by :meth:`close`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     # writing ---------------------------------------------------------------------------------
 
@@ -195,9 +207,9 @@ class Outbox:
         cfg = self.settings[name]
         sink = self.sinks[name]
         now = self._clock()
-        batch = await self.store.claim(name, self.owner, now, LEASE_S, cfg.batch_size)
+        batch, due_at = await self.store.claim(name, self.owner, now, LEASE_S, cfg.batch_size)
         if not batch:
-            return 0, None
+            return 0, (None if due_at is None else min(POLL_S, max(0.0, due_at - now)))
         try:
             sent = await sink.send(batch)
         except Exception as exc:  # a sink bug must not stop delivery: treat as a retryable failure
@@ -227,22 +239,27 @@ class Outbox:
 
     async def _dispatch_loop(self, name: str) -> None:
         ready = self._ready[name]
-        while True:
+        while not self._stopping:
             try:
                 handled, pause = await self.deliver_once(name)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 log.warning("events: sink %s: the outbox is unavailable: %s", name, exc)
                 handled, pause = 0, 2.0
+            if self._stopping:
+                return
             if pause is not None:
-                await asyncio.sleep(pause)
+                await self._pause(pause)
                 continue
             if handled:
                 continue  # more may be waiting
             ready.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ready.wait(), POLL_S)
+            waiter = asyncio.ensure_future(ready.wait())
+            stopper = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait((waiter, stopper), timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
 
     # maintenance -----------------------------------------------------------------------------
 
@@ -263,8 +280,10 @@ class Outbox:
 
     async def _maintain_loop(self) -> None:
         last_prune = 0.0
-        while True:
-            await asyncio.sleep(MAINTAIN_S)
+        while not self._stopping:
+            await self._pause(MAINTAIN_S)
+            if self._stopping:
+                return
             try:
                 await self.maintain()
                 now = self._clock()

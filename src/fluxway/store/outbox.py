@@ -62,17 +62,28 @@ class OutboxStore:
                 await conn.execute(D.insert(), deliveries)
         return added
 
-    async def claim(self, sink: str, owner: str, now: float, lease_s: float, limit: int) -> list[Claimed]:
-        """Up to ``limit`` of the sink's due rows, oldest first, leased to ``owner`` until now + lease_s."""
+    async def claim(
+        self, sink: str, owner: str, now: float, lease_s: float, limit: int
+    ) -> tuple[list[Claimed], float | None]:
+        """Up to ``limit`` of the sink's unclaimed rows, oldest first, leased to ``owner`` until
+        now + lease_s, stopping before the first row not due yet (a failed event waiting for its
+        retry holds back the ones after it: order is kept). Returns (rows, when the first row that
+        was held back is due)."""
         free = sa.or_(D.c.lease_until.is_(None), D.c.lease_until < now)
         async with self._engine.begin() as conn:
-            q = (sa.select(D.c.seq).where(D.c.sink == sink, D.c.next_at <= now, free)
+            q = (sa.select(D.c.seq, D.c.next_at).where(D.c.sink == sink, free)
                  .order_by(D.c.seq).limit(limit))
             if self._pg:
                 q = q.with_for_update(skip_locked=True)
-            seqs = [int(r[0]) for r in await conn.execute(q)]
+            seqs: list[int] = []
+            due_at: float | None = None
+            for seq, next_at in await conn.execute(q):
+                if next_at > now:
+                    due_at = float(next_at)
+                    break
+                seqs.append(int(seq))
             if not seqs:
-                return []
+                return [], due_at
             until = now + lease_s
             await conn.execute(
                 sa.update(D).where(D.c.sink == sink, D.c.seq.in_(seqs), free).values(lease_until=until, owner=owner)
@@ -83,7 +94,7 @@ class OutboxStore:
                 .where(D.c.sink == sink, D.c.seq.in_(seqs), D.c.owner == owner, D.c.lease_until == until)
                 .order_by(D.c.seq)
             )
-            return [Claimed(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in got]
+            return [Claimed(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in got], due_at
 
     async def delivered(self, sink: str, seqs: Iterable[int]) -> None:
         seqs = list(seqs)
@@ -106,6 +117,11 @@ class OutboxStore:
                     sa.update(D).where(D.c.sink == sink, D.c.seq.in_(seqs), D.c.owner == owner)
                     .values(lease_until=None, owner=None)
                 )
+
+    async def release_owner(self, owner: str) -> None:
+        """Give up every claim of ``owner`` (an instance shutting down): others may take them at once."""
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.update(D).where(D.c.owner == owner).values(lease_until=None, owner=None))
 
     async def backlog(self, sink: str) -> tuple[int, float | None]:
         """Rows waiting for the sink, and the creation time of the oldest."""

@@ -15,6 +15,10 @@ from fluxway.events.sinks.base import DeliveryError, Sent
 from fluxway.store.outbox import Claimed
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs every failed connect with a traceback; the outbox logs the delivery failure."""
+
+
 class NatsDelivery:
     def __init__(self, cfg: NatsSink) -> None:
         self.name = cfg.name
@@ -23,8 +27,11 @@ class NatsDelivery:
 
     async def _client(self) -> Any:
         if self._nc is None or self._nc.is_closed:
+            # One try per send (the outbox retries with its own backoff); nats-py's own reconnect
+            # would hold a send for long (and max_reconnect_attempts=0 means "forever" to it).
             self._nc = await nats.connect(
-                self._cfg.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0,
+                self._cfg.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1,
+                reconnect_time_wait=0.1, error_cb=_quiet,
             )
         return self._nc
 
