@@ -37,6 +37,7 @@ class SinkBase(Strict):
 
 
 class WebhookSink(SinkBase):
+    # `webhook`: each event POSTed as JSON, HMAC-signed.
     type: Literal["webhook"]
     # Events are POSTed here as JSON, one per request.
     url: str
@@ -56,6 +57,7 @@ class WebhookSink(SinkBase):
 
 
 class RedisStreamSink(SinkBase):
+    # `redis_stream`: each event XADDed to a Redis stream.
     type: Literal["redis_stream"]
     # The stream events are XADDed to (on the top-level `redis.url`); field `event` holds the JSON.
     stream: str = Field(min_length=1)
@@ -64,6 +66,7 @@ class RedisStreamSink(SinkBase):
 
 
 class NatsSink(SinkBase):
+    # `nats`: each event published on a NATS subject.
     type: Literal["nats"]
     # The NATS server, `nats://host:port`.
     url: str
