@@ -31,6 +31,9 @@ HEAVY = (
     "fluxway.api.admin",
     "fluxway.store",
     "fluxway.redis_client",
+    "nats",  # the NATS event sink's client
+    "fluxway.events.outbox",  # the event outbox and its sinks: loaded when `events` names a sink
+    "fluxway.events.sinks",
 )
 
 
