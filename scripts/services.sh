@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real Redis and PostgreSQL on loopback for tests and CI (Debian packages; installed when missing),
-# and promtool (Debian's prometheus package) for the test that checks the /metrics exposition.
+# promtool (Debian's prometheus package) for the test that checks the /metrics exposition, and
+# nats-server for the NATS event sink's tests (they start their own on a free port).
 #
 #   scripts/services.sh [start]   start both (or reuse running ones), wait until they answer, and print
 #                                 `export ...` lines on stdout:  eval "$(scripts/services.sh)"
@@ -43,6 +44,7 @@ install_missing() {
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
   pg_bindir >/dev/null || pkgs+=(postgresql)
   command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)  # only for promtool; its server is never started
+  command -v nats-server >/dev/null 2>&1 || pkgs+=(nats-server)  # the NATS event sink's tests start their own
   [ ${#pkgs[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 || die "missing ${pkgs[*]} and no apt-get to install them"
   log "installing ${pkgs[*]} (apt-get)"
@@ -53,6 +55,7 @@ install_missing() {
   command -v redis-server >/dev/null 2>&1 || die "redis-server is still missing after apt-get install"
   pg_bindir >/dev/null || die "PostgreSQL is still missing after apt-get install"
   command -v promtool >/dev/null 2>&1 || die "promtool is still missing after apt-get install prometheus"
+  command -v nats-server >/dev/null 2>&1 || die "nats-server is still missing after apt-get install nats-server"
 }
 
 # PostgreSQL refuses to run as root: run its tools as the 'postgres' user then.

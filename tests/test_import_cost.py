@@ -33,6 +33,9 @@ HEAVY = (
     "fluxway.redis_client",
     "graphql",  # graphql-core: only /admin/graphql needs it
     "fluxway.api.graphql",
+    "nats",  # the NATS event sink's client
+    "fluxway.events.outbox",  # the event outbox and its sinks: loaded when `events` names a sink
+    "fluxway.events.sinks",
 )
 
 

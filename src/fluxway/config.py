@@ -19,6 +19,7 @@ from fluxway.adapters.settings import TAGS, ProviderConfig
 from fluxway.canonical import Price, Strategy, Target
 from fluxway.config_base import Strict, TimeoutConfig
 from fluxway.events.alerts.settings import AlertingConfig, AlertRule, alert_problems
+from fluxway.events.settings import SinkConfig, sink_problems
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
@@ -364,6 +365,9 @@ class Config(Strict):
     # Anomaly alerts: rules on error rate, latency p95, spend, budget use and breaker state, and
     # learned baselines; fired and resolved through the event sinks (docs/alerts.md).
     alerts: tuple[AlertRule, ...] = ()
+    # Event sinks (webhook, redis_stream, nats): usage, key, budget, alert and breaker events are
+    # delivered to each at least once, through an outbox in the store (docs/events.md).
+    events: tuple[SinkConfig, ...] = ()
 
     def provider(self, name: str) -> ProviderConfig | None:
         for p in self.providers:
@@ -381,6 +385,7 @@ class Config(Strict):
 # ---------------------------------------------------------------------------------------------
 # Loading
 
+_SINK_TYPES = frozenset({"webhook", "redis_stream", "nats"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -418,6 +423,7 @@ def expand_env(tree: Any, env: Mapping[str, str], problems: list[str], loc: tupl
 
 def _cross_check(cfg: Config) -> list[str]:
     problems: list[str] = validate_pipeline(cfg.pipeline)
+    problems.extend(sink_problems(cfg.events, cfg.redis.url))
     seen: set[str] = set()
     for i, p in enumerate(cfg.providers):
         if p.name in seen:
@@ -528,6 +534,8 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> Config:
             loc = err["loc"]
             if loc[:1] == ("providers",) and len(loc) > 2 and loc[2] in TAGS:
                 loc = (*loc[:2], *loc[3:])  # the settings class a provider's type chose
+            elif loc[:1] == ("events",) and len(loc) > 2 and loc[2] in _SINK_TYPES:
+                loc = (*loc[:2], *loc[3:])  # the sink model its type chose
             problems.append(f"{_path(loc)}: {msg}")
         raise ConfigError(problems) from None
     for i, p in enumerate(cfg.providers):

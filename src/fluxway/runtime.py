@@ -89,6 +89,8 @@ class Runtime:
             await transport.close()
             raise
         rt = cls(cfg, transport, executor, gov, Pipeline.from_config(cfg.pipeline, gov.stages))
+        if cfg.events:
+            await rt._start_events()
         if cfg.observability.otlp.endpoint:
             from fluxway.tracing import start_tracing
 
@@ -112,6 +114,22 @@ class Runtime:
             "fluxway runtime ready: %d providers, %d models", len(cfg.providers), len(cfg.models)
         )
         return rt
+
+    async def _start_events(self) -> None:
+        """The outbox and its sinks (their client libraries loaded now), and the producers wired to it."""
+        from fluxway.events.outbox import start_outbox
+
+        gov = self.governance
+        box = await start_outbox(gov.store.outbox, self.cfg.events, self.stats, self.cfg.redis.url)
+        self.events = box
+        gov.attach_events(box)
+
+        def breaker(target: str, state: BreakerState) -> None:
+            provider, _, model = target.partition("/")
+            kind = "breaker.opened" if state is BreakerState.OPEN else "breaker.closed"
+            box.emit(kind, {"target": target, "provider": provider, "model": model, "state": state.value})
+
+        self.executor.board.on_transition = breaker
 
     async def principal(self, api_key: str | None) -> Principal:
         """Who a key belongs to (for routes outside the hook pipeline, like /v1/models)."""

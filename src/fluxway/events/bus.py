@@ -19,8 +19,14 @@ EVENT_TYPES: tuple[str, ...] = (
 
 
 class EventBus(Protocol):
-    def emit(self, type: str, data: Mapping[str, Any], *, sinks: Sequence[str] | None = None) -> None:
+    def emit(
+        self, type: str, data: Mapping[str, Any], *, sinks: Sequence[str] | None = None, id: str | None = None
+    ) -> None:
         """Queue one event for delivery (to ``sinks`` by name, or to every sink when None).
+
+        ``id``: the event's id when the producer has a stable one (a usage record's, a budget
+        threshold's per period), so an event emitted twice is stored and delivered once; by default
+        a fresh unique id. Delivered events carry it (``x-fluxway-event-id``) for de-duplication.
 
         Returns at once; never raises and never awaits: a producer on the hot path pays a queue append.
         """

@@ -9,11 +9,11 @@ cost the request path nothing extra. docs/metrics.md lists every family (a test 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from fluxway.observability.histogram import Histogram
-from fluxway.observability.metrics import REJECTION_REASONS
+from fluxway.observability.metrics import REJECTION_REASONS, RequestStats
 from fluxway.routing.breaker import BreakerState
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ def render(rt: Runtime) -> bytes:
     w.scalar("fluxway_usage_bodies_dropped_total", "counter",
              "Usage records stored without bodies because the flush was behind (logs.body_backlog_mb).",
              usage.bodies_dropped)
-    _sinks(w, stats.sink_lag_s, stats.sink_backlog)
+    _sinks(w, stats)
     _alerts(w, rt)
     if rt.tracer is not None:
         counts = rt.tracer.sink.counts()
@@ -276,7 +276,8 @@ def render(rt: Runtime) -> bytes:
     return w.text()
 
 
-def _sinks(w: _Writer, lag: Mapping[str, float], backlog: Mapping[str, int]) -> None:
+def _sinks(w: _Writer, stats: RequestStats) -> None:
+    lag, backlog = stats.sink_lag_s, stats.sink_backlog
     w.family("fluxway_event_sink_lag_seconds", "gauge",
              "Age of the oldest event not yet delivered to a sink (0 when caught up), by sink.")
     for sink, v in sorted(lag.items()):
@@ -284,6 +285,17 @@ def _sinks(w: _Writer, lag: Mapping[str, float], backlog: Mapping[str, int]) -> 
     w.family("fluxway_event_sink_backlog", "gauge", "Events waiting for delivery to a sink, by sink.")
     for sink, n in sorted(backlog.items()):
         w.sample("fluxway_event_sink_backlog", (("sink", sink),), n)
+    for name, help_, counts in (
+        ("fluxway_event_sink_delivered_total", "Events delivered to a sink, by sink.", stats.sink_delivered),
+        ("fluxway_event_sink_failed_total", "Event deliveries that failed (each failed try), by sink.",
+         stats.sink_failed),
+        ("fluxway_event_sink_dropped_total",
+         "Events dropped undelivered (a sink's backlog over its max_backlog, or the queue full), by sink.",
+         stats.sink_dropped),
+    ):
+        w.family(name, "counter", help_)
+        for sink, n in sorted(counts.items()):
+            w.sample(name, (("sink", sink),), n)
 
 
 def _alerts(w: _Writer, rt: Runtime) -> None:

@@ -8,8 +8,9 @@ a placeholder: a model name a client made up is counted as ``(none)``, a direct
 ``provider/model`` name as ``(direct)``, so client input never grows the series.
 
 Modules still to come bump their own fields: the guardrails :attr:`RequestStats.guardrail_actions`
-(``(guardrail name from config, action)``), the event sinks :attr:`RequestStats.sink_lag_s` and
-:attr:`RequestStats.sink_backlog` (per configured sink name). A response cache sets
+(``(guardrail name from config, action)``). The event outbox sets :attr:`RequestStats.sink_lag_s`
+and :attr:`RequestStats.sink_backlog` and bumps ``sink_delivered``, ``sink_failed`` and
+``sink_dropped`` (per configured sink name). A response cache sets
 ``outcome.cache`` to something other than ``off``/``miss`` on a hit, which counts it here.
 """
 
@@ -67,10 +68,15 @@ class RequestStats:
     cache_hits: Counter[str] = field(default_factory=Counter)  # model
     # Bumped by the guardrails (to come): (guardrail name, action) -> count.
     guardrail_actions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # Set by the event sinks (to come), per configured sink: age of the oldest undelivered event
+    # Set by the event outbox, per configured sink: age of the oldest undelivered event
     # (0 when caught up) and how many are waiting.
     sink_lag_s: dict[str, float] = field(default_factory=dict)
     sink_backlog: dict[str, int] = field(default_factory=dict)
+    # Bumped by the outbox (fluxway.events.outbox), per sink: events delivered, deliveries that
+    # failed (each failed try), events dropped (backlog over max_backlog, or the queue full).
+    sink_delivered: Counter[str] = field(default_factory=Counter)
+    sink_failed: Counter[str] = field(default_factory=Counter)
+    sink_dropped: Counter[str] = field(default_factory=Counter)
 
     def observe(self, ingress: str, endpoint: str, model: str, outcome: Outcome, cost_usd: float) -> None:
         """Record one finished call (``model``: already a configured name or a placeholder)."""

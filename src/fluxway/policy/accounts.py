@@ -13,13 +13,16 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from fluxway.errors import GatewayError, bad_request
 from fluxway.policy.keys import KeyCache, generate_secret, hash_secret, visible_prefix
 from fluxway.store import Store
+
+if TYPE_CHECKING:
+    from fluxway.events import EventBus
 
 Period = Literal["daily", "monthly", "total"]
 Role = Literal["user", "admin"]
@@ -258,6 +261,15 @@ class Accounts:
         self._cache = cache
         self._clock = clock
         self._notify = notify
+        self.events: EventBus | None = None  # set when event sinks are configured
+
+    def _key_event(self, type_: str, row: Row) -> None:
+        if self.events is not None:  # never the secret or its hash
+            self.events.emit(type_, {
+                "id": row["id"], "name": row.get("name"), "owner": row.get("owner"), "team": row.get("team"),
+                "role": row.get("role"), "created_at": iso(row.get("created_at")),
+                "revoked_at": iso(row.get("revoked_at")),
+            })
 
     async def _changed(self, what: str) -> None:
         if self._notify is not None:
@@ -295,6 +307,7 @@ class Accounts:
         if self._cache is not None:
             self._cache.apply_key(row)
         await self._changed(f"key:{row['id']}")
+        self._key_event("key.created", row)
         return row, secret
 
     async def list_keys(self, team: str | None = None, include_revoked: bool = True) -> list[Row]:
@@ -336,6 +349,7 @@ class Accounts:
         if self._cache is not None:
             self._cache.apply_key(row)
         await self._changed(f"key:{key_id}")
+        self._key_event("key.revoked", row)
         return row
 
     # teams ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxway.canonical import Endpoint, Usage
 from fluxway.errors import GatewayError, model_unpriced, rate_limited
@@ -40,9 +40,13 @@ from fluxway.policy.pricing import PriceInfo, Pricer, call_cost, cost_usd
 from fluxway.redis_client import REDIS_FAILURES, RedisHealth
 from fluxway.tokens import worst_case_prompt_tokens
 
+if TYPE_CHECKING:
+    from fluxway.events import EventBus
+
 log = logging.getLogger("fluxway.budget")
 
 NANO = 1_000_000_000
+THRESHOLDS: tuple[int, ...] = (50, 80, 100)  # budget.threshold events, % of a budget spent
 SpendLoader = Callable[[str, float | None], Awaitable[float]]  # (scope, since) -> USD spent
 
 
@@ -531,6 +535,9 @@ class BudgetHook:
         self._pricer = pricer
         self._clock = clock
         self._allow_unpriced = allow_unpriced
+        # Set when event sinks are configured: `budget.threshold` at THRESHOLDS % of a budget.
+        self.events: EventBus | None = None
+        self._crossed: dict[str, tuple[str, set[int]]] = {}  # scope -> (window key, thresholds emitted)
 
     def _price(self, ctx: CallContext) -> PriceInfo:
         """The most expensive price the call may reach; refuses a model any of whose targets is
@@ -575,6 +582,39 @@ class BudgetHook:
             return
         cost = call_cost(self._pricer, ctx, outcome)
         self.ledger.settle(res, to_nano(cost.usd))
+        if self.events is not None and ctx.principal is not None:
+            try:
+                await self._thresholds(ctx.principal.budgets)
+            except Exception as exc:  # the ledger unreachable: the next call looks again
+                log.debug("budget thresholds not checked: %s", exc)
+
+    async def _thresholds(self, lines: Sequence[BudgetLine]) -> None:
+        """Emit ``budget.threshold`` once per budget period for each of :data:`THRESHOLDS` the
+        line's spend has reached (its event id names scope, period and threshold, so instances
+        sharing the store deliver it once too)."""
+        assert self.events is not None
+        now = self._clock()
+        for line in lines:
+            spent, _ = await self.ledger.state(line, now)
+            limit = to_nano(line.amount_usd)
+            if limit <= 0:
+                continue
+            pct = spent * 100.0 / limit
+            if pct < THRESHOLDS[0]:
+                continue
+            window = period_window(line.period, now)
+            seen = self._crossed.get(line.scope)
+            if seen is None or seen[0] != window.key:
+                seen = self._crossed[line.scope] = (window.key, set())
+            for t in THRESHOLDS:
+                if pct >= t and t not in seen[1]:
+                    seen[1].add(t)
+                    kind, _, ident = line.scope.partition(":")
+                    self.events.emit("budget.threshold", {
+                        "scope": kind, kind: ident, "threshold_pct": t, "period": line.period,
+                        "window": window.key, "budget_usd": line.amount_usd, "spent_usd": spent / NANO,
+                        "used_pct": round(pct, 2),
+                    }, id=f"budget:{line.scope}:{window.key}:{t}")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from fluxway.events.alerts.engine import AlertEngine
+    from fluxway.events.outbox import Outbox
 
 log = logging.getLogger("fluxway.governance")
 
@@ -135,6 +136,15 @@ class Governance:
         self._started = False
         self.store_ready = False  # migrated and the keys loaded
         self._store_task: asyncio.Task[None] | None = None
+        self.events: Outbox | None = None  # the event outbox, when sinks are configured
+
+    def attach_events(self, events: Outbox) -> None:
+        """Producers here (usage records, keys, budgets) emit to ``events``; closed after the
+        final usage flush and before the store."""
+        self.events = events
+        self.usage.events = events
+        self.accounts.events = events
+        self.budget.events = events
 
     async def _open_store(self) -> None:
         revision = await self.store.upgrade()
@@ -185,6 +195,8 @@ class Governance:
             self._store_task = None
         await self.budget.close()
         await self.usage.close()
+        if self.events is not None:
+            await self.events.close()  # after the usage flush: its usage events are stored too
         await self.cache.close()
         if self.invalidation is not None:
             await self.invalidation.close()

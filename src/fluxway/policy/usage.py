@@ -20,10 +20,10 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,6 +35,9 @@ from fluxway.store.quarantine import FILE_NAME as QUARANTINE_FILE
 from fluxway.store.quarantine import Quarantine
 from fluxway.store.sanitize import sanitize_record
 from fluxway.store.usage import PROVISIONAL_STATUS, UsageStore
+
+if TYPE_CHECKING:
+    from fluxway.events import EventBus
 
 log = logging.getLogger("fluxway.usage")
 
@@ -202,6 +205,22 @@ class _Day:
         return self._label
 
 
+def emit_usage(events: EventBus, records: Iterable[Record]) -> None:
+    """One ``usage`` event per stored record (a stream's provisional one excluded); its id is the
+    record's, so a record stored twice (a replayed spool) is delivered once."""
+    for r in records:
+        if r.get("status") == PROVISIONAL_STATUS:
+            continue
+        events.emit("usage", {
+            "id": r.get("id"), "request_id": r.get("request_id"), "key": r.get("key_id"), "team": r.get("team"),
+            "model": r.get("model"), "provider": r.get("provider"), "upstream_model": r.get("upstream_model"),
+            "endpoint": r.get("endpoint"), "status": r.get("status"), "stream": r.get("stream"),
+            "prompt_tokens": r.get("prompt_tokens"), "completion_tokens": r.get("completion_tokens"),
+            "cached_tokens": r.get("cached_tokens"), "cost_usd": r.get("cost_usd"), "latency_ms": r.get("latency_ms"),
+            "ttft_ms": r.get("ttft_ms"), "tags": r.get("tags"), "created_at": r.get("created_at"),
+        }, id=f"usage:{r['id']}")
+
+
 class UsageRecorder:
     """The usage hook: builds one record per call and spools it; a background task stores them."""
 
@@ -260,6 +279,7 @@ class UsageRecorder:
         self._day = _Day()
         self._id_prefix = os.urandom(8).hex()  # record ids: unique per process, then a counter
         self._ids = itertools.count(1)
+        self.events: EventBus | None = None  # set when event sinks are configured: one `usage` per record
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -284,6 +304,8 @@ class UsageRecorder:
                 records = await self._read(seg)
                 try:
                     await self._store.insert(records, self._chunk, self.quarantine.record)
+                    if self.events is not None:
+                        emit_usage(self.events, records)
                 except Exception as exc:
                     log.warning("usage spool: %d segments kept for later, the store is unavailable: %s",
                                 len(orphans) - i, exc)
@@ -463,6 +485,8 @@ class UsageRecorder:
                     self.healthy = False
                     raise
                 self.healthy = True
+                if self.events is not None:
+                    emit_usage(self.events, records)
                 self._backlog.pop(0)
                 self._scanned.discard(seg.path)
                 stored += len(records)

@@ -32,9 +32,10 @@ of a provider is cooling or open, the provider's targets report that as their ``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -117,6 +118,9 @@ class HealthBoard:
         self._n_keys: dict[str, int] = {}
         self._rr: dict[str, int] = {}
         self._troubled: set[str] = set()  # providers one of whose keys has ever failed
+        # Told (target key, new state) when a target's breaker opens (from closed) or closes again:
+        # the runtime's events (breaker.opened / breaker.closed). None: nobody listens.
+        self.on_transition: Callable[[str, BreakerState], None] | None = None
 
     # -- cells ------------------------------------------------------------------------------------
 
@@ -236,7 +240,11 @@ class HealthBoard:
         self._lat(permit.target_key).add_ttfb(
             now, now - permit.started_at if ttfb_s is None else ttfb_s, s.ewma_alpha, s.latency_samples
         )
-        self._target(permit.target_key).success(now, permit.epoch)
+        cell = self._target(permit.target_key)
+        before = cell.state
+        cell.success(now, permit.epoch)
+        if cell.state is not before and self.on_transition is not None:
+            self._transition(permit.target_key, before, cell.state)
         if permit.key_index is not None:
             self._key(permit.provider, permit.key_index).success(now, permit.key_epoch)
 
@@ -251,7 +259,11 @@ class HealthBoard:
         total = now - permit.started_at if total_s is None else total_s
         if permit.first_byte_at is None:
             lat.add_ttfb(now, total if ttfb_s is None else ttfb_s, s.ewma_alpha, s.latency_samples)
-            self._target(permit.target_key).success(now, permit.epoch)
+            cell = self._target(permit.target_key)
+            before = cell.state
+            cell.success(now, permit.epoch)
+            if cell.state is not before and self.on_transition is not None:
+                self._transition(permit.target_key, before, cell.state)
             if permit.key_index is not None:
                 self._key(permit.provider, permit.key_index).success(now, permit.key_epoch)
         lat.add_total(now, total, s.ewma_alpha)
@@ -264,6 +276,7 @@ class HealthBoard:
         now = self._clock()
         s = self.settings
         cell = self._target(permit.target_key)
+        before = cell.state
         kcell = self._key(permit.provider, permit.key_index) if permit.key_index is not None else None
         if kind in TARGET_KINDS or (kind is ErrorKind.AUTH and kcell is None):
             cell.failure(now, permit.epoch, kind, s, trip_now=False)
@@ -285,7 +298,18 @@ class HealthBoard:
                 kcell.cool(until)
             else:
                 cell.cool(until)
+        if cell.state is not before and self.on_transition is not None:
+            self._transition(permit.target_key, before, cell.state)
         self.release(permit)
+
+    def _transition(self, key: str, before: BreakerState, after: BreakerState) -> None:
+        """Report a breaker that opened from closed, or closed from open or half-open."""
+        assert self.on_transition is not None
+        if (after is BreakerState.OPEN and before is BreakerState.CLOSED) or (
+            after is BreakerState.CLOSED and before is not BreakerState.CLOSED
+        ):
+            with contextlib.suppress(Exception):  # a listener's fault never breaks routing
+                self.on_transition(key, after)
 
     # -- views ------------------------------------------------------------------------------------
 

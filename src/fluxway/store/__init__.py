@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fluxway.store.engine import create_engine, sqlite_path
 from fluxway.store.keys import KeyStore
 from fluxway.store.objects import ObjectStore
+from fluxway.store.outbox import OutboxStore
 from fluxway.store.usage import UsageStore
 
 
@@ -22,11 +23,13 @@ class Store:
     usage: UsageStore
     sqlite_file: Path | None
     objects: ObjectStore
+    outbox: OutboxStore
 
     @classmethod
     def open(cls, url: str) -> Store:
         engine = create_engine(url)
-        return cls(url, engine, KeyStore(engine), UsageStore(engine), sqlite_path(url), ObjectStore(engine))
+        return cls(url, engine, KeyStore(engine), UsageStore(engine), sqlite_path(url), ObjectStore(engine),
+                   OutboxStore(engine))
 
     @property
     def dialect(self) -> str:
@@ -49,4 +52,4 @@ class Store:
         await self.engine.dispose()
 
 
-__all__ = ["KeyStore", "ObjectStore", "Store", "UsageStore"]
+__all__ = ["KeyStore", "ObjectStore", "OutboxStore", "Store", "UsageStore"]

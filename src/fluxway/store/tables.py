@@ -163,3 +163,32 @@ surface_objects = sa.Table(
     sa.Column("usage_recorded_at", sa.Double, nullable=True),  # a completed batch's usage, recorded once
     sa.Index("ix_surface_objects_owner", "key_id", "kind", "created_at"),
 )
+
+# The events outbox (:mod:`fluxway.store.outbox`): every event emitted, once, with its JSON body; and
+# per sink the events not yet delivered to it (a row is deleted once its sink took the event). A
+# delivery row is claimed by the instance delivering it (``lease_until``), so instances sharing the
+# store do not each deliver every event. Delivered events are pruned after a while.
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False),  # the event id (x-fluxway-event-id), stable across retries
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the event as delivered (JSON)
+    sa.UniqueConstraint("id", name="uq_event_outbox_id"),
+    sa.Index("ix_event_outbox_time", "created_at"),
+)
+
+event_deliveries = sa.Table(
+    "event_deliveries",
+    metadata,
+    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # event_outbox.seq
+    sa.Column("created_at", sa.Double, nullable=False),  # the event's (for the lag metric without a join)
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_at", sa.Double, nullable=False, default=0.0),  # not retried before this time
+    sa.Column("lease_until", sa.Double, nullable=True),  # claimed by an instance until then
+    sa.Column("owner", sa.String(32), nullable=True),  # the instance holding the claim
+    sa.PrimaryKeyConstraint("sink", "seq", name="pk_event_deliveries"),
+)
