@@ -195,3 +195,35 @@ async def test_without_alerts_the_runtime_has_no_engine() -> None:
         assert await call(http, gw, 1) == [200]
         data = await admin_alerts(http, gw)
         assert data["rules"] == [] and data["history"] == []
+
+
+async def test_alert_events_reach_the_webhook_sink_it_notifies(tmp_path: Path) -> None:
+    """The alert engine and the event sinks together: fired and resolved, signed, to `notify`'s sink."""
+    from tests.support.webhook_receiver import webhook_receiver
+
+    rule = {"name": "errors", "metric": "error_rate", "window": "2s", "above": 0.5, "min_requests": 3,
+            "notify": ["ops"]}
+    sinks = [
+        {"name": "ops", "type": "webhook", "url": "", "secret": "s3cret", "backoff_s": 0.05},
+        {"name": "quiet", "type": "webhook", "url": "", "secret": "other", "backoff_s": 0.05},
+    ]
+    async with FaultyUpstream("up") as up, webhook_receiver() as ops, webhook_receiver("other") as quiet:
+        sinks[0]["url"], sinks[1]["url"] = ops.url, quiet.url
+        cfg = gateway_config(up.url, [rule], events=sinks, store={"url": f"sqlite:///{tmp_path}/f.db"},
+                             usage={"spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 50})
+        async with run_gateway(cfg) as gw, aiohttp.ClientSession() as http:
+            await up.set_mode("500")
+            await call(http, gw, 6)
+            await until(http, gw, lambda d: state(d, "errors") == "firing")
+            await up.set_mode("ok")
+            await asyncio.sleep(2.1)
+            await call(http, gw, 4)
+            await until(http, gw, lambda d: state(d, "errors") == "ok")
+            deadline = time.monotonic() + 10
+            while not ops.of_type("alert.resolved") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+    [fired], [resolved] = ops.of_type("alert.fired"), ops.of_type("alert.resolved")
+    assert fired["data"]["rule"] == "errors" and resolved["data"]["rule"] == "errors"
+    assert ops.bad_signatures == 0
+    # Only the sink the rule notifies hears of it (usage events go to every sink).
+    assert not quiet.of_type("alert.fired") and not quiet.of_type("alert.resolved") and quiet.of_type("usage")
