@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fluxway.store.engine import create_engine, sqlite_path
 from fluxway.store.keys import KeyStore
+from fluxway.store.responses import ResponseStore
 from fluxway.store.usage import UsageStore
 
 
@@ -20,11 +21,12 @@ class Store:
     keys: KeyStore
     usage: UsageStore
     sqlite_file: Path | None
+    responses: ResponseStore
 
     @classmethod
     def open(cls, url: str) -> Store:
         engine = create_engine(url)
-        return cls(url, engine, KeyStore(engine), UsageStore(engine), sqlite_path(url))
+        return cls(url, engine, KeyStore(engine), UsageStore(engine), sqlite_path(url), ResponseStore(engine))
 
     @property
     def dialect(self) -> str:
@@ -47,4 +49,4 @@ class Store:
         await self.engine.dispose()
 
 
-__all__ = ["KeyStore", "Store", "UsageStore"]
+__all__ = ["KeyStore", "ResponseStore", "Store", "UsageStore"]
