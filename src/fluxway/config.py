@@ -293,7 +293,8 @@ class ResponsesConfig(Strict):
     # Stored responses (`POST /v1/responses` with `store` true, the default) are kept this many
     # days, then no longer served nor chained to with `previous_response_id`, and purged.
     retention_days: float = Field(30.0, gt=0)
-    # The longest conversation (input items, previous responses' included) one stored response keeps.
+    # The longest conversation (items) a follow-up may continue from with previous_response_id: past
+    # it, 400 (a chain grows by its input and output every turn, and each turn re-sends all of it).
     max_items: int = Field(2000, ge=1)
 
 
