@@ -17,15 +17,15 @@ import time
 from typing import Any
 
 import aiohttp
+from tests.support.gateway import run_gateway
+from tests.support.openai_bodies import openai_sse, text_stream, usage
+from tests.support.replies import sse_reply
+from tests.support.upstream import FakeUpstream
 
 from fluxway.canonical import StreamChunk, Usage
 from fluxway.ingress.openai import OpenAIStreamEncoder
 from fluxway.ingress.responses_request import parse_responses_request
 from fluxway.ingress.responses_stream import ResponsesStreamEncoder
-from tests.support.gateway import run_gateway
-from tests.support.openai_bodies import openai_sse, text_stream, usage
-from tests.support.replies import sse_reply
-from tests.support.upstream import FakeUpstream
 
 
 def _q(values: list[float], q: float) -> float:
