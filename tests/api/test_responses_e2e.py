@@ -320,3 +320,31 @@ async def test_usage_is_recorded_per_call(gw: Gateway) -> None:
     assert status == 200, me
     [row] = me["data"]
     assert row["requests"] == 2 and row["prompt_tokens"] == 22 and row["completion_tokens"] == 10, row
+
+
+async def test_keys_allowlists_and_limits_apply(gw: Gateway, up: FakeUpstream) -> None:
+    status, created = await _raw(gw, "POST", "/admin/keys", {"name": "narrow", "models": ["other"]})
+    assert status == 201
+    status, body = await _raw(gw, "POST", "/v1/responses", {"model": "smart", "input": "x"}, key=created["key"])
+    assert status == 403 and body["error"]["param"] == "model"
+    status, created = await _raw(gw, "POST", "/admin/keys", {"name": "slow", "rpm": 1})
+    assert (await _raw(gw, "POST", "/v1/responses", {"model": "smart", "input": "x"}, key=created["key"]))[0] == 200
+    status, body = await _raw(gw, "POST", "/v1/responses", {"model": "smart", "input": "x"}, key=created["key"])
+    assert status == 429 and body["error"]["type"] == "rate_limit_error"
+    status, body = await _raw(gw, "POST", "/v1/responses", {"model": "smart", "input": "x"}, key="sk-nope")
+    assert status == 401
+    assert len(up.requests) == 1
+
+
+async def test_store_failure_is_503_not_500(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    resp = await _client(gw).responses.create(model="smart", input="x")
+
+    async def broken(*args: Any) -> Any:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(gw.runtime.governance.store.responses, "get", broken)
+    status, body = await _raw(gw, "GET", f"/v1/responses/{resp.id}")
+    assert status == 503 and body["error"]["code"] == "store_unavailable"
+    status, body = await _raw(gw, "POST", "/v1/responses",
+                              {"model": "smart", "input": "x", "previous_response_id": resp.id})
+    assert status == 503 and body["error"]["param"] == "previous_response_id"

@@ -6,6 +6,7 @@ call), and the stored responses' ``GET`` / ``DELETE /v1/responses/{id}`` and
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +25,8 @@ from fluxway.store.responses import ResponseStore, StoredResponse
 
 _DAY_S = 86400.0
 
+log = logging.getLogger("fluxway.responses")
+
 
 def _store(rt: Runtime) -> ResponseStore:
     return rt.governance.store.responses
@@ -34,7 +37,13 @@ async def create_response(rt: Runtime, scope: Scope, receive: Receive, send: Sen
     settings = rt.cfg.responses
 
     async def load(response_id: str, owner: str) -> list[Any] | None:
-        record = await store.get(response_id, owner)
+        try:
+            record = await store.get(response_id, owner)
+        except Exception:
+            log.exception("reading stored response %s failed", response_id)
+            raise GatewayError(503, "the store is unavailable, so previous_response_id cannot be read; retry shortly",
+                               type="server_error", code="store_unavailable", param="previous_response_id",
+                               headers={"retry-after": "1"}) from None
         if record is None:
             return None
         history = record.history
@@ -63,7 +72,8 @@ def _not_found(response_id: str) -> GatewayError:
 
 
 async def _error(send: Send, err: GatewayError) -> None:
-    await respond(send, err.status, orjson.dumps(openai_error_body(err)), [JSON_CT])
+    headers = [JSON_CT, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items())]
+    await respond(send, err.status, orjson.dumps(openai_error_body(err)), headers)
 
 
 def _list_args(scope: Scope) -> tuple[str, str | None, int]:
@@ -137,3 +147,7 @@ async def stored_response(rt: Runtime, scope: Scope, receive: Receive, send: Sen
         await respond(send, 200, orjson.dumps(body), [JSON_CT])
     except GatewayError as err:
         await _error(send, err)
+    except Exception:  # the store unavailable: OpenAI's shape, never a bare 500
+        log.exception("%s %s: the store failed", method, path)
+        await _error(send, GatewayError(503, "the store is unavailable; retry shortly", type="server_error",
+                                        code="store_unavailable", headers={"retry-after": "1"}))
