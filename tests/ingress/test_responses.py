@@ -78,6 +78,7 @@ def test_history_goes_after_instructions_and_before_this_turn() -> None:
     ("body", "param"),
     [
         ({"input": 3}, "input"),
+        ({"input": []}, "input"),
         ({"input": [{"type": "message", "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
         ({"input": [{"type": "function_call_output", "call_id": "c", "output": 1}]}, "input[0].output"),

@@ -301,8 +301,7 @@ def _tools(raw: Any) -> tuple[list[JSON], list[JSON]]:
                 raise wrong_type(f"{p}.strict", "a boolean")
             fn["strict"] = strict
         chat.append({"type": "function", "function": fn})
-        echo.append({"type": "function", "name": name, "description": desc, "parameters": params,
-                     "strict": strict if strict is not None else True})
+        echo.append({"type": "function", "name": name, "description": desc, "parameters": params, "strict": strict})
     return echo, chat
 
 
@@ -396,6 +395,8 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
     if "input" not in data or data["input"] is None:
         raise missing_field("input")
     items = normalise_items(data["input"])
+    if not items and data.get("previous_response_id") is None:
+        raise bad_request("'input' must not be empty", "input", code="invalid_value")
     instructions = data.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise wrong_type("instructions", "a string")
