@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -21,7 +21,9 @@ from fluxway.ingress.base import bearer_token
 from fluxway.ingress.responses import ResponsesIngress
 from fluxway.ingress.responses_request import ResponsesCall
 from fluxway.runtime import Runtime
-from fluxway.store.responses import ResponseStore, StoredResponse
+
+if TYPE_CHECKING:  # the store loads with the Runtime, not when the app is built
+    from fluxway.store.responses import ResponseStore, StoredResponse
 
 _DAY_S = 86400.0
 
@@ -56,6 +58,8 @@ async def create_response(rt: Runtime, scope: Scope, receive: Receive, send: Sen
         return history
 
     async def keep(call: ResponsesCall, owner: str, final: JSON) -> None:
+        from fluxway.store.responses import StoredResponse
+
         record = StoredResponse(
             id=str(final["id"]), key_id=owner, created_at=time.time(), model=call.request.model,
             previous_response_id=call.previous_response_id, context=call.history, input=call.input,
