@@ -173,3 +173,15 @@ def test_stream_cut_by_length_is_incomplete_and_a_failure_is_failed() -> None:
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
     assert events[-1]["response"]["error"] == {"code": "server_error", "message": "upstream broke"}
     assert len(finals) == 1  # a failed stream leaves nothing to store
+
+
+def test_stream_refusal_is_a_refusal_part() -> None:
+    finals: list[dict[str, Any]] = []
+    enc = ResponsesStreamEncoder(_parse(input="x", stream=True), "resp_r", 1, finals.append)
+    out = enc.chunk(_chunk({"role": "assistant", "refusal": "I can't "}))
+    out += enc.chunk(_chunk({"refusal": "help."}, "stop")) + enc.finish(Usage(1, 1))
+    events = _frames(out)
+    check_events(events)
+    assert [e["type"] for e in events if "refusal" in e["type"]] == [
+        "response.refusal.delta", "response.refusal.delta", "response.refusal.done"]
+    assert finals[0]["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help."}]

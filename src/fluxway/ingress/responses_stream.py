@@ -52,6 +52,7 @@ class ResponsesStreamEncoder:
         self._text_index: int | None = None  # output index of the open message
         self._text_id = ""
         self._text = ""
+        self._refusal = False  # the open message's part is a refusal, not output_text
         self._calls: dict[int, _Call] = {}  # chat tool-call index -> its open function call
         self._finish: str | None = None
         self._usage: Usage | None = None
@@ -72,16 +73,20 @@ class ResponsesStreamEncoder:
 
     # -- items ------------------------------------------------------------------------------------
 
-    def _open_text(self) -> bytes:
+    def _part(self, text: str) -> JSON:
+        return {"type": "refusal", "refusal": text} if self._refusal else text_part(text)
+
+    def _open_text(self, refusal: bool) -> bytes:
         out = self._close_calls()
         self._text_index = len(self._output)
         self._output.append(None)
         self._text_id = new_id("msg")
         self._text = ""
+        self._refusal = refusal
         item = message_item(self._text_id, [], "in_progress")
         out += self._event("response.output_item.added", {"output_index": self._text_index, "item": item})
         return out + self._event("response.content_part.added", {
-            "item_id": self._text_id, "output_index": self._text_index, "content_index": 0, "part": text_part(""),
+            "item_id": self._text_id, "output_index": self._text_index, "content_index": 0, "part": self._part(""),
         })
 
     def _close_text(self) -> bytes:
@@ -90,10 +95,12 @@ class ResponsesStreamEncoder:
             return b""
         self._text_index = None
         ids = {"item_id": self._text_id, "output_index": index, "content_index": 0}
-        part = text_part(self._text)
+        part = self._part(self._text)
         item = message_item(self._text_id, [part], "completed")
         self._output[index] = item
-        return (self._event("response.output_text.done", {**ids, "text": self._text, "logprobs": []})
+        done = (self._event("response.refusal.done", {**ids, "refusal": self._text}) if self._refusal else
+                self._event("response.output_text.done", {**ids, "text": self._text, "logprobs": []}))
+        return (done
                 + self._event("response.content_part.done", {**ids, "part": part})
                 + self._event("response.output_item.done", {"output_index": index, "item": item}))
 
@@ -150,17 +157,22 @@ class ResponsesStreamEncoder:
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 text = delta.get("content")
+                refusing = False
                 if not isinstance(text, str) or not text:
                     refusal = delta.get("refusal")
                     text = refusal if isinstance(refusal, str) else ""
+                    refusing = True
                 if text:
+                    if self._text_index is not None and self._refusal != refusing:
+                        out += self._close_text()
                     if self._text_index is None:
-                        out += self._open_text()
+                        out += self._open_text(refusing)
                     self._text += text
-                    out += self._event("response.output_text.delta", {
-                        "item_id": self._text_id, "output_index": self._text_index, "content_index": 0,
-                        "delta": text, "logprobs": [],
-                    })
+                    ids = {"item_id": self._text_id, "output_index": self._text_index, "content_index": 0}
+                    if refusing:
+                        out += self._event("response.refusal.delta", {**ids, "delta": text})
+                    else:
+                        out += self._event("response.output_text.delta", {**ids, "delta": text, "logprobs": []})
                 calls = delta.get("tool_calls")
                 if isinstance(calls, list):
                     for c in calls:
