@@ -120,3 +120,27 @@ async def test_tool_round_trip(served: tuple[str, Gateway, FakeUpstream]) -> Non
         parts = [p for c in sent["contents"] for p in c["parts"]]
         assert any(p.get("functionCall", {}).get("name") == "get_weather" for p in parts)
         assert any(p.get("functionResponse", {}).get("name") == "get_weather" for p in parts)
+
+
+async def test_anthropic_thinking_streams_as_a_reasoning_item() -> None:
+    async with FakeUpstream() as up:
+        up.route("POST", "/v1/messages",
+                 streaming(sse_events((FIXTURES / "anthropic/stream_thinking.sse").read_bytes())))
+        cfg = {
+            "auth": {"master_key": "sk-m"},
+            "providers": [{"name": "p", "type": "anthropic", "base_url": up.url, "api_keys": ["k"]}],
+            "models": [{"name": "m", "targets": [{"provider": "p", "model": "claude-sonnet-4-5"}]}],
+        }
+        async with (
+            run_gateway(cfg) as gw,
+            _client(gw).responses.stream(model="m", input="27 * 453?", reasoning={"effort": "low"},
+                                         max_output_tokens=4096) as stream,
+        ):
+            final = await stream.get_final_response()
+    assert [o.type for o in final.output] == ["reasoning", "message"]
+    assert final.output_text == "27 \u00d7 453 = 12,231."
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning" and reasoning.content is not None
+    assert reasoning.content[0].text == "27 * 453 = 12231."
+    assert up.requests[-1].json()["thinking"]["type"] == "enabled"
+    check_response(final.model_dump(mode="json", exclude_unset=True))

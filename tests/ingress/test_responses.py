@@ -185,3 +185,23 @@ def test_stream_refusal_is_a_refusal_part() -> None:
     assert [e["type"] for e in events if "refusal" in e["type"]] == [
         "response.refusal.delta", "response.refusal.delta", "response.refusal.done"]
     assert finals[0]["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help."}]
+
+
+def test_reasoning_becomes_a_reasoning_item_streamed_or_not() -> None:
+    output, _ = output_items(_completion({"content": "42", "reasoning_content": "Let me think."}))
+    assert [o["type"] for o in output] == ["reasoning", "message"]
+    assert output[0]["content"] == [{"type": "reasoning_text", "text": "Let me think."}]
+    check_response(build_response(_parse(input="x"), "resp_t", 1, output, "completed"))
+    finals: list[dict[str, Any]] = []
+    enc = ResponsesStreamEncoder(_parse(input="x", stream=True), "resp_t", 1, finals.append)
+    out = enc.chunk(_chunk({"role": "assistant", "reasoning_content": "Let me "}))
+    out += enc.chunk(_chunk({"reasoning_content": "think."}))
+    out += enc.chunk(_chunk({"content": "42"}, "stop")) + enc.finish(Usage(1, 1))
+    events = _frames(out)
+    check_events(events)
+    assert [e["type"] for e in events if "reasoning" in e["type"]] == [
+        "response.reasoning_text.delta", "response.reasoning_text.delta", "response.reasoning_text.done"]
+    assert [o["type"] for o in finals[0]["output"]] == ["reasoning", "message"]
+    assert finals[0]["output"][0]["content"][0]["text"] == "Let me think."
+    # fed back as history, reasoning is not sent upstream
+    assert items_to_messages(finals[0]["output"]) == [{"role": "assistant", "content": "42"}]

@@ -26,6 +26,22 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str, st
             "arguments": arguments}
 
 
+def reasoning_item(item_id: str, text: str, status: str) -> JSON:
+    """The model's reasoning as text (Anthropic thinking, Gemini thoughts, ``reasoning_content``)."""
+    content = [{"type": "reasoning_text", "text": text}] if text else []
+    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+
+
+def reasoning_text(obj: Any) -> str:
+    """The reasoning a chat message or delta carries (``reasoning_content`` / ``reasoning``)."""
+    if isinstance(obj, dict):
+        for name in ("reasoning_content", "reasoning"):
+            value = obj.get(name)
+            if isinstance(value, str) and value:
+                return value
+    return ""
+
+
 def usage_object(usage: Usage | None) -> JSON | None:
     if usage is None:
         return None
@@ -89,6 +105,9 @@ def output_items(resp: CanonicalResponse) -> tuple[list[JSON], Any]:
     msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     assert isinstance(msg, dict)
     out: list[JSON] = []
+    thought = reasoning_text(msg)
+    if thought:
+        out.append(reasoning_item(new_id("rs"), thought, "completed"))
     text = _text(msg.get("content"))
     refusal = msg.get("refusal")
     if text:

@@ -19,6 +19,8 @@ from fluxway.ingress.responses_object import (
     finish_status,
     function_call_item,
     message_item,
+    reasoning_item,
+    reasoning_text,
     text_part,
     usage_object,
 )
@@ -53,6 +55,9 @@ class ResponsesStreamEncoder:
         self._text_id = ""
         self._text = ""
         self._refusal = False  # the open message's part is a refusal, not output_text
+        self._reason_index: int | None = None  # output index of the open reasoning item
+        self._reason_id = ""
+        self._reason = ""
         self._calls: dict[int, _Call] = {}  # chat tool-call index -> its open function call
         self._finish: str | None = None
         self._usage: Usage | None = None
@@ -76,8 +81,34 @@ class ResponsesStreamEncoder:
     def _part(self, text: str) -> JSON:
         return {"type": "refusal", "refusal": text} if self._refusal else text_part(text)
 
+    def _reasoning(self, text: str) -> bytes:
+        out = b""
+        if self._reason_index is None:
+            out += self._close_text() + self._close_calls()
+            self._reason_index = len(self._output)
+            self._output.append(None)
+            self._reason_id = new_id("rs")
+            self._reason = ""
+            item = reasoning_item(self._reason_id, "", "in_progress")
+            out += self._event("response.output_item.added", {"output_index": self._reason_index, "item": item})
+        self._reason += text
+        return out + self._event("response.reasoning_text.delta", {
+            "item_id": self._reason_id, "output_index": self._reason_index, "content_index": 0, "delta": text,
+        })
+
+    def _close_reasoning(self) -> bytes:
+        index = self._reason_index
+        if index is None:
+            return b""
+        self._reason_index = None
+        item = reasoning_item(self._reason_id, self._reason, "completed")
+        self._output[index] = item
+        return (self._event("response.reasoning_text.done", {
+            "item_id": self._reason_id, "output_index": index, "content_index": 0, "text": self._reason})
+            + self._event("response.output_item.done", {"output_index": index, "item": item}))
+
     def _open_text(self, refusal: bool) -> bytes:
-        out = self._close_calls()
+        out = self._close_reasoning() + self._close_calls()
         self._text_index = len(self._output)
         self._output.append(None)
         self._text_id = new_id("msg")
@@ -126,7 +157,7 @@ class ResponsesStreamEncoder:
         assert isinstance(fn, dict)
         call = self._calls.get(key)
         if call is None:
-            out += self._close_text()
+            out += self._close_reasoning() + self._close_text()
             call = _Call(len(self._output), str(delta.get("id") or new_id("call")), str(fn.get("name") or ""))
             self._output.append(None)
             self._calls[key] = call
@@ -156,6 +187,9 @@ class ResponsesStreamEncoder:
                 continue
             delta = choice.get("delta")
             if isinstance(delta, dict):
+                thought = reasoning_text(delta)
+                if thought:
+                    out += self._reasoning(thought)
                 text = delta.get("content")
                 refusing = False
                 if not isinstance(text, str) or not text:
@@ -188,7 +222,7 @@ class ResponsesStreamEncoder:
 
     def finish(self, usage: Usage | None) -> bytes:
         out = b"" if self._started else self._start()
-        out += self._close_text() + self._close_calls()
+        out += self._close_reasoning() + self._close_text() + self._close_calls()
         status, incomplete = finish_status(self._finish)
         final = self._response(status, self._settled(), usage=usage_object(usage or self._usage),
                                incomplete_details=incomplete)
