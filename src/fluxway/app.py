@@ -180,12 +180,19 @@ class FluxwayApp:
 
         self._routes.update(surface_routes())
         self._model = _model_handler(openai)
+        self._responses_routes()
         self._cors: Cors | None = Cors(self._dispatch, cfg.server.cors) if cfg.server.cors.origins else None
         self._anthropic_ingress()
         # Also answer without the /v1 prefix, as several SDKs and gateways do.
         for (method, path), handler in list(self._routes.items()):
             if path.startswith("/v1/"):
                 self._routes.setdefault((method, path[3:]), handler)
+
+    def _responses_routes(self) -> None:
+        from fluxway.api.responses import create_response, stored_response
+
+        self._routes[("POST", "/v1/responses")] = create_response
+        self._stored_response: Handler = stored_response
 
     def _anthropic_ingress(self) -> None:
         try:
@@ -214,6 +221,9 @@ class FluxwayApp:
             handler = self._routes.get((scope["method"], path))
             if handler is not None:
                 await handler(rt, scope, receive, send)
+                return
+            if path.startswith(("/v1/responses/", "/responses/")):
+                await self._stored_response(rt, scope, receive, send)
                 return
             if scope["method"] == "GET" and path.startswith(("/v1/models/", "/models/")):
                 await self._model(rt, scope, receive, send)

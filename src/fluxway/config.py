@@ -337,6 +337,15 @@ class RoutingConfig(Strict):
     explore: float = Field(0.05, ge=0, le=1)
 
 
+class ResponsesConfig(Strict):
+    # Stored responses (`POST /v1/responses` with `store` true, the default) are kept this many
+    # days, then no longer served nor chained to with `previous_response_id`, and purged.
+    retention_days: float = Field(30.0, gt=0)
+    # The longest conversation (items) a follow-up may continue from with previous_response_id: past
+    # it, 400 (a chain grows by its input and output every turn, and each turn re-sends all of it).
+    max_items: int = Field(2000, ge=1)
+
+
 class Config(Strict):
     # The HTTP server: address, limits on requests and connections, shutdown.
     server: ServerConfig = ServerConfig()
@@ -356,6 +365,8 @@ class Config(Strict):
     observability: ObservabilityConfig = ObservabilityConfig()
     # Settings shared by every model's routing.
     routing: RoutingConfig = RoutingConfig()
+    # The Responses API's stored responses (`POST /v1/responses`, `previous_response_id`).
+    responses: ResponsesConfig = ResponsesConfig()
     # The upstream accounts: one entry per provider (a type, its keys, its base URL).
     providers: tuple[ProviderConfig, ...] = ()
     # The public models clients call, each routed to one or more provider targets.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fluxway.api.asgi import SSE_HEADERS, RawHeaders, Receive, Scope, Send, read_body, request_headers, respond
 from fluxway.canonical import Endpoint, StreamChunk, UpstreamError, Usage
 from fluxway.errors import GatewayError
-from fluxway.ingress.base import Ingress, StreamEncoder
+from fluxway.ingress.base import Ingress, Session, StreamEncoder
 from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit
 from fluxway.policy.pipeline import CallHooks
 from fluxway.policy.pricing import COST
@@ -86,8 +86,19 @@ def _upstream_failure(err: UpstreamError) -> GatewayError:
     )
 
 
+async def _commit(session: Session | None, request_id: str) -> None:
+    """The session's final state, stored before the answer leaves (a failure is logged, not sent)."""
+    if session is None:
+        return
+    try:
+        await session.commit()
+    except Exception:
+        log.exception("request %s: storing the response failed", request_id)
+
+
 async def handle(
-    rt: Runtime, ingress: Ingress, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
+    rt: Runtime, ingress: Ingress, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send,
+    session: Session | None = None,
 ) -> None:
     started = time.perf_counter()
     headers = request_headers(scope)
@@ -111,6 +122,8 @@ async def handle(
         finally:
             rt.admission.end_read(reading)
         req = ingress.parse(endpoint, body)
+        if session is not None:
+            await session.prepare(principal.id)
         if span is not None:
             span.request(req, request_id)
         ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
@@ -119,7 +132,7 @@ async def handle(
         calls = rt.pipeline.for_call(ctx)  # which hooks take part: resolved once, the caller known
         short = await calls.pre()
         if short is not None:
-            outcome = await _answer_short(calls, ingress, short, send)
+            outcome = await _answer_short(calls, ingress, short, send, session)
             return
         # Admission only now: the key is known and its limits and budget allowed the call, so a
         # key sending slow bodies or refused calls holds no slot another tenant needs.
@@ -128,7 +141,7 @@ async def handle(
         route = rt.executor.resolve(req.model)
         if req.stream:
             opened = await rt.executor.open_stream(req, route, principal.model_filter, span)
-            outcome = await _stream(calls, ingress, opened, receive, send)
+            outcome = await _stream(calls, ingress, opened, receive, send, session)
         else:
             done = await rt.executor.complete(req, route, principal.model_filter, span)
             payload = ingress.render(req, done.response)
@@ -149,6 +162,7 @@ async def handle(
                 response=done.response if calls.wants_response else None,
             )
             await calls.post_early(outcome)
+            await _commit(session, request_id)
             await respond(send, 200, payload, hdrs)
     except GatewayError as err:
         fields = {"request_id": request_id, "status": err.status}
@@ -226,7 +240,9 @@ def _cost_usd(rt: Runtime, ctx: CallContext | None, outcome: Outcome) -> float:
     return rt.governance.pricer.cost(outcome.target, outcome.usage)[0]
 
 
-async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit, send: Send) -> Outcome:
+async def _answer_short(
+    calls: CallHooks, ingress: Ingress, short: ShortCircuit, send: Send, session: Session | None
+) -> Outcome:
     """A pre hook's ready answer, whole or as a stream, whichever the caller asked for."""
     ctx = calls.ctx
     req = ctx.request
@@ -240,16 +256,19 @@ async def _answer_short(calls: CallHooks, ingress: Ingress, short: ShortCircuit,
                       overhead_ms=overhead_ms, response=resp if calls.wants_response else None)
     if not req.stream:
         hdrs.append((b"content-type", ingress.content_type.encode()))
+        payload = ingress.render(req, resp)
         await calls.post_early(outcome)
-        await respond(send, 200, ingress.render(req, resp), hdrs)
+        await _commit(session, ctx.request_id)
+        await respond(send, 200, payload, hdrs)
         return outcome
     enc = ingress.stream_encoder(req, ctx.request_id)
     chunks = short.chunks if short.chunks is not None else replay_chunks(resp)
     hdrs.extend(SSE_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": hdrs})
-    body = b"".join(enc.chunk(c) for c in chunks)
+    body = b"".join(enc.chunk(c) for c in chunks) + enc.finish(resp.usage)
     await calls.post_early(outcome)
-    await send({"type": "http.response.body", "body": body + enc.finish(resp.usage), "more_body": False})
+    await _commit(session, ctx.request_id)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
     return outcome
 
 
@@ -260,7 +279,9 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def _stream(calls: CallHooks, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send) -> Outcome:
+async def _stream(
+    calls: CallHooks, ingress: Ingress, opened: RoutedStream, receive: Receive, send: Send, session: Session | None
+) -> Outcome:
     ctx = calls.ctx
     enc = ingress.stream_encoder(ctx.request, ctx.request_id)
     overhead_ms = _overhead_ms(ctx, opened.trace.upstream_s)
@@ -307,7 +328,7 @@ async def _stream(calls: CallHooks, ingress: Ingress, opened: RoutedStream, rece
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await _pump(calls, enc, opened, send, outcome, before_last_frame, provisional)
+        await _pump(calls, enc, opened, send, outcome, before_last_frame, provisional, session)
     except asyncio.CancelledError:
         # Shutdown past server.drain_s: record what was delivered, tell the client, finish the cut.
         opened.close()
@@ -349,6 +370,7 @@ async def _pump(
     outcome: Outcome,
     before_last_frame: Callable[[], Awaitable[None]],
     checkpoint: Callable[[], None],
+    session: Session | None = None,
 ) -> None:
     first_chunks: Sequence[StreamChunk] = opened.first
     rest: AsyncIterator[StreamChunk] = opened.rest()
@@ -381,7 +403,9 @@ async def _pump(
         await send({"type": "http.response.body", "body": enc.error(gerr), "more_body": False})
         return
     await before_last_frame()  # settles outcome.usage: the upstream's, else Fluxway's own count
-    await send({"type": "http.response.body", "body": enc.finish(outcome.usage), "more_body": False})
+    last = enc.finish(outcome.usage)
+    await _commit(session, calls.ctx.request_id)  # stored before its final event leaves
+    await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 def _estimate_usage(ctx: CallContext, opened: RoutedStream) -> Usage:

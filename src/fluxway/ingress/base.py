@@ -46,6 +46,18 @@ class Ingress(Protocol):
         ...
 
 
+class Session(Protocol):
+    """A call with state of its own across the pipeline (the Responses API's stored responses)."""
+
+    async def prepare(self, owner: str) -> None:
+        """Once the caller's key is known, before any hook sees the request; may raise GatewayError."""
+        ...
+
+    async def commit(self) -> None:
+        """Just before the final answer (or the stream's final frames) is sent."""
+        ...
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     auth = headers.get("authorization")
     if auth:

@@ -73,7 +73,7 @@ class Principal:
 @dataclass(slots=True)
 class CallContext:
     request_id: str
-    ingress: str  # "openai" | "anthropic"
+    ingress: str  # "openai" | "anthropic" | "responses"
     headers: Mapping[str, str]  # request headers, lower-case names
     api_key: str | None
     request: CanonicalRequest

@@ -12,6 +12,7 @@ from fluxway.store.engine import create_engine, sqlite_path
 from fluxway.store.keys import KeyStore
 from fluxway.store.objects import ObjectStore
 from fluxway.store.outbox import OutboxStore
+from fluxway.store.responses import ResponseStore
 from fluxway.store.usage import UsageStore
 
 
@@ -24,12 +25,13 @@ class Store:
     sqlite_file: Path | None
     objects: ObjectStore
     outbox: OutboxStore
+    responses: ResponseStore
 
     @classmethod
     def open(cls, url: str) -> Store:
         engine = create_engine(url)
         return cls(url, engine, KeyStore(engine), UsageStore(engine), sqlite_path(url), ObjectStore(engine),
-                   OutboxStore(engine))
+                   OutboxStore(engine), ResponseStore(engine))
 
     @property
     def dialect(self) -> str:
@@ -52,4 +54,4 @@ class Store:
         await self.engine.dispose()
 
 
-__all__ = ["KeyStore", "ObjectStore", "OutboxStore", "Store", "UsageStore"]
+__all__ = ["KeyStore", "ObjectStore", "OutboxStore", "ResponseStore", "Store", "UsageStore"]

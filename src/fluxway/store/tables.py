@@ -192,3 +192,23 @@ event_deliveries = sa.Table(
     sa.Column("owner", sa.String(32), nullable=True),  # the instance holding the claim
     sa.PrimaryKeyConstraint("sink", "seq", name="pk_event_deliveries"),
 )
+
+# Stored Responses API answers (``POST /v1/responses`` with ``store`` true), one row per response,
+# readable only by the key that created it. ``context`` holds the conversation before this turn
+# (previous responses' input and output items, chained), ``input`` this turn's input items,
+# ``response`` the whole Response object as it was sent; a follow-up's history is
+# ``context + input + response.output``, one row read whatever the chain's length.
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # resp_...
+    sa.Column("key_id", sa.String(64), nullable=False),  # the owning key ("master", "anonymous")
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),  # created_at + responses.retention_days
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("previous_response_id", sa.String(64), nullable=True),
+    sa.Column("context", sa.JSON, nullable=False),
+    sa.Column("input", sa.JSON, nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Index("ix_responses_expires_at", "expires_at"),
+)
