@@ -188,7 +188,9 @@ PRESETS: dict[str, Preset] = {
                    rename=(("max_completion_tokens", "max_tokens"),), embeddings=False, completions=False),
     "nscale": Preset("https://inference.api.nscale.com/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort"),
                      embeddings=False, completions=False),
-    "scaleway": Preset("https://api.scaleway.ai/v1", drop=_f(*_OPENAI_ONLY, "logit_bias", "reasoning_effort"),
+    # Scaleway's embeddings take neither dimensions nor encoding_format (floats only).
+    "scaleway": Preset("https://api.scaleway.ai/v1",
+                       drop=_f(*_OPENAI_ONLY, "logit_bias", "reasoning_effort", "dimensions", "encoding_format"),
                        completions=False),
     "ovhcloud": Preset("https://oai.endpoints.kepler.ai.cloud.ovh.net/v1",
                        drop=_f(*_OPENAI_ONLY, "reasoning_effort"), completions=False),
