@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -224,3 +225,30 @@ async def test_v1_models_carries_catalog_facts() -> None:
             assert "x_fluxway" not in listed["unknown"]  # nothing known of it
             one = await client.models.retrieve("smart")
             assert one.model_dump()["x_fluxway"] == smart
+
+
+def test_the_documented_default_models_are_the_catalogs() -> None:
+    """docs/providers.md "Default models per provider type" names what each block's defaults are."""
+    doc = (Path(__file__).parent.parent / "docs" / "providers.md").read_text(encoding="utf-8")
+    section = doc[doc.index("### Default models per provider type"):]
+    section = section[:section.index("\n\n", section.index("| type | default models |"))]
+    documented = {}
+    for line in section.splitlines():
+        m = re.match(r"^\| `([\w-]+)` \| (.*) \|$", line)
+        if m:
+            documented[m.group(1)] = re.findall(r"`([^`]+)`", m.group(2))
+    assert set(documented) == set(PRESETS) | set(ADAPTERS)
+    for ptype, models in documented.items():
+        assert models == BLOCKS[ptype]["defaults"], ptype
+
+
+@pytest.mark.parametrize("ptype", ["cloudflare", "databricks", "litellm"])
+def test_presets_whose_url_holds_an_account_need_a_base_url(ptype: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse({"providers": [{"name": "p", "type": ptype, "api_keys": ["k"]}],
+               "models": [{"name": "m", "targets": [{"provider": "p", "model": "x"}]}]})
+    assert any("base_url" in problem for problem in err.value.problems)
+    cfg = parse({"providers": [{"name": "p", "type": ptype, "base_url": "https://example.test/v1"}
+                               | ({} if ptype == "litellm" else {"api_keys": ["k"]})],
+                 "models": [{"name": "m", "targets": [{"provider": "p", "model": "x"}]}]})
+    assert cfg.providers[0].base_url == "https://example.test/v1"
