@@ -252,3 +252,14 @@ def test_presets_whose_url_holds_an_account_need_a_base_url(ptype: str) -> None:
                                | ({} if ptype == "litellm" else {"api_keys": ["k"]})],
                  "models": [{"name": "m", "targets": [{"provider": "p", "model": "x"}]}]})
     assert cfg.providers[0].base_url == "https://example.test/v1"
+
+
+def test_media_prices_reach_the_pass_through_pricing() -> None:
+    """The catalog's per-unit prices become Price's media fields (policy/media_cost.py bills them)."""
+    table = PriceTable()
+    image = table.lookup("openai", "dall-e-3")
+    assert image.known and image.price.per_image == 0.04 and image.price.input_per_mtok == 0.0
+    assert table.lookup("openai", "whisper-1").price.per_audio_second == 0.0001
+    assert table.lookup("openai", "tts-1").price.per_mchar == 15.0
+    tokens = table.lookup("openai", "gpt-image-1").price  # billed by image tokens
+    assert tokens.input_per_mtok > 0 and tokens.output_per_mtok > 0 and tokens.per_image is None

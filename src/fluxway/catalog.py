@@ -59,6 +59,11 @@ class ModelInfo:
         """Has a per-token price (what chat, completion and embedding calls are billed by)."""
         return self.price is not None and "input" in self.price
 
+    @property
+    def media_priced(self) -> bool:
+        """Has a per-unit price (images, audio seconds, speech characters)."""
+        return self.price is not None and any(k in self.price for k in ("per_image", "per_second", "per_1m_characters"))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"provider": self.provider, "model": self.name, "kind": self.kind,
                                "price": dict(self.price) if self.price is not None else None}

@@ -49,10 +49,16 @@ def cost_usd(price: Price, usage: Usage) -> float:
 
 
 def price_of(info: ModelInfo) -> Price:
-    """The per-token price of a priced catalog entry."""
+    """A catalog entry's price: per token, and per image / second of audio / million characters of
+    speech for the pass-through endpoints (``policy/media_cost.py``)."""
     p = info.price or {}
-    cached = p.get("cached_input")
-    return Price(float(p.get("input", 0.0)), float(p.get("output", 0.0)), None if cached is None else float(cached))
+
+    def opt(key: str) -> float | None:
+        value = p.get(key)
+        return None if value is None else float(value)
+
+    return Price(float(p.get("input", 0.0)), float(p.get("output", 0.0)), opt("cached_input"),
+                 per_image=opt("per_image"), per_audio_second=opt("per_second"), per_mchar=opt("per_1m_characters"))
 
 
 class PriceTable:
@@ -80,7 +86,7 @@ class PriceTable:
     def _resolve(self, provider_type: str | None, model: str) -> PriceInfo:
         entry = self.catalog.find(provider_type, model)
         default_max = self.catalog.default_max_output_tokens
-        if entry is None or not entry.priced:
+        if entry is None or not (entry.priced or entry.media_priced):
             return PriceInfo(Price(), known=False, max_output_tokens=default_max)
         return PriceInfo(price_of(entry), known=True, max_output_tokens=entry.max_output or default_max)
 
