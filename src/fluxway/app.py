@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -133,9 +134,16 @@ def _model_handler(ingress: OpenAIIngress) -> Handler:
         except GatewayError as err:
             await respond(send, err.status, ingress.render_error(err), [JSON_CT])
             return
-        await _json(send, 200, {"id": name, "object": "model", "created": 0, "owned_by": owner})
+        await _json(send, 200, _model_object(name, owner, rt.model_facts().get(name)))
 
     return model
+
+
+def _model_object(name: str, owner: str, facts: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": owner}
+    if facts is not None:
+        out["x_fluxway"] = facts  # capabilities and limits from the model catalog
+    return out
 
 
 def _models_handler(ingress: OpenAIIngress) -> Handler:
@@ -146,11 +154,9 @@ def _models_handler(ingress: OpenAIIngress) -> Handler:
         except GatewayError as err:
             await respond(send, err.status, ingress.render_error(err), [JSON_CT])
             return
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "fluxway"}
-            for name in rt.executor.public_models
-            if principal.allows(name)
-        ]
+        facts = rt.model_facts()
+        data = [_model_object(name, "fluxway", facts.get(name)) for name in rt.executor.public_models
+                if principal.allows(name)]
         await _json(send, 200, {"object": "list", "data": data})
 
     return models

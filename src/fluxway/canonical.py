@@ -161,8 +161,11 @@ class Usage:
             return None
         details = usage.get("prompt_tokens_details") or {}
         cdetails = usage.get("completion_tokens_details") or {}
+        prompt = usage.get("prompt_tokens")
+        if prompt is None and not usage.get("completion_tokens"):
+            prompt = usage.get("total_tokens")  # embeddings-only APIs (Voyage) report total_tokens alone
         return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            prompt_tokens=int(prompt or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0),
             reasoning_tokens=int(cdetails.get("reasoning_tokens") or 0),

@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_keys(sub)  # keys create/list/revoke, db upgrade
 
+    from fluxway.models_cli import register as register_models
+
+    register_models(sub)  # models [--search TEXT] [--provider TYPE] [--json]
+
     bench = sub.add_parser("bench", help="the load test against a mock upstream (see bench/README.md)", add_help=False)
     bench.set_defaults(func=None)
     return parser

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fluxway.adapters.settings import TAGS, ProviderConfig
 from fluxway.canonical import Price, Strategy, Target
+from fluxway.catalog import CAPABILITIES
 from fluxway.config_base import Strict, TimeoutConfig
 from fluxway.events.alerts.settings import AlertingConfig, AlertRule, alert_problems
 from fluxway.events.settings import SinkConfig, sink_problems
@@ -252,8 +253,20 @@ class TargetConfig(Strict):
     model: str = Field(min_length=1)
     # Share of the weighted strategy's picks; 0 = a standby used only after the others.
     weight: float = Field(1.0, ge=0)
-    # This target's price (default: the shipped price table's, fluxway/data/prices.json).
+    # This target's price (default: the model catalog's, fluxway/data/models.json; exact names only).
     price: PriceConfig | None = None
+    # What this target can do, replacing the catalog's flags (tools, vision, json_schema, reasoning,
+    # audio, embeddings, prompt_caching, pdf, web_search, image_generation, rerank); shown in
+    # /v1/models' `x_fluxway`.
+    capabilities: tuple[str, ...] | None = None
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(v or ()) - set(CAPABILITIES))
+        if unknown:
+            raise ValueError(f"unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
+        return v
 
     def to_target(self) -> Target:
         return Target(self.provider, self.model, self.weight, self.price.to_price() if self.price else None)

@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fluxway import tokens
 from fluxway.adapters.base import Adapter
@@ -55,6 +55,8 @@ class Runtime:
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    # What /v1/models says of each served model (x_fluxway), built from the catalog at the first listing.
+    _model_facts: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         server = self.cfg.server
@@ -63,6 +65,14 @@ class Runtime:
     @property
     def in_flight(self) -> int:
         return self.admission.in_flight
+
+    def model_facts(self) -> dict[str, dict[str, Any]]:
+        """Public model -> its catalog facts (capabilities, limits, priced), computed once."""
+        if self._model_facts is None:
+            from fluxway.api.model_facts import model_facts
+
+            self._model_facts = model_facts(self.cfg, self.governance.pricer.table.catalog)
+        return self._model_facts
 
     def next_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"

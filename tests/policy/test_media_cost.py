@@ -35,8 +35,11 @@ def test_tokens_when_the_answer_has_them_and_unknown_otherwise() -> None:
     tokens = media_cost(PRICER, Endpoint.IMAGES, _t("gpt-4o-mini"), {},
                         {"data": [{}], "usage": {"input_tokens": 1_000_000, "output_tokens": 0}})
     assert tokens.known and tokens.usd > 0 and tokens.usage is not None and tokens.usage.prompt_tokens == 1_000_000
-    unknown = media_cost(PRICER, Endpoint.IMAGES, _t("dall-e-3"), {}, {"data": [{}]})
+    unknown = media_cost(PRICER, Endpoint.IMAGES, _t("my-image-model"), {}, {"data": [{}]})
     assert (unknown.usd, unknown.known) == (0.0, False)
+    # Without a price in the config, the model catalog's per-image price applies (dall-e-3: $0.04).
+    catalog = media_cost(PRICER, Endpoint.IMAGES, _t("dall-e-3"), {}, {"data": [{}, {}]})
+    assert catalog.known and catalog.usd == pytest.approx(0.08)
     assert answer_usage(Endpoint.RERANK, {"meta": {"billed_units": {"search_units": 2}}}).prompt_tokens == 2  # type: ignore[union-attr]
     assert answer_usage(Endpoint.RERANK, {"usage": {"total_tokens": 7}}).prompt_tokens == 7  # type: ignore[union-attr]
     assert answer_usage(Endpoint.TRANSCRIPTIONS, {"usage": {"type": "duration", "seconds": 3}}) is None

@@ -62,7 +62,8 @@ def _config(up: FakeUpstream, tmp_path: Path, **extra: Any) -> dict[str, Any]:
             {"name": "custom", "targets": [{"provider": "up", "model": "ft:gpt-4o:acme::x1"}]},
             {"name": "custom-priced", "targets": [{"provider": "up", "model": "ft:gpt-4o:acme::x2",
                                                    "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}]},
-            {"name": "pro", "targets": [{"provider": "up", "model": "o1-pro"}]},
+            # An unlisted snapshot of a priced model: unpriced (never a prefix guess).
+            {"name": "pro", "targets": [{"provider": "up", "model": "gpt-4o-2031-01-01"}]},
         ],
     }
     cfg.update(extra)

@@ -112,18 +112,30 @@ def test_pricer_overrides_and_worst_case() -> None:
     assert pricer.cost(Target("oai", "unknown-model"), Usage(prompt_tokens=10)) == (0.0, False)
 
 
-def test_only_snapshots_resolve_to_a_listed_model() -> None:
+def test_only_listed_names_and_aliases_are_priced() -> None:
+    """Exact matches only: a dated name is priced when the catalog lists it (as a model or an alias
+    of one), never because it starts with a listed name."""
     table = PriceTable()
-    for snapshot, listed in [
-        ("o1-2024-12-17", "o1"),
-        ("mistral-large-latest", "mistral-large"),
-        ("gemini-1.5-flash-001", "gemini-1.5-flash"),
-        ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
-        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    for alias, listed in [
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
     ]:
-        info = table.lookup(None, snapshot)
-        assert info.known and info == table.lookup(None, listed), snapshot
-    # A different model is never priced as its shorter-named sibling or base model.
-    for other in ["o1-pro", "o3-pro-max", "gpt-4o-audio-preview", "ft:gpt-4o:acme::x1", "gpt-4o-mini-tts",
-                  "claude-sonnet-4-5-custom"]:
+        info = table.lookup("openai", alias)
+        assert info.known and info == table.lookup("openai", listed), alias
+    # A dated snapshot with its own price is its own entry, not its base model's.
+    assert table.lookup("openai", "gpt-4o-2024-05-13").price.input_per_mtok == 5.0
+    # Unlisted snapshots, siblings and fine-tunes are unpriced, whatever they start with.
+    for other in ["gpt-4o-2031-01-01", "claude-sonnet-4-5-20991231", "o1-pro-max", "o3-pro-max",
+                  "ft:gpt-4o:acme::x1", "gpt-4o-custom", "claude-sonnet-4-5-custom", "gpt-4o-mini-9999"]:
         assert not table.lookup("openai", other).known, other
+
+
+def test_provider_scoped_entries_need_their_provider_type() -> None:
+    table = PriceTable()
+    # A hosted open model is priced by the host that lists it, not by a name seen elsewhere.
+    assert table.lookup("groq", "llama-3.3-70b-versatile").known
+    assert not table.lookup("together", "llama-3.3-70b-versatile").known
+    assert not table.lookup(None, "llama-3.3-70b-versatile").known
+    # Bedrock's cross-region profile is billed as the model id it names.
+    us = table.lookup("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    assert us.known and us == table.lookup("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0")

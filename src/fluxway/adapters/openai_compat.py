@@ -46,7 +46,7 @@ class OpenAICompatAdapter:
         if endpoint is Endpoint.COMPLETIONS:
             return self.preset.completions
         if endpoint is Endpoint.CHAT:
-            return True
+            return self.preset.chat
         return endpoint in self.preset.surface
 
     def surface_url(self, endpoint: Endpoint, target: Target, suffix: str) -> str:

@@ -16,6 +16,12 @@ trailing assistant message the server continues as is), or ``none``.
 paths (``/images/generations``, ``/audio/speech``, ``/audio/transcriptions``, ``/rerank``,
 ``/files``, ``/batches``: see ``api/surface.py`` and docs/surface.md); a call to one it lacks is
 answered 400 naming the provider.
+
+Every row below the local servers was checked against the vendor's published API reference; the
+source of each is in docs/providers.md ("More hosted presets (issue 12)"). A preset whose base URL
+holds an account or workspace (Cloudflare, Databricks) or that is your own server (LiteLLM) has
+``base_url=None``: the provider entry must set it. The default models of each preset, all priced,
+are in the model catalog (``fluxway/data/models.json``, each provider block's ``defaults``).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class Preset:
     # Where continuation calls go when the provider's base_url is the preset's (DeepSeek's beta API).
     continuation_base_url: str | None = None
     surface: frozenset[Endpoint] = frozenset()
+    # Chat completions served (False for embeddings-only APIs: Voyage, Jina).
+    chat: bool = True
 
 
 def _f(*names: str) -> frozenset[str]:
@@ -51,6 +59,11 @@ def _f(*names: str) -> frozenset[str]:
 # Fields an Anthropic-shaped request carries that OpenAI's API rejects (vLLM and llama.cpp take top_k).
 _ANTHROPIC_ONLY = frozenset({"thinking"})
 _OPENAI_STRICT = frozenset({"thinking", "top_k"})
+# OpenAI-only fields most hosted open-model vendors (vLLM/SGLang behind a router) do not take.
+_OPENAI_ONLY = ("store", "metadata", "service_tier", "modalities", "audio", "prediction", "web_search_options",
+                "verbosity")
+# What the OpenAI embeddings body carries that an embeddings-only vendor rejects.
+_EMBED_ONLY = frozenset({"thinking", "user"})
 
 _E = Endpoint
 # OpenAI's own pass-through endpoints (it has no rerank); an unknown compatible server may have any.
@@ -120,4 +133,74 @@ PRESETS: dict[str, Preset] = {
                        drop=_f("store", "metadata", "service_tier")),
     "llamacpp": Preset("http://localhost:8080/v1", key_required=False, drop=_f("store", "metadata"),
                        continuation="completion", surface=frozenset({_E.RERANK})),
+    # -- hosted OpenAI-compatible vendors (issue 12); sources: docs/providers.md ---------------------
+    "nvidia": Preset("https://integrate.api.nvidia.com/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort")),
+    "huggingface": Preset("https://router.huggingface.co/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort"),
+                          embeddings=False, completions=False),
+    # base_url required: https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1
+    "cloudflare": Preset(None, drop=_f(*_OPENAI_ONLY, "logit_bias", "logprobs", "top_logprobs", "n", "user",
+                                       "reasoning_effort"), completions=False),
+    # base_url required: https://{workspace}.cloud.databricks.com/serving-endpoints
+    "databricks": Preset(None, drop=_f(*_OPENAI_ONLY, "logit_bias", "user", "reasoning_effort")),
+    "sambanova": Preset("https://api.sambanova.ai/v1",
+                        drop=_f(*_OPENAI_ONLY, "logit_bias", "logprobs", "top_logprobs", "n", "presence_penalty",
+                                "frequency_penalty", "seed", "user", "reasoning_effort"),
+                        rename=(("max_completion_tokens", "max_tokens"),), completions=False),
+    "nebius": Preset("https://api.tokenfactory.nebius.com/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort")),
+    "novita": Preset("https://api.novita.ai/openai/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort"),
+                     rename=(("max_completion_tokens", "max_tokens"),)),
+    "hyperbolic": Preset("https://api.hyperbolic.xyz/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort", "user"),
+                         rename=(("max_completion_tokens", "max_tokens"),), embeddings=False),
+    "baseten": Preset("https://inference.baseten.co/v1", drop=_f(*_OPENAI_ONLY), embeddings=False,
+                      completions=False),
+    "deepinfra": Preset("https://api.deepinfra.com/v1/openai", drop=_f(*_OPENAI_ONLY)),
+    "moonshot": Preset("https://api.moonshot.ai/v1",
+                       drop=_f(*_OPENAI_ONLY, "top_k", "logit_bias", "logprobs", "top_logprobs", "user",
+                               "reasoning_effort", "parallel_tool_calls"),
+                       rename=(("max_completion_tokens", "max_tokens"),), embeddings=False, completions=False),
+    "qwen": Preset("https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+                   drop=_f(*_OPENAI_ONLY, "logit_bias", "user", "reasoning_effort"),
+                   rename=(("max_completion_tokens", "max_tokens"),), completions=False),
+    # Zhipu BigModel (mainland China) and Z.ai (international) share one API: no penalties, no
+    # stream_options (the last chunk carries usage unasked), max_tokens only.
+    "zhipu": Preset("https://open.bigmodel.cn/api/paas/v4",
+                    drop=_f(*_OPENAI_ONLY, "top_k", "frequency_penalty", "presence_penalty", "logit_bias",
+                            "logprobs", "top_logprobs", "n", "seed", "stream_options", "parallel_tool_calls",
+                            "reasoning_effort"),
+                    rename=(("max_completion_tokens", "max_tokens"),), stream_usage=False, completions=False),
+    "zai": Preset("https://api.z.ai/api/paas/v4",
+                  drop=_f(*_OPENAI_ONLY, "top_k", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs",
+                          "top_logprobs", "n", "seed", "stream_options", "parallel_tool_calls", "reasoning_effort"),
+                  rename=(("max_completion_tokens", "max_tokens"),), stream_usage=False, completions=False),
+    # MiniMax: max_completion_tokens (max_tokens is deprecated there); no penalties, seed,
+    # tool_choice, parallel_tool_calls or response_format.
+    "minimax": Preset("https://api.minimax.io/v1",
+                      drop=_f(*_OPENAI_ONLY, "top_k", "frequency_penalty", "presence_penalty", "logit_bias",
+                              "logprobs", "top_logprobs", "seed", "tool_choice", "parallel_tool_calls",
+                              "response_format", "reasoning_effort", "user"),
+                      embeddings=False, completions=False),
+    "upstage": Preset("https://api.upstage.ai/v1",
+                      drop=_f(*_OPENAI_ONLY, "top_k", "logit_bias", "logprobs", "top_logprobs", "user"),
+                      rename=(("max_completion_tokens", "max_tokens"),), completions=False),
+    "ai21": Preset("https://api.ai21.com/studio/v1",
+                   drop=_f(*_OPENAI_ONLY, "top_k", "logit_bias", "logprobs", "top_logprobs", "frequency_penalty",
+                           "presence_penalty", "seed", "user", "parallel_tool_calls", "reasoning_effort"),
+                   rename=(("max_completion_tokens", "max_tokens"),), embeddings=False, completions=False),
+    "nscale": Preset("https://inference.api.nscale.com/v1", drop=_f(*_OPENAI_ONLY, "reasoning_effort"),
+                     embeddings=False, completions=False),
+    # Scaleway's embeddings take neither dimensions nor encoding_format (floats only).
+    "scaleway": Preset("https://api.scaleway.ai/v1",
+                       drop=_f(*_OPENAI_ONLY, "logit_bias", "reasoning_effort", "dimensions", "encoding_format"),
+                       completions=False),
+    "ovhcloud": Preset("https://oai.endpoints.kepler.ai.cloud.ovh.net/v1",
+                       drop=_f(*_OPENAI_ONLY, "reasoning_effort"), completions=False),
+    "github": Preset("https://models.github.ai/inference", drop=_f(*_OPENAI_ONLY, "top_k"), embeddings=False,
+                     completions=False),
+    # A LiteLLM proxy as an upstream: base_url required, a key optional (its virtual keys).
+    "litellm": Preset(None, key_required=False, drop=_f()),
+    # Embeddings-only APIs with OpenAI's request and response shapes.
+    "voyage": Preset("https://api.voyageai.com/v1", drop=_EMBED_ONLY, rename=(("dimensions", "output_dimension"),),
+                     stream_usage=False, completions=False, chat=False, surface=frozenset({_E.RERANK})),
+    "jina": Preset("https://api.jina.ai/v1", drop=_EMBED_ONLY, stream_usage=False, completions=False, chat=False,
+                   surface=frozenset({_E.RERANK})),
 }

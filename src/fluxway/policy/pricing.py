@@ -1,35 +1,27 @@
-"""Prices: the shipped table (``fluxway/data/prices.json``, loaded lazily) plus config overrides.
+"""Prices: the shipped model catalog (``fluxway/data/models.json``, :mod:`fluxway.catalog`, loaded
+lazily) plus config overrides.
 
-A price is looked up by ``"<provider type>/<model>"``, then by the model alone; a snapshot of a listed
-model (``gpt-4o-2024-08-06``, ``claude-sonnet-4-5-20250929``, ``mistral-large-latest``,
-``...-v1:0``) resolves to it. Nothing else matches by prefix: ``o1-pro`` is not ``o1``, and a
-fine-tune name is not its base model. An unknown model costs 0 and is flagged (``PriceInfo.known``
-is false); budgeted keys refuse such models unless ``budgets.allow_unpriced`` is set.
+A price is an EXACT match: ``"<provider type>/<model>"`` in that type's block, then the model name
+or one of its listed aliases in a first-party block (``gpt-4o-2024-08-06`` is priced because the
+catalog lists it as an alias of ``gpt-4o``). Nothing matches by prefix: an unlisted snapshot, ``o1-pro``
+(not ``o1``) and a fine-tune (not its base model) are unpriced. An unpriced model costs 0 and is
+flagged (``PriceInfo.known`` is false); budgeted keys refuse such models unless
+``budgets.allow_unpriced`` is set.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from fluxway.canonical import Price, Target, Usage
+from fluxway.catalog import DEFAULT_MAX_OUTPUT_TOKENS, Catalog, ModelInfo
 from fluxway.config import Config
 from fluxway.policy.hooks import CallContext, Outcome, Slot
 from fluxway.routing.plan import plan_fallback_chain
 from fluxway.tokens import estimate_prompt_tokens
 
-DEFAULT_MAX_OUTPUT_TOKENS = 4096
-# What may follow a listed name and still be the same model: release dates, "-latest", "-001",
-# Bedrock's "-v1:0". Anything else ("-pro", "-mini", ":ft-...") is a different model.
-_SNAPSHOT = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest))*(?:-v\d+(?:[.:]\d+)*)?(?::\d+)?")
-# Bedrock-style ids: "us.anthropic.claude-sonnet-4-5-20250929-v1:0" -> "claude-sonnet-4-5-20250929-v1:0".
-_VENDOR_DOT = re.compile(
-    r"^(?:(?:us|eu|apac|global|us-gov|jp|au)\.)?(?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|openai)\."
-)
 _CACHE_LIMIT = 4096
 
 
@@ -56,36 +48,29 @@ def cost_usd(price: Price, usage: Usage) -> float:
     return total / 1_000_000
 
 
+def price_of(info: ModelInfo) -> Price:
+    """A catalog entry's price: per token, and per image / second of audio / million characters of
+    speech for the pass-through endpoints (``policy/media_cost.py``)."""
+    p = info.price or {}
+
+    def opt(key: str) -> float | None:
+        value = p.get(key)
+        return None if value is None else float(value)
+
+    return Price(float(p.get("input", 0.0)), float(p.get("output", 0.0)), opt("cached_input"),
+                 per_image=opt("per_image"), per_audio_second=opt("per_second"), per_mchar=opt("per_1m_characters"))
+
+
 class PriceTable:
-    """The price table; the shipped JSON is read on first lookup, not at import."""
+    """Prices from the catalog (the shipped one by default). ``data`` may also be a flat table
+    ``{"models": {"<type>/<model>" or "<model>": {"input", "output", "cached_input",
+    "max_output_tokens"}}}``, looked up exactly the same way."""
 
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self._data = data
-        self._index: dict[str, PriceInfo] | None = None
-        self._default_max = DEFAULT_MAX_OUTPUT_TOKENS
+    def __init__(self, data: Mapping[str, Any] | None = None, catalog: Catalog | None = None) -> None:
+        if catalog is None:
+            catalog = Catalog(_as_catalog(data) if data is not None else None)
+        self.catalog = catalog
         self._cache: dict[tuple[str | None, str], PriceInfo] = {}
-
-    def _load(self) -> dict[str, PriceInfo]:
-        if self._index is not None:
-            return self._index
-        data = self._data
-        if data is None:
-            text = resources.files("fluxway").joinpath("data/prices.json").read_text(encoding="utf-8")
-            data = json.loads(text)
-        self._default_max = int(data.get("default_max_output_tokens") or DEFAULT_MAX_OUTPUT_TOKENS)
-        index: dict[str, PriceInfo] = {}
-        for name, row in (data.get("models") or {}).items():
-            cached = row.get("cached_input")
-            price = Price(
-                float(row.get("input", 0.0)), float(row.get("output", 0.0)), None if cached is None else float(cached)
-            )
-            index[str(name).lower()] = PriceInfo(
-                price,
-                known=True,
-                max_output_tokens=int(row.get("max_output_tokens") or self._default_max),
-            )
-        self._index = index
-        return index
 
     def lookup(self, provider_type: str | None, model: str) -> PriceInfo:
         key = (provider_type, model)
@@ -99,29 +84,27 @@ class PriceTable:
         return info
 
     def _resolve(self, provider_type: str | None, model: str) -> PriceInfo:
-        index = self._load()
-        m = model.lower()
-        names: list[str] = []
-        if provider_type:
-            names.append(f"{provider_type.lower()}/{m}")
-        names.append(m)
-        stripped = _VENDOR_DOT.sub("", m.rsplit("/", 1)[-1])
-        if stripped not in names:
-            names.append(stripped)
-        for name in names:
-            exact = index.get(name)
-            if exact is not None:
-                return exact
-        for name in names:
-            best: str | None = None
-            for k in index:
-                if len(k) < len(name) and name.startswith(k) and _SNAPSHOT.fullmatch(name, len(k)) and (
-                    best is None or len(k) > len(best)
-                ):
-                    best = k
-            if best is not None:
-                return index[best]
-        return PriceInfo(Price(), known=False, max_output_tokens=self._default_max)
+        entry = self.catalog.find(provider_type, model)
+        default_max = self.catalog.default_max_output_tokens
+        if entry is None or not (entry.priced or entry.media_priced):
+            return PriceInfo(Price(), known=False, max_output_tokens=default_max)
+        return PriceInfo(price_of(entry), known=True, max_output_tokens=entry.max_output or default_max)
+
+
+def _as_catalog(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A flat ``{"models": ...}`` table as a catalog: ``<type>/<model>`` keys in their type's block,
+    bare names in a first-party (scope any) block."""
+    if "providers" in data:
+        return data
+    blocks: dict[str, dict[str, Any]] = {"": {"scope": "any", "models": {}}}
+    for key, row in (data.get("models") or {}).items():
+        ptype, sep, name = str(key).partition("/")
+        if not sep:
+            ptype, name = "", str(key)
+        block = blocks.setdefault(ptype, {"scope": "provider", "models": {}})
+        price = {k: row[k] for k in ("input", "output", "cached_input") if row.get(k) is not None}
+        block["models"][name] = {"kind": "chat", "price": price or None, "max_output": row.get("max_output_tokens")}
+    return {"default_max_output_tokens": data.get("default_max_output_tokens"), "providers": blocks}
 
 
 class Pricer:
