@@ -147,6 +147,17 @@ def fluxway_config(
     return cfg
 
 
+def merge_config(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in: nested objects merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def litellm_config(upstreams: dict[str, str], *, retries: int = 2, timeout_s: float | None = None) -> dict[str, Any]:
     """The LiteLLM proxy config equivalent to :func:`fluxway_config` (same models, same upstreams)."""
     model_list = []

@@ -76,6 +76,8 @@ def report_header(title: str, settings: Settings, info: dict[str, Any], vers: di
     ]
     if settings.governance:
         lines.append("- Fluxway with governance on (master key + virtual key).")
+    if settings.config_extra:
+        lines.append(f"- Fluxway's config merged with `{json.dumps(settings.config_extra)}`.")
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ class Settings:
     slow_ms: float
     upstream_delay_ms: float
     model_extra: dict[str, Any]
+    config_extra: dict[str, Any]
     hedge_after_ms: float | None
     high_rate: float
     wait_quiet: float
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="failover/json: JSON merged into Fluxway's `bench` model config, e.g. a hedging setting",
     )
     ap.add_argument(
+        "--config-extra",
+        default="{}",
+        help="JSON merged into Fluxway's whole config (nested objects merged), e.g. "
+        '\'{"observability": {"logs": {"bodies": "off"}}}\'',
+    )
+    ap.add_argument(
         "--hedge-after-ms",
         type=float,
         default=100.0,
@@ -178,6 +185,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit("fluxway bench: --model-extra must be a JSON object") from None
     if not isinstance(model_extra, dict):
         raise SystemExit("fluxway bench: --model-extra must be a JSON object")
+    try:
+        config_extra = json.loads(args.config_extra)
+    except ValueError:
+        raise SystemExit("fluxway bench: --config-extra must be a JSON object") from None
+    if not isinstance(config_extra, dict):
+        raise SystemExit("fluxway bench: --config-extra must be a JSON object")
     cases = tuple(dict.fromkeys(c.strip() for c in args.cases.split(",") if c.strip()))
     for c in cases:
         if c not in FAILOVER_CASES:
@@ -201,6 +214,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         slow_ms=args.slow_ms,
         upstream_delay_ms=args.upstream_delay_ms,
         model_extra=model_extra,
+        config_extra=config_extra,
         hedge_after_ms=None if args.hedge_after_ms < 0 else args.hedge_after_ms,
         high_rate=max(0.0, args.high_rate),
         wait_quiet=0.0 if smoke else max(0.0, args.wait_quiet),

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from fluxway_bench.configs import fluxway_config, litellm_config, nginx_conf
+from fluxway_bench.configs import fluxway_config, litellm_config, merge_config, nginx_conf
 from fluxway_bench.fixtures import BENCH_MODEL, MASTER_KEY, STREAM_MODEL
 from fluxway_bench.harness import LOAD_CORE, SERVER_CORE, Endpoint, Harness, first_line
 from fluxway_bench.processes import Service, ensure_tool, free_port, http_request, wait_ready
@@ -137,6 +137,7 @@ def _start_target(
             model_extra=h.s.model_extra if model_extra is None else model_extra,
             first_token_s=timeout_s,
         )
+        cfg = merge_config(cfg, h.s.config_extra)
         path = h.work / "fluxway.yaml"
         path.write_text(json.dumps(cfg, indent=2))
         cmd = [sys.executable, "-m", "fluxway", "serve", "--config", str(path), "--port", str(port), "--workers", "1"]

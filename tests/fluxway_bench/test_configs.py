@@ -82,6 +82,17 @@ def test_fluxway_failover_config_with_governance_and_extra(tmp_path: Path) -> No
     assert cfg.model(fixtures.STREAM_MODEL) is None
 
 
+def test_config_extra_merges_nested_sections_into_a_valid_config(tmp_path: Path) -> None:
+    ups = {"mock": "http://127.0.0.1:1/v1"}
+    base = configs.fluxway_config(ups, 8401, f"sqlite:///{tmp_path}/x.db")
+    extra = {"observability": {"logs": {"bodies": "off"}, "otlp": {"endpoint": "http://127.0.0.1:4318"}},
+             "server": {"workers": 2}}
+    cfg = parse(configs.merge_config(base, extra), env={})
+    assert cfg.observability.logs.bodies == "off" and cfg.observability.otlp.endpoint == "http://127.0.0.1:4318"
+    assert cfg.server.workers == 2 and cfg.server.port == 8401  # merged, not replaced
+    assert base["server"]["workers"] == 1  # the base is left as it was
+
+
 def test_failover_timeouts_reach_both_gateways() -> None:
     ups = {"mock-a": "http://127.0.0.1:1/v1", "mock-b": "http://127.0.0.1:2/v1"}
     cfg = parse(configs.fluxway_config(ups, 8401, "sqlite:///x.db", first_token_s=2.0), env={})

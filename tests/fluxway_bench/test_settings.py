@@ -31,7 +31,8 @@ def test_default_settings() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["nope"], ["--targets", "direct,envoy"], ["--model-extra", "[1]"], ["--model-extra", "{bad"], ["--cases", "melt"]],
+    [["nope"], ["--targets", "direct,envoy"], ["--model-extra", "[1]"], ["--model-extra", "{bad"], ["--cases", "melt"],
+     ["--config-extra", "[]"], ["--config-extra", "{bad"]],
 )
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
