@@ -398,8 +398,9 @@ def _provider_config(type_: str, base_url: str | None) -> Any:
         entry["base_url"] = base_url
     annotation = Config.model_fields["providers"].rebuild_annotation()
     cfg = TypeAdapter(annotation).validate_python([entry])[0]
-    if "region" in type(cfg).model_fields and cfg.region is None:  # a regional endpoint: show the template
-        cfg = cfg.model_copy(update={"region": "{region}"})
+    for name in ("region", "project", "location"):  # a regional / per-project endpoint: show the template
+        if name in type(cfg).model_fields and getattr(cfg, name) is None:
+            cfg = cfg.model_copy(update={name: "{" + name + "}"})
     return cfg
 
 

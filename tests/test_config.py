@@ -155,7 +155,11 @@ def test_each_provider_type_takes_only_its_own_settings() -> None:
     bedrock = base(providers=[{"name": "openai", "type": "bedrock"}])
     found = problems(bedrock, {})
     assert "providers[0].region: bedrock needs a region (or AWS_REGION)" in found
-    assert any(p.startswith("providers[0].aws_access_key_id: bedrock needs") for p in found)
+    # no keys at all: the AWS credential chain finds them at run time; half a pair is refused
+    assert not any(p.startswith("providers[0].aws_access_key_id") for p in found)
+    half = base(providers=[{"name": "openai", "type": "bedrock", "region": "us-east-1", "aws_access_key_id": "A"}])
+    assert problems(half, {}) == [
+        "providers[0].aws_access_key_id: bedrock needs both aws_access_key_id and aws_secret_access_key"]
     azure = base(providers=[{"name": "openai", "type": "azure", "api_keys": ["k"]}])
     assert problems(azure) == ["providers[0].base_url: azure needs the resource's base_url"]
     compat = base(providers=[{"name": "openai", "type": "openai-compatible"}])

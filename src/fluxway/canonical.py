@@ -232,7 +232,14 @@ class HttpCall:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """The secret an adapter signs a call with (one of a provider's rotated keys)."""
+    """The secret an adapter signs a call with (one of a provider's rotated keys), or what a
+    credential flow (:mod:`fluxway.credentials`) obtained: ``extra`` holds ``bearer_token`` (an
+    OAuth2 access token) or ``aws_access_key_id`` / ``aws_secret_access_key`` / ``aws_session_token``."""
 
     api_key: str | None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def bearer_token(self) -> str | None:
+        """An OAuth2 access token to send as ``Authorization: Bearer``, if a flow obtained one."""
+        return self.extra.get("bearer_token")

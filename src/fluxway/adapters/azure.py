@@ -6,6 +6,9 @@ Two routes:
   where the target's model is the deployment name and V is ``api_version`` (default below);
 * v1 (``api_version: v1``): ``{base}/openai/v1/chat/completions`` with ``model`` in the body.
 
+Auth: the ``api-key`` header, or ``Authorization: Bearer`` with a Microsoft Entra ID token
+(``entra_id``: :mod:`fluxway.credentials.azure_client_secret` / ``azure_managed_identity``).
+
 Content-filter refusals (``code: content_filter``, ``innererror.code:
 ResponsibleAIPolicyViolation``) are classified as :attr:`ErrorKind.CONTENT_FILTER`; a
 ``finish_reason: content_filter`` in an answer is passed through as it is.
@@ -80,6 +83,8 @@ class AzureAdapter(OpenAICompatAdapter):
         return f"{self.base_url}/openai{path}{version}"
 
     def auth_headers(self, creds: Credentials) -> dict[str, str]:
+        if creds.bearer_token:  # an Entra ID token (entra_id)
+            return {"authorization": "Bearer " + creds.bearer_token}
         return {"api-key": creds.api_key} if creds.api_key else {}
 
     def transform_body(self, req: CanonicalRequest, target: Target) -> dict[str, Any]:

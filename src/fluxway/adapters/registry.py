@@ -19,6 +19,7 @@ ADAPTERS: dict[str, str] = {
     "bedrock": "fluxway.adapters.bedrock:BedrockAdapter",
     "azure": "fluxway.adapters.azure:AzureAdapter",
     "cohere": "fluxway.adapters.cohere:CohereAdapter",
+    "vertex": "fluxway.adapters.vertex:VertexAdapter",
 }
 _COMPAT = "fluxway.adapters.openai_compat:OpenAICompatAdapter"
 

@@ -13,6 +13,8 @@ settings from here, and the config imports no adapter.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -96,6 +98,11 @@ class ProviderSettings(Strict):
         """How a target of this provider continues a partial assistant answer."""
         return self.continuation if self.continuation is not None else self.default_continuation
 
+    def credential_flow(self) -> str | None:
+        """``module:factory`` of the :mod:`fluxway.credentials` flow that gets this provider's
+        credentials at run time (tokens, temporary keys); None when its keys are static."""
+        return None
+
 
 class OpenAICompatSettings(ProviderSettings):
     """`type:` one of the OpenAI-compatible presets (openai, mistral, groq, ollama, vllm, ...; the
@@ -147,8 +154,31 @@ class GeminiSettings(ProviderSettings):
     api_version: str | None = None
 
 
+class EntraIdConfig(Strict):
+    """Microsoft Entra ID tokens for Azure OpenAI instead of an `api-key`: a service principal's client
+    credentials (tenant_id, client_id, client_secret) or the host's managed identity
+    (`managed_identity: true`; client_id then picks a user-assigned identity). Sent as `Authorization: Bearer`."""
+
+    # The directory (tenant) of the service principal.
+    tenant_id: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]+$")
+    # The application (client) id; with managed_identity, a user-assigned identity's client id.
+    client_id: str | None = None
+    # The service principal's client secret.
+    client_secret: str | None = None
+    # Use the managed identity of the VM, container or App Service the gateway runs on.
+    managed_identity: bool = False
+    # The Entra ID authority (another cloud's, or a test server).
+    authority_host: str = "https://login.microsoftonline.com"
+    # The managed-identity token endpoint on Azure IMDS (default: IDENTITY_ENDPOINT on App Service).
+    identity_endpoint: str = "http://169.254.169.254/metadata/identity/oauth2/token"
+    # What the token is for (`scope` for client credentials; without `/.default` it is the managed
+    # identity's `resource`).
+    scope: str = "https://cognitiveservices.azure.com/.default"
+
+
 class AzureSettings(ProviderSettings):
-    """Azure OpenAI (`type: azure`): deployments of a resource, by api-version or the v1 API."""
+    """Azure OpenAI (`type: azure`): deployments of a resource, by api-version or the v1 API; an
+    `api-key` or Entra ID tokens (`entra_id`)."""
 
     # The native azure adapter.
     type: Literal["azure"]
@@ -156,12 +186,56 @@ class AzureSettings(ProviderSettings):
     base_url: str | None = None
     # The `api-version` query parameter, or `v1` for the v1 API (default: the adapter's).
     api_version: str | None = None
+    # Entra ID authentication instead of api_keys.
+    entra_id: EntraIdConfig | None = None
+    # Set by the config loader from App Service's IDENTITY_ENDPOINT / IDENTITY_HEADER.
+    _app_service: tuple[str, str] | None = PrivateAttr(default=None)
+
+    def needs_key(self) -> bool:
+        return self.entra_id is None
+
+    @property
+    def app_service_identity(self) -> tuple[str, str] | None:
+        """(IDENTITY_ENDPOINT, IDENTITY_HEADER) when running on App Service / Functions."""
+        return self._app_service
 
     def problems(self) -> list[str]:
         out = super().problems()
         if not self.base_url:
             out.append("base_url: azure needs the resource's base_url")
+        e = self.entra_id
+        if e is not None:
+            if self.api_keys:
+                out.append("entra_id: azure takes api_keys or entra_id, not both")
+            if e.managed_identity and (e.tenant_id or e.client_secret):
+                out.append("entra_id.managed_identity: a managed identity takes no tenant_id or client_secret")
+            if not e.managed_identity:
+                missing = [k for k in ("tenant_id", "client_id", "client_secret") if not getattr(e, k)]
+                if missing:
+                    out.append(f"entra_id.{missing[0]}: client credentials need tenant_id, client_id and"
+                               " client_secret (or managed_identity: true)")
         return out
+
+    def with_env(self, env: Mapping[str, str]) -> AzureSettings:
+        if self.entra_id is None or not self.entra_id.managed_identity:
+            return self
+        endpoint, header = env.get("IDENTITY_ENDPOINT"), env.get("IDENTITY_HEADER")
+        if not (endpoint and header):
+            return self
+        out = self.model_copy()
+        out._app_service = (endpoint, header)
+        return out
+
+    def secrets(self) -> tuple[str, ...]:
+        extra = (self.entra_id.client_secret,) if self.entra_id and self.entra_id.client_secret else ()
+        return (*self.api_keys, *extra)
+
+    def credential_flow(self) -> str | None:
+        if self.entra_id is None:
+            return None
+        if self.entra_id.managed_identity:
+            return "fluxway.credentials.azure_managed_identity:source_for"
+        return "fluxway.credentials.azure_client_secret:source_for"
 
 
 class CohereSettings(ProviderSettings):
@@ -179,10 +253,32 @@ _AWS_ENV = (
     ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
     ("aws_session_token", "AWS_SESSION_TOKEN"),
 )
+# The variables the AWS credential chain reads when a Bedrock provider has no static keys (as
+# botocore's providers do), captured by the config loader.
+AWS_CHAIN_ENV = (
+    "HOME",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+)
 
 
 class BedrockSettings(ProviderSettings):
-    """AWS Bedrock's Converse API (`type: bedrock`): a Bedrock API key, SigV4 credentials or the AWS_* variables."""
+    """AWS Bedrock's Converse API (`type: bedrock`): a Bedrock API key, SigV4 credentials, the AWS_*
+    variables or, with none of them, the standard AWS credential chain (web identity, shared profile,
+    container credentials, EC2 instance metadata)."""
 
     # The native bedrock adapter.
     type: Literal["bedrock"]
@@ -194,19 +290,39 @@ class BedrockSettings(ProviderSettings):
     aws_secret_access_key: str | None = None
     # A temporary credential's session token (default AWS_SESSION_TOKEN).
     aws_session_token: str | None = None
+    # The shared-config profile the credential chain reads (default AWS_PROFILE, else `default`).
+    aws_profile: str | None = Field(None, pattern=r"^[A-Za-z0-9_.@+=,-]+$")
+    # Set by the config loader: the AWS_* variables the credential chain reads (AWS_CHAIN_ENV), and
+    # the one of a half-set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY pair.
+    _chain_env: dict[str, str] = PrivateAttr(default_factory=dict)
+    _half_env_pair: str | None = PrivateAttr(default=None)
 
     key_required: ClassVar[bool] = False
+
+    @property
+    def chain_env(self) -> Mapping[str, str]:
+        """The AWS_* variables (and HOME) the credential chain reads."""
+        return self._chain_env
+
+    def uses_chain(self) -> bool:
+        """No Bedrock API key and no static keys: the credential chain finds them."""
+        return not self.api_keys and not (self.aws_access_key_id or self.aws_secret_access_key)
 
     def problems(self) -> list[str]:
         out: list[str] = []
         if not self.region and not self.base_url:
             out.append("region: bedrock needs a region (or AWS_REGION)")
-        if not self.api_keys and not (self.aws_access_key_id and self.aws_secret_access_key):
+        if not self.api_keys and bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            out.append("aws_access_key_id: bedrock needs both aws_access_key_id and aws_secret_access_key")
+        elif self.uses_chain() and self._half_env_pair:
             out.append(
-                "aws_access_key_id: bedrock needs aws_access_key_id and aws_secret_access_key"
-                " (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), or a Bedrock API key in api_keys"
+                f"aws_access_key_id: {self._half_env_pair} is set without its pair"
+                " (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together)"
             )
         return out
+
+    def credential_flow(self) -> str | None:
+        return "fluxway.credentials.aws_chain:source_for" if self.uses_chain() else None
 
     def with_env(self, env: Mapping[str, str]) -> BedrockSettings:
         """Unset region and credentials from the standard AWS_* variables: static keys only as a
@@ -221,14 +337,22 @@ class BedrockSettings(ProviderSettings):
                 continue
             if env.get(var):
                 update[field] = env[var]
+        half: str | None = None
         if "aws_access_key_id" not in update or "aws_secret_access_key" not in update:
+            half = next((var for f, var in _AWS_ENV[2:4] if f in update), None)
             for field in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
                 update.pop(field, None)
         bearer = env.get("AWS_BEARER_TOKEN_BEDROCK")
         if bearer and not has_own:
             update = {k: v for k, v in update.items() if k == "region"}
             update["api_keys"] = (bearer,)
-        return self.model_copy(update=update) if update else self
+            half = None
+        out = self.model_copy(update=update) if update else self
+        if out.uses_chain():
+            out = out.model_copy() if out is self else out
+            out._chain_env = {k: env[k] for k in AWS_CHAIN_ENV if env.get(k)}
+            out._half_env_pair = half
+        return out
 
     def secrets(self) -> tuple[str, ...]:
         extra = (self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token)
@@ -241,6 +365,93 @@ class BedrockSettings(ProviderSettings):
         return "prefill" if "anthropic" in lowered or "claude" in lowered else "none"  # Claude only
 
 
+class VertexSettings(ProviderSettings):
+    """Google Vertex AI (`type: vertex`): Gemini (`gemini-*`, generateContent) and Anthropic
+    (`claude-*`, rawPredict) models of a Google Cloud project, with a service-account key or an
+    access token."""
+
+    # The native vertex adapter.
+    type: Literal["vertex"]
+    # The Google Cloud project id (default GOOGLE_CLOUD_PROJECT, else the service account's project_id).
+    project: str | None = Field(None, pattern=r"^[a-z0-9.:-]+$")
+    # The region (`us-central1`, `europe-west4`, ...) or `global` (default GOOGLE_CLOUD_LOCATION).
+    location: str | None = Field(None, pattern=r"^[a-z0-9-]+$")
+    # A service-account key: the path of its JSON file or the JSON itself (e.g. `${GOOGLE_SA_JSON}`);
+    # default GOOGLE_APPLICATION_CREDENTIALS when access_token is not set either.
+    credentials: str | None = None
+    # A static OAuth2 access token instead (it is not refreshed: it works until it expires).
+    access_token: str | None = None
+    # Where service-account JWTs are exchanged for tokens (default: the key's token_uri).
+    token_uri: str | None = None
+
+    key_required: ClassVar[bool] = False
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.api_keys:
+            out.append("api_keys: vertex authenticates with credentials (a service-account key) or access_token")
+        if not self.credentials and not self.access_token:
+            out.append(
+                "credentials: vertex needs a service-account key in credentials (a file path or the JSON;"
+                " or GOOGLE_APPLICATION_CREDENTIALS) or an access_token"
+            )
+        elif self.credentials and self.access_token:
+            out.append("credentials: vertex takes credentials or access_token, not both")
+        elif self.credentials:
+            from fluxway.credentials.google import ServiceAccount
+
+            try:
+                ServiceAccount.parse(self.credentials)
+            except ValueError as exc:
+                out.append(f"credentials: {exc}")
+        if not self.project:
+            out.append("project: vertex needs the Google Cloud project (or GOOGLE_CLOUD_PROJECT)")
+        if not self.location:
+            out.append("location: vertex needs a location, a region or `global` (or GOOGLE_CLOUD_LOCATION)")
+        return out
+
+    def with_env(self, env: Mapping[str, str]) -> VertexSettings:
+        update: dict[str, Any] = {}
+        if not self.location and env.get("GOOGLE_CLOUD_LOCATION"):
+            update["location"] = env["GOOGLE_CLOUD_LOCATION"]
+        if not self.credentials and not self.access_token and env.get("GOOGLE_APPLICATION_CREDENTIALS"):
+            update["credentials"] = env["GOOGLE_APPLICATION_CREDENTIALS"]
+        if not self.project:
+            if env.get("GOOGLE_CLOUD_PROJECT"):
+                update["project"] = env["GOOGLE_CLOUD_PROJECT"]
+            elif creds := update.get("credentials", self.credentials):
+                from fluxway.credentials.google import ServiceAccount
+
+                with contextlib.suppress(ValueError):  # problems() says why
+                    update["project"] = ServiceAccount.parse(creds).project_id
+        return self.model_copy(update=update) if update else self
+
+    def secrets(self) -> tuple[str, ...]:
+        out = [v for v in (self.access_token,) if v]
+        if self.credentials and self.credentials.lstrip().startswith("{"):
+            out.append(self.credentials)
+            try:
+                key = json.loads(self.credentials).get("private_key")
+            except (ValueError, AttributeError):
+                key = None
+            if isinstance(key, str) and key:
+                out.append(key)
+        return tuple(out)
+
+    def continuation_for(self, model: str) -> Continuation:
+        if self.continuation is not None:
+            return self.continuation
+        return "prefill" if is_claude(model) else "none"
+
+    def credential_flow(self) -> str | None:
+        return "fluxway.credentials.google:source_for" if self.credentials else None
+
+
+def is_claude(model: str) -> bool:
+    """Is a Vertex model name one of Anthropic's (served by rawPredict)?"""
+    return model.lower().rsplit("/", 1)[-1].startswith("claude")
+
+
 # type -> its settings class (the OpenAI-compatible presets share one).
 NATIVE: dict[str, type[ProviderSettings]] = {
     "anthropic": AnthropicSettings,
@@ -248,6 +459,7 @@ NATIVE: dict[str, type[ProviderSettings]] = {
     "azure": AzureSettings,
     "bedrock": BedrockSettings,
     "cohere": CohereSettings,
+    "vertex": VertexSettings,
 }
 _COMPAT_TAG = "openai-compatible preset"
 
@@ -264,7 +476,8 @@ ProviderConfig = Annotated[
     | Annotated[GeminiSettings, Tag("gemini")]
     | Annotated[AzureSettings, Tag("azure")]
     | Annotated[BedrockSettings, Tag("bedrock")]
-    | Annotated[CohereSettings, Tag("cohere")],
+    | Annotated[CohereSettings, Tag("cohere")]
+    | Annotated[VertexSettings, Tag("vertex")],
     Discriminator(_tag),
 ]
 # The tags that appear in a validation error's location (the loader drops them from paths).

@@ -178,7 +178,7 @@ async def send_routed(
 
     async def attempt(req: CanonicalRequest, r: Route, target: Target, permit: Permit, trace: Trace) -> Upstream:
         adapter = surface_adapter(inc.rt, target.provider)
-        call = build(adapter, target, ex.credentials(target, permit))
+        call = build(adapter, target, await ex.authorize(target, permit))
         timeouts = ex.timeouts(target, r)
         provider = inc.rt.cfg.provider(target.provider)
         limit = provider.max_response_bytes if provider is not None else 64 * 1024 * 1024

@@ -131,7 +131,7 @@ class Continuer:
         if base is None:
             return await self.executor.open_leg(leg_req, route, target, permit, trace)
         adapter: Any = self.executor.adapters[target.provider]
-        call = adapter.build(leg_req, target, self.executor.credentials(target, permit))
+        call = adapter.build(leg_req, target, await self.executor.authorize(target, permit))
         call.url = base + call.url[len(adapter.base_url) :]
         decoder = adapter.stream_decoder(leg_req, target)
         return await self.executor.open_call(call, decoder, leg_req.body, route, target, permit, trace)
@@ -147,7 +147,7 @@ class Continuer:
         if not base:
             raise UpstreamError(ErrorKind.BAD_REQUEST, f"{target.key}: no raw completion route to continue on")
         root = base[:-3] if base.endswith("/v1") else base
-        creds = ex.credentials(target, permit)
+        creds = await ex.authorize(target, permit)
         headers = {"content-type": "application/json", **adapter.static_headers, **adapter.auth_headers(creds)}
         template_call = HttpCall(
             "POST", root + "/apply-template", headers, dumps({"messages": req.body.get("messages", [])})

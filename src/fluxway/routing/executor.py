@@ -38,6 +38,7 @@ from fluxway.canonical import (
 )
 from fluxway.config import Config, HedgeConfig, ModelConfig, RetryConfig
 from fluxway.config_base import TimeoutConfig
+from fluxway.credentials import CredentialSource, create_source
 from fluxway.errors import GatewayError, model_not_found
 from fluxway.policy.hooks import ModelFilter
 from fluxway.redact import Redactor
@@ -115,6 +116,7 @@ class Executor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         price_of: Callable[[Target], Price | None] | None = None,
+        credential_sources: dict[str, CredentialSource] | None = None,
     ) -> None:
         self.cfg = cfg
         self.adapters = adapters
@@ -150,6 +152,11 @@ class Executor:
         self.counters = Counters()
         self._providers = {p.name: p for p in cfg.providers}
         self._creds = {p.name: [Credentials(k) for k in p.api_keys] for p in cfg.providers}
+        # Providers whose credentials come from a flow (tokens, temporary AWS keys), by name.
+        self._sources: dict[str, CredentialSource] = (
+            credential_sources if credential_sources is not None
+            else {p.name: src for p in cfg.providers if (src := create_source(p, transport)) is not None}
+        )
         self.public_models = sorted(self.routes)
         self.models_by_name = {m.name: m for m in cfg.models}
         self.price_of = price_of  # the cost strategy's prices (the config's and the shipped table's)
@@ -203,6 +210,14 @@ class Executor:
                 f"provider '{target.provider}' has no API key ({' / '.join(unset)} is not set)",
             )
         return keys[permit.key_index] if permit.key_index is not None and keys else Credentials(None)
+
+    async def authorize(self, target: Target, permit: Permit) -> Credentials:
+        """:meth:`credentials`, or what the provider's credential flow holds (fetched or refreshed
+        first when it must be: a failure there is this attempt's failure)."""
+        source = self._sources.get(target.provider)
+        if source is None:
+            return self.credentials(target, permit)
+        return await source.credentials()
 
     async def attempt_once(
         self,
@@ -383,7 +398,7 @@ class Executor:
         self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
     ) -> Completed:
         adapter = self.adapters[target.provider]
-        call = adapter.build(req, target, self.credentials(target, permit))
+        call = adapter.build(req, target, await self.authorize(target, permit))
         span = trace.span.sending(call) if trace.span is not None else None
         reply = await self.transport.send(
             call, self.timeouts(target, route), self._providers[target.provider].max_response_bytes
@@ -409,7 +424,7 @@ class Executor:
         self, req: CanonicalRequest, route: Route, target: Target, permit: Permit, trace: Trace
     ) -> Leg:
         adapter = self.adapters[target.provider]
-        call = adapter.build(req, target, self.credentials(target, permit))
+        call = adapter.build(req, target, await self.authorize(target, permit))
         return await self.open_call(call, adapter.stream_decoder(req, target), req.body, route, target, permit, trace)
 
     async def open_call(
