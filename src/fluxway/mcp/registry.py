@@ -85,7 +85,7 @@ class ToolSource(Protocol):
     def name(self) -> str: ...
 
     def tools(self) -> Sequence[ToolSpec]:
-        """The tools it offers now (namespaced; empty while it is down)."""
+        """The tools it offers (namespaced; an MCP server's last listing, kept while it is down)."""
         ...
 
     async def call(

@@ -104,6 +104,7 @@ class UpstreamServer:
         return self.cfg.name
 
     def tools(self) -> Sequence[ToolSpec]:
+        """What it offers: the last listing, kept while it is down (empty until it first came up)."""
         return self._tools
 
     def status(self) -> Mapping[str, Any]:
@@ -162,7 +163,8 @@ class UpstreamServer:
         if self.up:
             self.since = time.time()
         self.up = False
-        self._tools = ()
+        # The last tools listed stay known: a call to one fails as a tool error ("unavailable")
+        # rather than as an unknown tool, and clients' tool lists stay valid across an outage.
 
     async def _session_lifetime(self) -> bool:
         """Connect, list the tools, then watch the session until it is lost; True if it came up."""
