@@ -36,6 +36,12 @@ HEAVY = (
     "nats",  # the NATS event sink's client
     "fluxway.events.outbox",  # the event outbox and its sinks: loaded when `events` names a sink
     "fluxway.events.sinks",
+    "mcp",  # the MCP SDK (and what it brings): loaded when `mcp.servers` is configured or /mcp is called
+    "mcp_types",
+    "httpx2",
+    "fluxway.mcp.upstream",
+    "fluxway.mcp.service",
+    "fluxway.mcp.gateway",
 )
 
 
@@ -87,3 +93,9 @@ def test_the_check_catches_a_heavy_import() -> None:
     """The same check fails when a heavy module is imported (so the tests above can fail)."""
     modules = imported_modules("import fluxway.app, fluxway.policy.governance")
     assert {"sqlalchemy", "redis", "fluxway.store", "fluxway.policy.governance"} <= set(heavy_in(modules))
+
+
+def test_the_mcp_sdk_loads_with_the_mcp_service_only() -> None:
+    """The config's `mcp` section costs no SDK; the service (servers configured, or /mcp called) loads it."""
+    assert heavy_in(imported_modules("import fluxway.config, fluxway.mcp.registry")) == []
+    assert {"mcp", "mcp_types", "fluxway.mcp.upstream"} <= imported_modules("import fluxway.mcp.service")

@@ -115,6 +115,20 @@ async def _providers(rt: Runtime, scope: Scope, receive: Receive, send: Send) ->
                             "unhealthy_models": rt.unhealthy_models()})
 
 
+async def _mcp(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    from fluxway.mcp.gateway import serve_mcp  # the MCP SDK: loaded on the first /mcp request
+
+    await serve_mcp(rt, scope, receive, send)
+
+
+async def _mcp_servers(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /admin/mcp/servers``: each configured MCP server's state (up, tools, last error)."""
+    if not await _admin_principal(rt, scope, send):
+        return
+    servers = rt.mcp.status() if rt.mcp is not None else []
+    await _json(send, 200, {"object": "list", "data": servers})
+
+
 def _model_handler(ingress: OpenAIIngress) -> Handler:
     """``GET /v1/models/{id}``: one model this key may use (404 in OpenAI's shape otherwise)."""
 
@@ -181,6 +195,10 @@ class FluxwayApp:
             ("GET", "/health/ready"): _ready,
             ("GET", "/metrics"): _metrics,
             ("GET", "/admin/providers"): _providers,
+            ("GET", "/admin/mcp/servers"): _mcp_servers,
+            ("POST", "/mcp"): _mcp,
+            ("GET", "/mcp"): _mcp,
+            ("DELETE", "/mcp"): _mcp,
         }
         from fluxway.api.surface import routes as surface_routes
 

@@ -21,6 +21,7 @@ from fluxway.catalog import CAPABILITIES
 from fluxway.config_base import Strict, TimeoutConfig
 from fluxway.events.alerts.settings import AlertingConfig, AlertRule, alert_problems
 from fluxway.events.settings import SinkConfig, sink_problems
+from fluxway.mcp.settings import McpConfig, mcp_problems
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
@@ -392,6 +393,8 @@ class Config(Strict):
     # Event sinks (webhook, redis_stream, nats): usage, key, budget, alert and breaker events are
     # delivered to each at least once, through an outbox in the store (docs/events.md).
     events: tuple[SinkConfig, ...] = ()
+    # Upstream MCP servers whose tools `/mcp` serves to the keys allowed them (docs/mcp.md).
+    mcp: McpConfig = McpConfig()
 
     def provider(self, name: str) -> ProviderConfig | None:
         for p in self.providers:
@@ -448,6 +451,7 @@ def expand_env(tree: Any, env: Mapping[str, str], problems: list[str], loc: tupl
 def _cross_check(cfg: Config) -> list[str]:
     problems: list[str] = validate_pipeline(cfg.pipeline)
     problems.extend(sink_problems(cfg.events, cfg.redis.url))
+    problems.extend(mcp_problems(cfg.mcp))
     seen: set[str] = set()
     for i, p in enumerate(cfg.providers):
         if p.name in seen:

@@ -116,6 +116,8 @@ class Redactor:
                 if _SECRET_HEADER.search(name):
                     secrets.append(value)
                     secrets.extend(value.split()[1:])  # "Bearer <token>": the token on its own too
+        for server in cfg.mcp.servers:
+            secrets.extend(server.secrets())
         if cfg.auth.master_key:
             secrets.append(cfg.auth.master_key)
         return cls(secrets)

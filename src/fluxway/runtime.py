@@ -29,6 +29,8 @@ from fluxway.transport import Transport
 if TYPE_CHECKING:
     from fluxway.events import EventBus
     from fluxway.events.alerts.engine import AlertEngine
+    from fluxway.mcp.gateway import McpGateway
+    from fluxway.mcp.service import McpService
     from fluxway.policy.governance import Governance
     from fluxway.tracing.spans import Tracer
 
@@ -52,6 +54,9 @@ class Runtime:
     # Anomaly alerts (the ``alerts`` config section); None: none configured, and the call feed is
     # one None check.
     alerts: AlertEngine | None = None
+    # Upstream MCP servers and the tool registry (``mcp.servers`` configured, or /mcp called);
+    # None: neither, and nothing of the MCP SDK is loaded.
+    mcp: McpService | None = None
     # Request ids: a random per-process prefix and a counter (no syscall per request).
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -110,6 +115,8 @@ class Runtime:
 
             rt.alerts = gov.alerts = build_alerts(rt)
             rt.tasks.append(asyncio.create_task(rt.alerts.run(), name="fluxway-alerts"))
+        if cfg.mcp.servers:
+            rt.mcp_service()  # every server connects in the background: none holds start-up
         if any(p.health_check for p in cfg.providers):
             rt.tasks.append(asyncio.create_task(executor.run_health_checks(), name="fluxway-health-checks"))
         if freeze_heap:
@@ -141,6 +148,29 @@ class Runtime:
 
         self.executor.board.on_transition = breaker
 
+    def mcp_service(self) -> McpService:
+        """The MCP servers and their tool registry (built, and its servers started, on first use)."""
+        if self.mcp is None:
+            from fluxway.mcp.service import start_mcp
+
+            self.mcp = start_mcp(self)
+        return self.mcp
+
+    async def mcp_gateway(self) -> McpGateway:
+        """The /mcp server, built and started on the first /mcp request."""
+        service = self.mcp_service()
+        if service.gateway is None:
+            from fluxway.mcp.gateway import McpGateway
+
+            gateway = McpGateway(service, self.next_request_id, self.cfg.mcp.max_body_bytes)
+            await gateway.start()
+            if service.gateway is None:
+                service.gateway = gateway
+            else:  # another request started one meanwhile
+                await gateway.close()
+        gw: McpGateway = service.gateway
+        return gw
+
     async def principal(self, api_key: str | None) -> Principal:
         """Who a key belongs to (for routes outside the hook pipeline, like /v1/models)."""
         return await self.governance.auth.resolve(api_key)
@@ -156,7 +186,10 @@ class Runtime:
         return out
 
     def ready(self) -> dict[str, bool]:
-        return {"targets": not self.unhealthy_models(), **self.governance.ready()}
+        checks = {"targets": not self.unhealthy_models(), **self.governance.ready()}
+        if self.mcp is not None and self.mcp.upstreams:  # a server down: reported as degraded
+            checks["mcp"] = self.mcp.all_up
+        return checks
 
     async def close(self) -> None:
         # Calls the server just cut at the end of its drain (server.drain_s) still write their
@@ -165,6 +198,8 @@ class Runtime:
             if self.admission.in_flight <= 0:
                 break
             await asyncio.sleep(0.01)
+        if self.mcp is not None:
+            await self.mcp.close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

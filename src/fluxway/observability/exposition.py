@@ -253,6 +253,7 @@ def render(rt: Runtime) -> bytes:
              usage.bodies_dropped)
     _sinks(w, stats)
     _alerts(w, rt)
+    _mcp(w, rt)
     if rt.tracer is not None:
         counts = rt.tracer.sink.counts()
         w.family("fluxway_trace_spans_total", "counter",
@@ -296,6 +297,34 @@ def _sinks(w: _Writer, stats: RequestStats) -> None:
         w.family(name, "counter", help_)
         for sink, n in sorted(counts.items()):
             w.sample(name, (("sink", sink),), n)
+
+
+def _mcp(w: _Writer, rt: Runtime) -> None:
+    """MCP tool calls and servers (label values: configured servers and their discovered tools)."""
+    stats = rt.stats
+    w.histograms(
+        "fluxway_mcp_tool_call_duration_seconds",
+        "MCP tool calls (/mcp and tool loops) by server, tool and status (ok, tool_error, upstream_error,"
+        " unavailable, timeout); the count is the number of calls.",
+        (((("server", sv), ("tool", t), ("status", st)), h) for (sv, t, st), h in sorted(stats.mcp_calls.items())),
+    )
+    w.family("fluxway_mcp_rejections_total", "counter",
+             "MCP tool calls refused before reaching a tool, by reason (unknown_tool, forbidden_tool, rate_limited).")
+    for reason in ("unknown_tool", "forbidden_tool", "rate_limited"):
+        w.sample("fluxway_mcp_rejections_total", (("reason", reason),), stats.mcp_rejections[reason])
+    service = rt.mcp
+    if service is None or not service.upstreams:
+        return
+    w.family("fluxway_mcp_server_up", "gauge", "1 while a configured MCP server is connected, else 0.")
+    for s in service.upstreams:
+        w.sample("fluxway_mcp_server_up", (("server", s.name),), 1 if s.up else 0)
+    w.family("fluxway_mcp_server_tools", "gauge", "Tools a configured MCP server offers now.")
+    for s in service.upstreams:
+        w.sample("fluxway_mcp_server_tools", (("server", s.name),), len(s.tools()))
+    w.family("fluxway_mcp_server_failures_total", "counter",
+             "Failed connection attempts and lost sessions of a configured MCP server.")
+    for s in service.upstreams:
+        w.sample("fluxway_mcp_server_failures_total", (("server", s.name),), s.failures)
 
 
 def _alerts(w: _Writer, rt: Runtime) -> None:

@@ -77,6 +77,17 @@ class RequestStats:
     sink_delivered: Counter[str] = field(default_factory=Counter)
     sink_failed: Counter[str] = field(default_factory=Counter)
     sink_dropped: Counter[str] = field(default_factory=Counter)
+    # MCP tool calls (fluxway.mcp.service): (server, tool, status) -> duration, for tools that were
+    # configured or discovered only; calls refused before reaching a tool, by reason.
+    mcp_calls: dict[tuple[str, str, str], Histogram] = field(default_factory=dict)
+    mcp_rejections: Counter[str] = field(default_factory=Counter)
+
+    def observe_tool_call(self, server: str, tool: str, status: str, seconds: float) -> None:
+        key = (server, tool, status)
+        h = self.mcp_calls.get(key)
+        if h is None:
+            h = self.mcp_calls[key] = Histogram(LATENCY_BUCKETS)
+        h.observe(seconds)
 
     def observe(self, ingress: str, endpoint: str, model: str, outcome: Outcome, cost_usd: float) -> None:
         """Record one finished call (``model``: already a configured name or a placeholder)."""

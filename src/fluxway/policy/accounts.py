@@ -79,6 +79,8 @@ Name = Annotated[str, Field(max_length=256), AfterValidator(_no_control)]
 TeamName = Annotated[str, Field(max_length=128), AfterValidator(_no_control)]
 ModelGlob = Annotated[str, Field(max_length=256), AfterValidator(_no_control)]
 Models = Annotated[list[ModelGlob], Field(max_length=1024)]
+# MCP tool globs over `<server>.<tool>` (`docs.*`, `files.read`); [] denies every tool.
+ToolGlobs = Annotated[list[ModelGlob], Field(max_length=1024)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 
 
@@ -115,6 +117,7 @@ class KeyCreate(_Payload):
     owner: Name | None = None
     team: TeamName | None = None
     models: Models | None = None
+    mcp_tools: ToolGlobs | None = None
     rpm: Count | None = None
     tpm: Count | None = None
     model_limits: ModelLimits | None = None
@@ -131,6 +134,7 @@ class KeyUpdate(_Payload):
     owner: Name | None = None
     team: TeamName | None = None
     models: Models | None = None
+    mcp_tools: ToolGlobs | None = None
     rpm: Count | None = None
     tpm: Count | None = None
     model_limits: ModelLimits | None = None
@@ -143,6 +147,7 @@ class KeyUpdate(_Payload):
 class TeamCreate(_Payload):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
     models: Models | None = None
+    mcp_tools: ToolGlobs | None = None
     rpm: Count | None = None
     tpm: Count | None = None
     budget: BudgetIn | None = None
@@ -151,6 +156,7 @@ class TeamCreate(_Payload):
 
 class TeamUpdate(_Payload):
     models: Models | None = None
+    mcp_tools: ToolGlobs | None = None
     rpm: Count | None = None
     tpm: Count | None = None
     budget: BudgetIn | None = None
@@ -188,6 +194,7 @@ def key_out(row: Row) -> dict[str, Any]:
         "role": row["role"],
         "team": row.get("team"),
         "models": row.get("models"),
+        "mcp_tools": row.get("mcp_tools"),
         "rpm": row.get("rpm"),
         "tpm": row.get("tpm"),
         "model_limits": row.get("model_limits"),
@@ -207,6 +214,7 @@ def team_out(row: Row) -> dict[str, Any]:
         "object": "team",
         "name": row["id"],
         "models": row.get("models"),
+        "mcp_tools": row.get("mcp_tools"),
         "rpm": row.get("rpm"),
         "tpm": row.get("tpm"),
         "budget": _budget_out(row),
@@ -220,12 +228,13 @@ def not_found(what: str, ident: str) -> GatewayError:
     return GatewayError(404, f"{what} '{ident}' not found", code="not_found")
 
 
-def _check_globs(models: list[str] | None) -> None:
+def _check_globs(models: list[str] | None, field: str = "models") -> None:
     if models is None:
         return
+    what = "model" if field == "models" else "tool"
     for i, m in enumerate(models):
         if not isinstance(m, str) or not m.strip():
-            raise bad_request(f"models[{i}] must be a non-empty model name or glob", param=f"models[{i}]")
+            raise bad_request(f"{field}[{i}] must be a non-empty {what} name or glob", param=f"{field}[{i}]")
 
 
 def _fields(payload: BaseModel) -> Row:
@@ -279,6 +288,7 @@ class Accounts:
 
     async def create_key(self, p: KeyCreate) -> tuple[Row, str]:
         _check_globs(p.models)
+        _check_globs(p.mcp_tools, "mcp_tools")
         if p.team is not None and await self.store.keys.get_team(p.team) is None:
             raise bad_request(f"team '{p.team}' does not exist; create it first", param="team")
         secret = generate_secret()
@@ -292,6 +302,7 @@ class Accounts:
             "role": p.role,
             "team": p.team,
             "models": p.models,
+            "mcp_tools": p.mcp_tools,
             "rpm": p.rpm,
             "tpm": p.tpm,
             "model_limits": {k: v.model_dump() for k, v in p.model_limits.items()} if p.model_limits else None,
@@ -321,6 +332,7 @@ class Accounts:
 
     async def update_key(self, key_id: str, p: KeyUpdate) -> Row:
         _check_globs(p.models)
+        _check_globs(p.mcp_tools, "mcp_tools")
         values = _fields(p)
         if values.get("role", "") is None:
             raise bad_request("role must be 'user' or 'admin'", param="role")
@@ -356,10 +368,12 @@ class Accounts:
 
     async def create_team(self, p: TeamCreate) -> Row:
         _check_globs(p.models)
+        _check_globs(p.mcp_tools, "mcp_tools")
         now = self._clock()
         row: Row = {
             "id": p.name,
             "models": None,
+            "mcp_tools": None,
             "rpm": None,
             "tpm": None,
             "budget_usd": None,
@@ -387,6 +401,7 @@ class Accounts:
 
     async def update_team(self, team_id: str, p: TeamUpdate) -> Row:
         _check_globs(p.models)
+        _check_globs(p.mcp_tools, "mcp_tools")
         values = _fields(p)
         values["updated_at"] = self._clock()
         row = await self.store.keys.update_team(team_id, values)

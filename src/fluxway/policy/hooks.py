@@ -54,6 +54,9 @@ class Principal:
     limits: Sequence[Mapping[str, Any]] = ()
     budgets: Sequence[BudgetLine] = ()  # the key's and its team's budgets
     max_concurrency: int | None = None  # calls in flight at once (None: the server's default)
+    # MCP tools (globs over `<server>.<tool>`) this key may list and call at /mcp; None: all. Once a
+    # key (or its team) names any, every other tool is denied.
+    mcp_tools: tuple[str, ...] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -68,6 +71,15 @@ class Principal:
     def model_filter(self) -> ModelFilter | None:
         """What the executor checks every fallback against; None when every model is allowed."""
         return None if self.models is None else self.allows
+
+    def allows_tool(self, tool: str) -> bool:
+        """May this key list and call the MCP tool ``tool`` (``<server>.<tool>``)?"""
+        return globs_allow(self.mcp_tools, tool)
+
+
+def globs_allow(globs: tuple[str, ...] | None, name: str) -> bool:
+    """None allows everything; otherwise ``name`` must match one of the globs (so ``()`` allows nothing)."""
+    return globs is None or any(fnmatchcase(name, pattern) for pattern in globs)
 
 
 @dataclass(slots=True)

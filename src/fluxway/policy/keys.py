@@ -19,7 +19,7 @@ from typing import Any
 
 from fluxway.errors import forbidden, unauthorized
 from fluxway.policy.auth import ANONYMOUS, MASTER
-from fluxway.policy.hooks import CallContext, ModelFilter, Outcome, Principal, ShortCircuit
+from fluxway.policy.hooks import CallContext, ModelFilter, Outcome, Principal, ShortCircuit, globs_allow
 from fluxway.routing.clock import Clock
 from fluxway.store.keys import KeyStore
 
@@ -61,6 +61,7 @@ class TeamInfo:
     rpm: int | None = None
     tpm: int | None = None
     budget: BudgetLine | None = None
+    mcp_tools: tuple[str, ...] | None = None  # MCP tool globs (`server.tool`); None: all
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> TeamInfo:
@@ -71,6 +72,7 @@ class TeamInfo:
             rpm=row.get("rpm"),
             tpm=row.get("tpm"),
             budget=_budget(f"team:{tid}", row),
+            mcp_tools=_globs(row.get("mcp_tools")),
         )
 
 
@@ -90,6 +92,7 @@ class KeyInfo:
     expires_at: float | None = None
     revoked_at: float | None = None
     max_concurrency: int | None = None  # metadata.max_concurrency: calls in flight at once
+    mcp_tools: tuple[str, ...] | None = None  # MCP tool globs (`server.tool`); None: all
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> KeyInfo:
@@ -109,6 +112,7 @@ class KeyInfo:
             expires_at=row.get("expires_at"),
             revoked_at=row.get("revoked_at"),
             max_concurrency=_max_concurrency(row.get("metadata")),
+            mcp_tools=_globs(row.get("mcp_tools")),
         )
 
 
@@ -147,6 +151,7 @@ class KeyPrincipal(Principal):
     """A virtual key's principal: its own model globs and its team's must both allow a model."""
 
     team_models: tuple[str, ...] | None = None
+    team_mcp_tools: tuple[str, ...] | None = None
 
     def allows(self, model: str) -> bool:
         if not Principal.allows(self, model):
@@ -159,6 +164,9 @@ class KeyPrincipal(Principal):
     def model_filter(self) -> ModelFilter | None:
         return None if self.models is None and self.team_models is None else self.allows
 
+    def allows_tool(self, tool: str) -> bool:
+        return Principal.allows_tool(self, tool) and globs_allow(self.team_mcp_tools, tool)
+
 
 @dataclass(frozen=True, slots=True)
 class _Resolved:
@@ -166,6 +174,7 @@ class _Resolved:
 
     info: KeyInfo
     team_models: tuple[str, ...] | None
+    team_mcp_tools: tuple[str, ...] | None
     limits: tuple[dict[str, Any], ...]
     budgets: tuple[BudgetLine, ...]
 
@@ -181,7 +190,7 @@ def _resolve(info: KeyInfo, teams: Mapping[str, TeamInfo]) -> _Resolved:
     if team is not None and (team.rpm is not None or team.tpm is not None):
         limits.append({"scope": f"team:{team.id}", "rpm": team.rpm, "tpm": team.tpm})
     budgets = tuple(b for b in (info.budget, team.budget if team else None) if b is not None)
-    return _Resolved(info, team.models if team else None, tuple(limits), budgets)
+    return _Resolved(info, team.models if team else None, team.mcp_tools if team else None, tuple(limits), budgets)
 
 
 class KeyCache:
@@ -337,6 +346,8 @@ class VirtualKeyAuth:
             budgets=r.budgets,
             max_concurrency=info.max_concurrency,
             team_models=r.team_models,
+            mcp_tools=info.mcp_tools,
+            team_mcp_tools=r.team_mcp_tools,
         )
 
     async def resolve(self, api_key: str | None) -> Principal:

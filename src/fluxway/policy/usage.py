@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fluxway.policy.bodies import DROPPED, LOST, PENDING, BodyCapture
-from fluxway.policy.hooks import CallContext, Outcome, ShortCircuit, Slot
+from fluxway.policy.hooks import CallContext, Outcome, Principal, ShortCircuit, Slot
 from fluxway.policy.pricing import COST, Pricer, call_cost
 from fluxway.policy.tags import TAGS
 from fluxway.store.quarantine import FILE_NAME as QUARANTINE_FILE
@@ -389,6 +389,36 @@ class UsageRecorder:
             self._wake.set()
             if pending >= self._max_in_memory:
                 self._spill()
+
+    def record_tool_call(
+        self,
+        *,
+        request_id: str,
+        principal: Principal | None,
+        tool: str,
+        server: str | None,
+        status: int,
+        latency_ms: float,
+        error: str | None,
+    ) -> Record:
+        """Spool the record of one MCP tool call (endpoint ``mcp``; ``model`` is the tool's
+        ``<server>.<tool>`` name, ``provider`` its server): /admin/logs and the usage reports show
+        it beside the inference calls. No tokens, no cost, no bodies."""
+        now = self._clock()
+        rec: Record = {
+            "id": f"{self._id_prefix}{next(self._ids):x}", "request_id": request_id, "created_at": now,
+            "day": self._day(now), "key_id": principal.id if principal is not None else None,
+            "team": principal.team if principal is not None else None, "endpoint": "mcp", "model": tool[:256],
+            "provider": server, "upstream_model": None, "status": status, "stream": False, "prompt_tokens": 0,
+            "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0, "price_known": True,
+            "estimated": False, "latency_ms": round(latency_ms, 3), "ttft_ms": None, "attempts": 1,
+            "cache": "off", "error": error[:1000] if error is not None else None, "tags": None,
+            "body_status": "off",
+        }
+        self.spool.append(rec)
+        if self.spool.pending >= self._batch:
+            self._wake.set()
+        return rec
 
     @property
     def pending(self) -> int:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _PG_LOCK_ID = 0x46_4C_55_58  # "FLUX"
 # The newest migration shipped (a test checks it against the scripts): a database already there
 # starts without importing Alembic at all.
-HEAD = "0007_responses"
+HEAD = "0010_mcp_tools"
 
 
 def alembic_config() -> AlembicConfig:

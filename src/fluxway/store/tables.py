@@ -16,6 +16,7 @@ teams = sa.Table(
     metadata,
     sa.Column("id", sa.String(128), primary_key=True),  # the team's name; keys refer to it
     sa.Column("models", sa.JSON, nullable=True),  # allowed model globs; null: all
+    sa.Column("mcp_tools", sa.JSON, nullable=True),  # allowed MCP tool globs (`server.tool`); null: all
     sa.Column("rpm", sa.Integer, nullable=True),
     sa.Column("tpm", sa.Integer, nullable=True),
     sa.Column("budget_usd", sa.Double, nullable=True),
@@ -36,6 +37,7 @@ virtual_keys = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("team", sa.String(128), nullable=True, index=True),
     sa.Column("models", sa.JSON, nullable=True),
+    sa.Column("mcp_tools", sa.JSON, nullable=True),  # allowed MCP tool globs (`server.tool`); null: all
     sa.Column("rpm", sa.Integer, nullable=True),
     sa.Column("tpm", sa.Integer, nullable=True),
     sa.Column("model_limits", sa.JSON, nullable=True),  # {"<model glob>": {"rpm": .., "tpm": ..}}
