@@ -99,6 +99,7 @@ type Key {
   "The key's team, with its own fields."
   teamDetails: Team
   models: [String!]
+  mcpTools: [String!]
   rpm: Int
   tpm: Int
   modelLimits: JSON
@@ -128,6 +129,7 @@ type Team {
   object: String!
   name: String!
   models: [String!]
+  mcpTools: [String!]
   rpm: Int
   tpm: Int
   budget: Budget
