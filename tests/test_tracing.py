@@ -16,7 +16,8 @@ import pytest
 
 import fluxway
 from fluxway.canonical import CanonicalRequest, Endpoint, ErrorKind, Target, UpstreamError
-from fluxway.config import OtlpConfig, parse
+from fluxway.config import parse
+from fluxway.config_observability import OtlpConfig
 from fluxway.tracing import CallSpan, Span, Tracer, format_traceparent, parse_traceparent
 from fluxway.tracing.exporter import BatchExporter, traces_url
 from fluxway.tracing.genai import request_attributes

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fluxway.api.graphql import limits, pagination
 from fluxway.api.graphql.schema import build
-from fluxway.config import GraphqlConfig
+from fluxway.config_observability import GraphqlConfig
 
 SCHEMA = build()
 CFG = GraphqlConfig(max_page_size=100, default_page_size=10)

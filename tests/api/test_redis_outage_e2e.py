@@ -19,7 +19,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from fluxway.policy.budget import RedisLedger, Reservation, to_nano
+from fluxway.policy.budget import Reservation, to_nano
+from fluxway.policy.budget_redis import RedisLedger
 from fluxway.policy.governance import Governance
 from fluxway.policy.keys import BudgetLine
 from fluxway.redis_client import create_redis

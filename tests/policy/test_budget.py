@@ -19,13 +19,13 @@ from fluxway.policy.budget import (
     BudgetHook,
     Ledger,
     MemoryLedger,
-    RedisLedger,
     Refusal,
     Reservation,
     period_window,
     to_nano,
     worst_case_tokens,
 )
+from fluxway.policy.budget_redis import RedisLedger
 from fluxway.policy.hooks import CallContext, Outcome, Principal
 from fluxway.policy.keys import BudgetLine
 from fluxway.policy.pricing import Pricer

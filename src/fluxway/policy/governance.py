@@ -18,7 +18,8 @@ from fluxway.config import Config
 from fluxway.errors import GatewayError
 from fluxway.policy.accounts import Accounts
 from fluxway.policy.bodies import BodyCapture
-from fluxway.policy.budget import BudgetHook, FallbackLedger, Ledger, MemoryLedger, RedisLedger
+from fluxway.policy.budget import BudgetHook, FallbackLedger, Ledger, MemoryLedger
+from fluxway.policy.budget_redis import RedisLedger
 from fluxway.policy.hooks import Hook
 from fluxway.policy.keys import KeyCache, RedisInvalidation, VirtualKeyAuth
 from fluxway.policy.limits import build_rate_limiter

@@ -20,7 +20,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ RECORD_ID: Slot[str] = Slot("usage.record_id")  # a stream's provisional record 
 
 Record = dict[str, Any]
 _SUFFIX = ".jsonl"
+_PRUNE_BATCH = 5000  # minute rollup rows deleted per transaction
 _SETTLE_SLICE_S = 0.001  # body masking runs this long at most before letting calls run
 # Records per store transaction at most. Each transaction costs a dozen round trips through the
 # event loop (a few ms each on a saturated process), so a flush that is behind writes big ones.
@@ -189,6 +190,18 @@ class Spool:
             os.close(seg.fd)  # kept on disk: replayed at the next start
         else:
             self.remove(seg)
+
+
+async def _in_batches(delete: Callable[[int], Awaitable[int]], batch: int) -> int:
+    """Call ``delete(batch)`` (one short transaction deleting at most ``batch`` rows) until it
+    deletes fewer, pausing between batches so serving and flushing go on. Returns rows deleted."""
+    total = 0
+    while True:
+        n = await delete(batch)
+        total += n
+        if n < batch:
+            return total
+        await asyncio.sleep(0.05)
 
 
 class _Day:
@@ -547,13 +560,7 @@ class UsageRecorder:
         if self._retention_s is None:
             return 0
         cutoff = self._clock() - self._retention_s
-        total = 0
-        while True:
-            n = await self._store.delete_before(cutoff, self._retention_batch)
-            total += n
-            if n < self._retention_batch:
-                break
-            await asyncio.sleep(0.05)
+        total = await _in_batches(lambda n: self._store.delete_before(cutoff, n), self._retention_batch)
         self.retained += total
         if total:
             log.info("usage retention: deleted %d records older than %s days", total, self._retention_s / 86400.0)
@@ -566,13 +573,7 @@ class UsageRecorder:
         if keep is None:
             return 0
         cutoff = self._clock() - keep
-        total = 0
-        while True:
-            n = await self._store.prune_minute_rollups(cutoff)
-            total += n
-            if n < 5000:
-                return total
-            await asyncio.sleep(0.05)
+        return await _in_batches(lambda n: self._store.prune_minute_rollups(cutoff, n), _PRUNE_BATCH)
 
     async def _retain(self) -> None:
         while True:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from fluxway import __version__
-from fluxway.config import OtlpConfig
+from fluxway.config_observability import OtlpConfig
 from fluxway.tracing.genai import AttrValue
 from fluxway.tracing.otlp import SCOPE_NAME
 from fluxway.tracing.spans import Span

@@ -39,7 +39,7 @@ from graphql import (
 from fluxway.api.graphql import errors, limits
 from fluxway.api.graphql.resolvers import Context
 from fluxway.api.graphql.schema import build
-from fluxway.config import GraphqlConfig
+from fluxway.config_observability import GraphqlConfig
 from fluxway.errors import GatewayError
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from graphql import (
 )
 
 from fluxway.api.graphql.errors import QUERY_TOO_COSTLY, QUERY_TOO_DEEP, error
-from fluxway.config import GraphqlConfig
+from fluxway.config_observability import GraphqlConfig
 
 
 @dataclass

@@ -23,7 +23,7 @@ from graphql import GraphQLResolveInfo
 from fluxway.api.admin_queries import log_out, logs_page, parse_status, parse_time, usage_report
 from fluxway.api.graphql.errors import NOT_AVAILABLE, bad_input, error
 from fluxway.api.graphql.pagination import connection, page_size
-from fluxway.config import GraphqlConfig
+from fluxway.config_observability import GraphqlConfig
 from fluxway.errors import GatewayError
 from fluxway.policy.accounts import iso, key_out, team_out
 from fluxway.store.usage import encode_cursor
