@@ -27,6 +27,7 @@ from fluxway.mcp.transports import open_streams
 from fluxway.redact import Redactor
 
 log = logging.getLogger("fluxway.mcp")
+_CLOSE_S = 3.0  # seconds a server's session may take to close at shutdown
 
 _MAX_PAGES = 100  # tools/list pages read at most (a server paging forever cannot hold us)
 
@@ -127,11 +128,18 @@ class UpstreamServer:
         return self.up
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the keeper; a session that does not wind down within ``_CLOSE_S`` (an upstream not
+        answering the SDK's goodbye) is left behind rather than holding up the gateway's shutdown."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=_CLOSE_S)
+        if not done:
+            log.warning("mcp server %s: its session did not close within %.0f s; left behind", self.cfg.name, _CLOSE_S)
+            return
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
     async def _keep(self) -> None:
         delay = self.cfg.backoff_s
