@@ -3,22 +3,23 @@
 A range ``[since, until)`` is cut into whole days in the middle, whole hours and whole minutes
 towards its ends, and the seconds before its first and after its last whole minute: the buckets come
 from ``usage_rollups`` in one query, the ragged seconds (at most two minutes of records) from
-``usage_records`` through its time index. Grouping by hour never reads day buckets. Minute rows
-are kept ``usage.minute_rollups_hours`` (:func:`fluxway.store.usage.UsageStore.prune_minute_rollups`):
-the minutes of an older range's edges are read from the records instead (at most two hours of them).
+``usage_records`` through its time index, summed and grouped by the database. Grouping by hour
+never reads day buckets. Minute rows are kept ``usage.minute_rollups_hours``
+(:func:`fluxway.store.usage.UsageStore.prune_minute_rollups`): the minutes of an older range's
+edges are read from the records instead (at most two hours of them).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fluxway.store.rollups import DAY, GLOBAL, HOUR, MEASURES, MINUTE, RECORD_FIELDS, measures, split_tags
+from fluxway.store.rollups import DAY, GLOBAL, HOUR, MEASURES, MINUTE, split_tags
 from fluxway.store.tables import usage_records, usage_rollups
 
 GroupBy = Literal["key", "team", "model", "provider", "tag", "status", "day", "hour"]
@@ -114,16 +115,38 @@ def _label(group_by: str, value: Any) -> Any:
     return value or None
 
 
-def _raw_groups(group_by: str, row: Mapping[str, Any]) -> Iterable[Any]:
-    if group_by == "tag":
-        return split_tags(row.get("tags"))
+def _raw_group_col(group_by: str, dialect: str) -> Any:
+    """What the ragged seconds' records are grouped by, in SQL (tags: the stored tag list, split after)."""
+    c = usage_records.c
     if group_by in ("day", "hour"):
         g = DAY if group_by == "day" else HOUR
-        t = int(row["created_at"] or 0)
-        return (t - t % g,)
-    field = {"key": "key_id"}.get(group_by, group_by)
-    v = row.get(field)
-    return (str(v) if group_by == "status" else (v or ""),)
+        if dialect == "postgresql":
+            return sa.func.floor(c.created_at / g) * g
+        return sa.cast(c.created_at / g, sa.Integer) * g  # SQLite's CAST truncates: times are positive
+    return c[{"key": "key_id", "tag": "tags"}.get(group_by, group_by)]
+
+
+def _raw_sums() -> list[Any]:
+    """The measures of :func:`fluxway.store.rollups.measures`, summed by the database."""
+    c = usage_records.c
+    zero = sa.literal(0)
+    return [
+        sa.func.count().label("requests"),
+        sa.func.sum(sa.case((sa.func.coalesce(c.status, 0) >= 400, 1), else_=0)).label("errors"),
+        *(sa.func.sum(sa.func.coalesce(c[n], zero)).label(n)
+          for n in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")),
+        sa.func.sum(sa.func.coalesce(c.latency_ms, zero)).label("latency_ms_sum"),
+        sa.func.count(c.latency_ms).label("latency_count"),
+    ]
+
+
+def _raw_groups(group_by: str, value: Any) -> Iterable[Any]:
+    """The groups one SQL group of ragged-second records adds to (a tag list: each of its tags)."""
+    if group_by == "tag":
+        return split_tags(value)
+    if group_by in ("day", "hour"):
+        return (int(value or 0),)
+    return (str(value) if group_by == "status" else (value or ""),)
 
 
 async def aggregate(
@@ -159,14 +182,15 @@ async def aggregate(
                 cur = totals.setdefault(g, [0.0] * len(MEASURES))
                 for i, name in enumerate(MEASURES):
                     cur[i] += float(row[name] or 0)
-        if raw:
+        if raw:  # the ragged seconds, summed by the database: a busy minute holds 100k records
             c = usage_records.c
-            q = sa.select(*(c[f] for f in RECORD_FIELDS)).where(sa.or_(*(_span(c.created_at, s) for s in raw)))
+            group = _raw_group_col(group_by, engine.dialect.name).label("g")
+            q = sa.select(group, *_raw_sums()).where(sa.or_(*(_span(c.created_at, s) for s in raw))).group_by(group)
             if key_id is not None:
                 q = q.where(c.key_id == key_id)
-            for rec in map(dict, (await conn.execute(q)).mappings()):
-                m = measures(rec)
-                for g in _raw_groups(group_by, rec):
+            for row in (await conn.execute(q)).mappings():
+                m = [float(row[n] or 0) for n in MEASURES]
+                for g in _raw_groups(group_by, row["g"]):
                     cur = totals.setdefault(g, [0.0] * len(MEASURES))
                     for i, v in enumerate(m):
                         cur[i] += v
