@@ -85,7 +85,7 @@ def build_response(
         "incomplete_details": incomplete_details,
         "model": call.request.model,
         "output": output,
-        "usage": usage,
+        **({} if usage is None else {"usage": usage}),  # an object or absent in the schema, never null
         **call.echo,
     }
 
