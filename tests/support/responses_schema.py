@@ -64,16 +64,97 @@ def check_event(event: Any) -> None:
 
 
 def check_events(events: list[dict[str, Any]], *, complete: bool = True) -> None:
-    """Each event against the schema; sequence numbers 0, 1, 2, ...; with ``complete``, the lifecycle."""
+    """Each event against the schema, sequence numbers 0, 1, 2, ..., and the stream consistent with
+    itself (:class:`_StreamState`); with ``complete``, the whole lifecycle."""
+    state = _StreamState()
     for n, event in enumerate(events):
         check_event(event)
         assert event["sequence_number"] == n, (n, event)
+        state.feed(event)
     if not complete:
         return
     kinds = [e["type"] for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"], kinds
     assert kinds[-1] in TERMINAL, kinds
     assert sum(k in TERMINAL for k in kinds) == 1, kinds
+
+
+class _StreamState:
+    """What the schema cannot say, as OpenAI's streams and the SDKs' accumulators have it: items are
+    announced in output order and closed once; a delta names an open item (its ``item_id`` and
+    ``output_index``) and an open content part of it (``content_part.added`` first); a ``.done``
+    carries what its deltas added up to; the final response's output is the items closed, in order."""
+
+    def __init__(self) -> None:
+        self.response_id: str | None = None
+        self.items: list[dict[str, Any]] = []  # as added
+        self.done: dict[int, dict[str, Any]] = {}  # output index -> the item as closed
+        self.parts: dict[tuple[int, int], str] = {}  # (output index, content index) -> text so far
+        self.closed_parts: set[tuple[int, int]] = set()
+        self.arguments: dict[int, str] = {}
+
+    def _open_item(self, event: dict[str, Any]) -> dict[str, Any]:
+        index = event["output_index"]
+        assert 0 <= index < len(self.items), f"{event['type']}: no item at output_index {index}"
+        assert index not in self.done, f"{event['type']}: item {index} is already done"
+        item: dict[str, Any] = self.items[index]
+        if "item_id" in event:
+            assert event["item_id"] == item.get("id"), f"{event['type']}: item_id {event['item_id']} != {item['id']}"
+        return item
+
+    def _open_part(self, event: dict[str, Any]) -> tuple[int, int]:
+        self._open_item(event)
+        key = (event["output_index"], event["content_index"])
+        assert key in self.parts, f"{event['type']}: content part {key} was never added (content_part.added)"
+        assert key not in self.closed_parts, f"{event['type']}: content part {key} is already done"
+        return key
+
+    def feed(self, event: dict[str, Any]) -> None:
+        kind: str = event["type"]
+        if "response" in event:
+            rid = event["response"]["id"]
+            assert self.response_id in (None, rid), f"{kind}: the response id changed"
+            self.response_id = rid
+        if kind == "response.output_item.added":
+            assert event["output_index"] == len(self.items), f"{kind}: output_index {event['output_index']}"
+            assert event["item"].get("status") in (None, "in_progress"), event
+            self.items.append(event["item"])
+        elif kind == "response.content_part.added":
+            self._open_item(event)
+            key = (event["output_index"], event["content_index"])
+            assert key not in self.parts, f"{kind}: part {key} added twice"
+            self.parts[key] = ""
+        elif kind in ("response.output_text.delta", "response.refusal.delta", "response.reasoning_text.delta"):
+            self.parts[self._open_part(event)] += event["delta"]
+        elif kind in ("response.output_text.done", "response.refusal.done", "response.reasoning_text.done"):
+            key = self._open_part(event)
+            text = event["refusal" if kind == "response.refusal.done" else "text"]
+            assert text == self.parts[key], f"{kind}: {text!r} is not its deltas {self.parts[key]!r}"
+        elif kind == "response.content_part.done":
+            key = self._open_part(event)
+            part = event["part"]
+            assert part.get("text", part.get("refusal")) == self.parts[key], f"{kind}: {part} != its deltas"
+            self.closed_parts.add(key)
+        elif kind == "response.function_call_arguments.delta":
+            self._open_item(event)
+            self.arguments[event["output_index"]] = self.arguments.get(event["output_index"], "") + event["delta"]
+        elif kind == "response.function_call_arguments.done":
+            self._open_item(event)
+            assert event["arguments"] == self.arguments.get(event["output_index"], ""), f"{kind}: not its deltas"
+        elif kind == "response.output_item.done":
+            index = event["output_index"]
+            item = self._open_item(event)
+            closed = event["item"]
+            assert (closed["type"], closed.get("id")) == (item["type"], item.get("id")), f"{kind}: a different item"
+            parts = [k for k in self.parts if k[0] == index]
+            assert all(k in self.closed_parts for k in parts), f"{kind}: item {index} has open content parts"
+            self.done[index] = closed
+        elif kind in ("response.completed", "response.incomplete"):
+            assert len(self.done) == len(self.items), f"{kind}: items still open"
+            assert event["response"]["output"] == [self.done[i] for i in range(len(self.items))], \
+                f"{kind}: the output is not the items closed, in order"
+        elif kind == "response.failed":
+            assert all(item in self.done.values() for item in event["response"]["output"]), kind
 
 
 def sse_events(body: bytes) -> list[dict[str, Any]]:
@@ -116,16 +197,22 @@ class _Checked(httpx.AsyncByteStream):
         self._request = request
         self._response = response
         self._body = bytearray()
+        self._checked = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for part in self._inner:
             self._body += part
             yield part
+        self._checked = True
         check_answer(self._request.method, self._request.url.path, self._response.status_code,
                      self._response.headers.get("content-type", ""), bytes(self._body))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+        if not self._checked and self._response.headers.get("content-type", "").startswith("text/event-stream"):
+            self._checked = True  # closed early: the events that arrived whole, without the lifecycle
+            whole = bytes(self._body).rpartition(b"\n\n")[0]
+            check_events(sse_events(whole), complete=False)
 
 
 class CheckingTransport(httpx.AsyncBaseTransport):
