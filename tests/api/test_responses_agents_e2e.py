@@ -1,7 +1,9 @@
 """The openai-agents SDK (``Agent`` + ``Runner``) driving Fluxway's Responses API with a function tool.
 
 The model behind Fluxway is the scripted chat upstream (tests/support/responses_upstream.py): it
-calls the tool, then answers from the tool's result; the agent loop chains the turns itself.
+calls the tool, then answers from the tool's result; the agent loop chains the turns itself. Every
+answer the SDK receives is checked on the wire against OpenAI's published OpenAPI document
+(tests/support/responses_schema.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool, set_tracing_disabled
 
 from tests.support.gateway import Gateway, run_gateway
+from tests.support.responses_schema import checked_http_client
 from tests.support.responses_upstream import TOOL_ANSWER, chat
 from tests.support.upstream import FakeUpstream
 
@@ -40,7 +43,8 @@ async def gw() -> AsyncIterator[tuple[Gateway, FakeUpstream]]:
 
 
 def _agent(gw: Gateway) -> Agent:
-    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0)
+    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0,
+                                http_client=checked_http_client())
     return Agent(name="forecaster", instructions="Use the weather tool.", tools=[weather],
                  model=OpenAIResponsesModel(model="smart", openai_client=client))
 

@@ -14,7 +14,7 @@ from fluxway.errors import GatewayError
 from fluxway.ingress.responses_object import build_response, output_items
 from fluxway.ingress.responses_request import items_to_messages, parse_responses_request, with_history
 from fluxway.ingress.responses_stream import ResponsesStreamEncoder
-from tests.support.responses_schema import check_events, check_response
+from tests.support.responses_schema import check_events, check_item_list, check_response
 
 
 def _parse(**body: Any) -> Any:
@@ -66,6 +66,28 @@ def test_items_to_messages_joins_calls_to_their_assistant_turn() -> None:
     assert all(item.get("id") for item in call.input)
 
 
+def test_input_items_are_kept_in_the_item_schema() -> None:
+    call = _parse(input=[
+        {"role": "user", "content": [{"type": "text", "text": "q"},
+                                     {"type": "input_image", "image_url": "https://example.com/a.png"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "a"}]},
+        {"role": "assistant", "content": "b"},
+        {"type": "reasoning", "summary": None},
+        {"type": "function_call_output", "call_id": "c", "output": [{"type": "text", "text": "o"}]},
+    ])
+    page = {"object": "list", "data": call.input, "first_id": call.input[0]["id"], "last_id": call.input[-1]["id"],
+            "has_more": False}
+    check_item_list(page)
+    assert call.input[0]["content"] == [{"type": "input_text", "text": "q"},
+                                        {"type": "input_image", "image_url": "https://example.com/a.png",
+                                         "detail": "auto"}]
+    assert [i["content"] for i in call.input[1:3]] == [
+        [{"type": "output_text", "text": t, "annotations": [], "logprobs": []}] for t in "ab"]
+    assert call.input[3]["id"].startswith("rs_") and call.input[3]["summary"] == []
+    assert call.input[4]["output"] == [{"type": "input_text", "text": "o"}]
+    assert call.echo.get("user", "absent") == "absent"  # a string or absent in the schema, never null
+
+
 def test_history_goes_after_instructions_and_before_this_turn() -> None:
     call = _parse(input="now", instructions="sys")
     with_history(call, [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "before"}]}])
@@ -92,6 +114,13 @@ def test_history_goes_after_instructions_and_before_this_turn() -> None:
         ({"input": "x", "metadata": {"k": 1}}, "metadata.k"),
         ({"input": "x", "previous_response_id": ""}, "previous_response_id"),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),
+        # echoed into the Response object, so held to the values its schema allows
+        ({"input": "x", "truncation": "sometimes"}, "truncation"),
+        ({"input": "x", "service_tier": "gold"}, "service_tier"),
+        ({"input": "x", "max_tool_calls": "many"}, "max_tool_calls"),
+        ({"input": "x", "text": {"verbosity": "loud"}}, "text.verbosity"),
+        ({"input": "x", "reasoning": {"summary": "long"}}, "reasoning.summary"),
+        ({"input": [{"role": "user", "content": "x", "status": "done"}]}, "input[0].status"),
     ],
 )
 def test_bad_fields_are_named(body: dict[str, Any], param: str) -> None:
@@ -120,6 +149,7 @@ def test_response_object_matches_the_schema() -> None:
     output, finish = output_items(_completion({"content": "partial", "tool_calls": calls}, "length"))
     resp = build_response(call, "resp_1", 1, output, "incomplete", incomplete_details={"reason": "max_output_tokens"})
     check_response(resp)
+    assert resp["completed_at"] is None and "usage" not in resp  # completed_at only once completed; no usage: null
     assert finish == "length" and [o["type"] for o in output] == ["message", "function_call"]
     assert output[1]["call_id"] == "c1" and output[0]["content"][0]["annotations"] == []
     refusal, _ = output_items(_completion({"content": None, "refusal": "I can't."}))
@@ -201,6 +231,11 @@ def test_reasoning_becomes_a_reasoning_item_streamed_or_not() -> None:
     check_events(events)
     assert [e["type"] for e in events if "reasoning" in e["type"]] == [
         "response.reasoning_text.delta", "response.reasoning_text.delta", "response.reasoning_text.done"]
+    # the reasoning_text part is announced and closed like a message's part (OpenAI's order)
+    assert [(e["type"], e["output_index"]) for e in events if e["type"].startswith("response.content_part")] == [
+        ("response.content_part.added", 0), ("response.content_part.done", 0),
+        ("response.content_part.added", 1), ("response.content_part.done", 1)]
+    assert events[3]["part"] == {"type": "reasoning_text", "text": ""}
     assert [o["type"] for o in finals[0]["output"]] == ["reasoning", "message"]
     assert finals[0]["output"][0]["content"][0]["text"] == "Let me think."
     # fed back as history, reasoning is not sent upstream

@@ -74,18 +74,17 @@ def build_response(
     error: JSON | None = None,
     incomplete_details: JSON | None = None,
 ) -> JSON:
-    done = status in ("completed", "incomplete", "failed")
     return {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
         "status": status,
-        "completed_at": int(time.time()) if done else None,
+        "completed_at": int(time.time()) if status == "completed" else None,  # "only present when completed"
         "error": error,
         "incomplete_details": incomplete_details,
         "model": call.request.model,
         "output": output,
-        "usage": usage,
+        **({} if usage is None else {"usage": usage}),  # an object or absent in the schema, never null
         **call.echo,
     }
 

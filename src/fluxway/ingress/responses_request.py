@@ -38,6 +38,12 @@ _UNSUPPORTED = {
 }
 _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
+# Echoed into the Response object, so held to the values OpenAI's Response schema allows there.
+_TRUNCATIONS = ("auto", "disabled")
+_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
+_VERBOSITIES = ("low", "medium", "high")
+_SUMMARIES = ("auto", "concise", "detailed")
+_ITEM_STATUSES = ("in_progress", "completed", "incomplete")
 
 
 def new_id(prefix: str) -> str:
@@ -86,6 +92,13 @@ def _range(data: JSON, name: str, lo: float, hi: float) -> float | None:
     return float(v)
 
 
+def _one_of(value: Any, param: str, allowed: tuple[str, ...]) -> Any:
+    """``value`` when null or one of ``allowed``, else a 400 naming ``param``."""
+    if value is not None and value not in allowed:
+        raise bad_request(f"'{param}' must be one of {', '.join(allowed)}; got {value!r}", param, code="invalid_value")
+    return value
+
+
 def _string(value: Any, param: str) -> str:
     if not isinstance(value, str):
         raise wrong_type(param, "a string")
@@ -124,14 +137,20 @@ def _file_part(part: JSON, param: str) -> JSON:
     return {"type": "file", "file": file}
 
 
+def _text_part(text: str, role: str, part: JSON) -> JSON:
+    """A text part as the item schema has it: ``output_text`` in an assistant message (with its
+    ``annotations`` and ``logprobs``), ``input_text`` in any other."""
+    if role != "assistant":
+        return {"type": "input_text", "text": text}
+    annotations, logprobs = part.get("annotations"), part.get("logprobs")
+    return {"type": "output_text", "text": text, "annotations": annotations if isinstance(annotations, list) else [],
+            "logprobs": logprobs if isinstance(logprobs, list) else []}
+
+
 def _content_parts(content: Any, role: str, param: str) -> tuple[list[JSON], list[JSON]]:
     """A message item's content -> (normalised Responses parts, chat content parts)."""
     if isinstance(content, str):
-        kind = "output_text" if role == "assistant" else "input_text"
-        part: JSON = {"type": kind, "text": content}
-        if kind == "output_text":
-            part["annotations"] = []
-        return [part], [{"type": "text", "text": content}]
+        return [_text_part(content, role, {})], [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise wrong_type(param, "a string or an array of content parts")
     kept: list[JSON] = []
@@ -143,17 +162,17 @@ def _content_parts(content: Any, role: str, param: str) -> tuple[list[JSON], lis
         ptype = p.get("type")
         if ptype in ("input_text", "output_text", "text", "summary_text"):
             text = _string(p.get("text"), f"{pp}.text")
-            kept.append(p)
+            kept.append(_text_part(text, role, p))
             chat.append({"type": "text", "text": text})
         elif ptype == "refusal":
             text = _string(p.get("refusal"), f"{pp}.refusal")
-            kept.append(p)
+            kept.append(p if role == "assistant" else _text_part(text, role, p))
             chat.append({"type": "text", "text": text})
         elif ptype == "input_image":
             if role == "assistant":
                 raise bad_request(f"'{pp}.type': an assistant message cannot carry images", f"{pp}.type")
             chat.append(_image_part(p, pp))
-            kept.append(p)
+            kept.append(p if p.get("detail") else {**p, "detail": "auto"})  # the item schema requires it
         elif ptype == "input_file":
             chat.append(_file_part(p, pp))
             kept.append(p)
@@ -172,6 +191,16 @@ def _chat_content(parts: list[JSON]) -> str | list[JSON]:
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
+
+
+def _item_status(item: JSON, param: str) -> str:
+    status = item.get("status")
+    if status is None:
+        return "completed"
+    if status not in _ITEM_STATUSES:
+        raise bad_request(f"'{param}.status' must be one of {', '.join(_ITEM_STATUSES)}; got {status!r}",
+                          f"{param}.status", code="invalid_value")
+    return str(status)
 
 
 def normalise_items(raw: Any, param: str = "input") -> list[JSON]:
@@ -200,7 +229,7 @@ def normalise_items(raw: Any, param: str = "input") -> list[JSON]:
                 raise missing_field(f"{p}.content")
             kept, _ = _content_parts(item["content"], role, f"{p}.content")
             out.append({"type": "message", "id": item.get("id") or new_id("msg"), "role": role,
-                        "status": item.get("status") or "completed", "content": kept})
+                        "status": _item_status(item, p), "content": kept})
         elif kind == "function_call":
             call_id = _string(item.get("call_id"), f"{p}.call_id")
             name = _string(item.get("name"), f"{p}.name")
@@ -208,18 +237,20 @@ def normalise_items(raw: Any, param: str = "input") -> list[JSON]:
             if not isinstance(args, str):
                 raise wrong_type(f"{p}.arguments", "a JSON string")
             out.append({"type": "function_call", "id": item.get("id") or new_id("fc"), "call_id": call_id,
-                        "name": name, "arguments": args, "status": item.get("status") or "completed"})
+                        "name": name, "arguments": args, "status": _item_status(item, p)})
         elif kind == "function_call_output":
             call_id = _string(item.get("call_id"), f"{p}.call_id")
             output = item.get("output")
             if isinstance(output, list):
-                _content_parts(output, "user", f"{p}.output")
+                output, _ = _content_parts(output, "user", f"{p}.output")
             elif not isinstance(output, str):
                 raise wrong_type(f"{p}.output", "a string or an array of content parts")
             out.append({"type": "function_call_output", "id": item.get("id") or new_id("fco"), "call_id": call_id,
-                        "output": output, "status": item.get("status") or "completed"})
-        elif kind == "reasoning":
-            out.append(item)  # kept for the record; no upstream reads another's reasoning
+                        "output": output, "status": _item_status(item, p)})
+        elif kind == "reasoning":  # kept for the record; no upstream reads another's reasoning
+            summary = item.get("summary")
+            out.append({**item, "id": item.get("id") or new_id("rs"),
+                        "summary": summary if isinstance(summary, list) else []})
         elif kind is None:
             raise missing_field(f"{p}.type")
         else:
@@ -323,7 +354,8 @@ def _text_format(text: Any) -> tuple[JSON, JSON | None]:
     if not isinstance(text, dict):
         raise wrong_type("text", "an object")
     fmt = text.get("format")
-    echo: JSON = {"format": {"type": "text"}, "verbosity": text.get("verbosity") or "medium"}
+    echo: JSON = {"format": {"type": "text"},
+                  "verbosity": _one_of(text.get("verbosity"), "text.verbosity", _VERBOSITIES) or "medium"}
     if fmt is None:
         return echo, None
     if not isinstance(fmt, dict):
@@ -417,17 +449,24 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
     metadata = _metadata(data.get("metadata"))
     if data.get("stream_options") is not None and not isinstance(data["stream_options"], dict):
         raise wrong_type("stream_options", "an object")
+    truncation = _one_of(data.get("truncation"), "truncation", _TRUNCATIONS)
+    tier = _one_of(data.get("service_tier"), "service_tier", _SERVICE_TIERS)
+    max_tools = data.get("max_tool_calls")
+    if max_tools is not None and (not _is_int(max_tools) or max_tools < 1):
+        raise wrong_type("max_tool_calls", "a positive integer")
 
     out: JSON = {"model": model}
     echo: JSON = {
         "instructions": instructions, "max_output_tokens": max_out, "metadata": metadata,
         "parallel_tool_calls": True if parallel is None else parallel, "previous_response_id": previous,
         "store": True if store is None else store, "temperature": 1.0 if temperature is None else temperature,
-        "top_p": 1.0 if top_p is None else top_p, "user": user, "tools": [], "tool_choice": "auto",
+        "top_p": 1.0 if top_p is None else top_p, "tools": [], "tool_choice": "auto",
         "text": {"format": {"type": "text"}, "verbosity": "medium"}, "reasoning": {"effort": None, "summary": None},
-        "truncation": data.get("truncation") or "disabled", "service_tier": data.get("service_tier") or "default",
-        "background": False, "max_tool_calls": data.get("max_tool_calls"), "top_logprobs": 0,
+        "truncation": truncation or "disabled", "service_tier": tier or "default",
+        "background": False, "max_tool_calls": max_tools, "top_logprobs": 0,
     }
+    if user is not None:  # a string or absent in the Response schema, never null
+        echo["user"] = user
     if data.get("tools"):
         echo["tools"], out["tools"] = _tools(data["tools"])
         if parallel is not None:
@@ -453,7 +492,8 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
                 raise bad_request(f"'reasoning.effort' must be one of {', '.join(sorted(_EFFORTS))}; got {effort!r}",
                                   "reasoning.effort", code="invalid_value")
             out["reasoning_effort"] = effort
-        echo["reasoning"] = {"effort": effort, "summary": reasoning.get("summary")}
+        summary = _one_of(reasoning.get("summary"), "reasoning.summary", _SUMMARIES)
+        echo["reasoning"] = {"effort": effort, "summary": summary}
     if max_out is not None:
         out["max_completion_tokens"] = max_out
     if temperature is not None:

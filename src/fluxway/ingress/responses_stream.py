@@ -91,6 +91,10 @@ class ResponsesStreamEncoder:
             self._reason = ""
             item = reasoning_item(self._reason_id, "", "in_progress")
             out += self._event("response.output_item.added", {"output_index": self._reason_index, "item": item})
+            out += self._event("response.content_part.added", {
+                "item_id": self._reason_id, "output_index": self._reason_index, "content_index": 0,
+                "part": {"type": "reasoning_text", "text": ""},
+            })
         self._reason += text
         return out + self._event("response.reasoning_text.delta", {
             "item_id": self._reason_id, "output_index": self._reason_index, "content_index": 0, "delta": text,
@@ -103,9 +107,10 @@ class ResponsesStreamEncoder:
         self._reason_index = None
         item = reasoning_item(self._reason_id, self._reason, "completed")
         self._output[index] = item
-        return (self._event("response.reasoning_text.done", {
-            "item_id": self._reason_id, "output_index": index, "content_index": 0, "text": self._reason})
-            + self._event("response.output_item.done", {"output_index": index, "item": item}))
+        ids = {"item_id": self._reason_id, "output_index": index, "content_index": 0}
+        return (self._event("response.reasoning_text.done", {**ids, "text": self._reason})
+                + self._event("response.content_part.done", {**ids, "part": item["content"][0]})
+                + self._event("response.output_item.done", {"output_index": index, "item": item}))
 
     def _open_text(self, refusal: bool) -> bytes:
         out = self._close_reasoning() + self._close_calls()
