@@ -44,7 +44,7 @@ def _reply(n: int, content: str | None = None, calls: list[dict[str, Any]] | Non
     })
 
 
-async def model(request: web.Request) -> web.StreamResponse:
+async def model(request: web.Request, docs: HttpMcpServer | None = None) -> web.StreamResponse:
     """Scripted by the first user message; it sees the tool results in the messages."""
     body = await request.json()
     assert not body.get("stream"), "rounds run whole"
@@ -67,6 +67,9 @@ async def model(request: web.Request) -> web.StreamResponse:
         "client": [[_tool_call(1, "weather", {})]],
         "forever": [[_tool_call(i, "docs__search", {"query": str(i)})] for i in range(1, 20)],
     }
+    if "kill" in user and n == 1 and docs is not None:  # the MCP server dies mid-run, before the call
+        await asyncio.to_thread(docs.kill)
+        return _reply(n, None, [_tool_call(1, "docs__search", {"query": "gone"})])
     plan = next((v for k, v in plans.items() if k in user), [])
     if n <= len(plan):
         return _reply(n, None, plan[n - 1])
@@ -96,7 +99,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Gateway, HttpMcpServer, F
     await asyncio.to_thread(docs.start)
     try:
         async with FakeUpstream() as up:
-            up.route("POST", "/v1/chat/completions", model)
+            up.route("POST", "/v1/chat/completions", lambda r: model(r, docs))
             async with run_gateway(config(tmp_path, docs, up)) as gw:
                 service = gw.runtime.mcp
                 assert service is not None
@@ -254,6 +257,30 @@ async def test_a_slow_tool_times_out_and_a_killed_server_fails_as_a_tool_result(
     down = await client(gw).chat.completions.create(model="smart", messages=ask("search"), tools=[DOCS])
     content = down.choices[0].message.content or ""
     assert content.startswith("answer: Error:") and "docs" in content
+
+
+async def test_a_server_killed_mid_run_is_a_tool_error_and_the_answer_still_comes(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream],
+) -> None:
+    gw, _, _ = setup
+    resp = await client(gw).responses.create(model="smart", input="kill it", tools=[DOCS])
+    call = next(i for i in resp.output if i.type == "mcp_call")
+    assert call.status == "failed" and call.error is not None and call.output is None  # type: ignore[union-attr]
+    assert resp.output_text.startswith("answer: Error:") and "docs" in resp.output_text
+
+
+async def test_the_budget_is_charged_for_every_round(setup: tuple[Gateway, HttpMcpServer, FakeUpstream]) -> None:
+    gw, _, _ = setup
+    key = await new_key(gw, budget={"amount_usd": 5.0, "period": "monthly"})
+    await client(gw, key).chat.completions.create(model="smart", messages=ask("two rounds"), tools=[DOCS, FILES])
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as s, \
+            s.get(gw.url + "/v1/me") as r:
+        me = await r.json()
+    # Three rounds: (10 + 20 + 30) prompt tokens at $1/M and (1 + 2 + 3) completion tokens at $2/M.
+    expected = (60 * 1.0 + 6 * 2.0) / 1e6
+    assert me["budgets"][0]["spent_usd"] == pytest.approx(expected)
+    assert me["budgets"][0]["reserved_usd"] == 0
+    assert me["spend_usd"] == pytest.approx(expected)
 
 
 async def test_bad_mcp_tools_are_400s_naming_the_field(setup: tuple[Gateway, HttpMcpServer, FakeUpstream]) -> None:

@@ -23,7 +23,7 @@ import orjson
 
 from fluxway.api.asgi import SSE_HEADERS, Send, respond
 from fluxway.api.inference import _commit, _observe, _overhead_ms, _routed_headers
-from fluxway.canonical import JSON, CanonicalRequest, CanonicalResponse, Endpoint
+from fluxway.canonical import JSON, CanonicalRequest, CanonicalResponse, Endpoint, Usage
 from fluxway.errors import GatewayError
 from fluxway.ingress.base import Ingress, Session
 from fluxway.mcp.loop import Offer, ToolCall, ToolLoop, offer_tools
@@ -33,6 +33,7 @@ from fluxway.policy.pipeline import CallHooks
 from fluxway.policy.tags import TAGS
 from fluxway.runtime import Runtime
 from fluxway.stream_result import assemble, replay_chunks
+from fluxway.tokens import completion_tokens, estimate_prompt_tokens
 
 _ROUND_DROPS = ("stream", "stream_options")
 
@@ -61,6 +62,15 @@ def _client_functions(body: JSON, offer: Offer) -> frozenset[str]:
         if isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"] not in offer.names:
             out.add(fn["name"])
     return frozenset(out)
+
+
+def _estimate(body: JSON, resp: CanonicalResponse, model: str) -> Usage:
+    msg = (resp.body.get("choices") or [{}])[0].get("message") or {}
+    texts = [msg.get("content") or ""] if isinstance(msg.get("content"), str) else []
+    texts += [str((c.get("function") or {}).get("arguments") or "") for c in msg.get("tool_calls") or ()
+              if isinstance(c, dict)]
+    return Usage(prompt_tokens=estimate_prompt_tokens(body, model), completion_tokens=completion_tokens(texts, model),
+                 estimated=True)
 
 
 class LoopCall:
@@ -114,7 +124,12 @@ class LoopCall:
             response=done.response if self.calls.wants_response else None,
         )
         self._provider = (done.target.provider, done.target.model, "miss", done.trace.attempts)
-        return done.response
+        resp = done.response
+        if resp.usage is None:  # no usage from the upstream: Fluxway's own count, for the record and the sum
+            usage = _estimate(ctx.request.body, resp, done.target.model)
+            self.outcome.usage = usage
+            resp = CanonicalResponse(resp.body, usage, resp.raw)
+        return resp
 
     async def _close(self, outcome: Outcome) -> None:
         """A round that led to another: its post hooks (usage record, budget, limits) and metrics."""
