@@ -67,6 +67,10 @@ async def model(request: web.Request, docs: HttpMcpServer | None = None) -> web.
         "client": [[_tool_call(1, "weather", {})]],
         "forever": [[_tool_call(i, "docs__search", {"query": str(i)})] for i in range(1, 20)],
     }
+    if "upstream dies" in user and n == 2:
+        return json_reply({"error": {"message": "boom", "type": "server_error"}}, status=500)
+    if "upstream dies" in user:
+        return _reply(n, None, [_tool_call(1, "docs__search", {"query": "q"})])
     if "kill" in user and n == 1 and docs is not None:  # the MCP server dies mid-run, before the call
         await asyncio.to_thread(docs.kill)
         return _reply(n, None, [_tool_call(1, "docs__search", {"query": "gone"})])
@@ -267,6 +271,32 @@ async def test_a_server_killed_mid_run_is_a_tool_error_and_the_answer_still_come
     call = next(i for i in resp.output if i.type == "mcp_call")
     assert call.status == "failed" and call.error is not None and call.output is None  # type: ignore[union-attr]
     assert resp.output_text.startswith("answer: Error:") and "docs" in resp.output_text
+
+
+async def test_a_later_round_failing_keeps_the_earlier_rounds_records(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream],
+) -> None:
+    gw, _, _ = setup
+    key = await new_key(gw)
+    with pytest.raises(openai.APIStatusError) as err:
+        await client(gw, key).chat.completions.create(model="smart", messages=ask("upstream dies"), tools=[DOCS])
+    assert err.value.status_code == 502
+    mine = [r for r in await records(gw) if r["key_id"] != "master" and r["endpoint"] == "chat"]
+    assert sorted((r["status"], r["prompt_tokens"]) for r in mine) == [(200, 10), (502, 0)]
+
+    events: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {MASTER}"}) as s, s.post(
+        gw.url + "/v1/responses", json={"model": "smart", "input": "upstream dies", "tools": [DOCS], "stream": True}
+    ) as r:
+        assert r.status == 200  # the stream began after round 1
+        raw = (await r.read()).decode()
+    for frame in raw.split("\n\n"):
+        data = [line[6:] for line in frame.split("\n") if line.startswith("data: ")]
+        if data:
+            events.append(orjson.loads(data[0]))
+    check_events(events)
+    kinds = [e["type"] for e in events]
+    assert "response.mcp_call.completed" in kinds and kinds[-2:] == ["error", "response.failed"]
 
 
 async def test_the_budget_is_charged_for_every_round(setup: tuple[Gateway, HttpMcpServer, FakeUpstream]) -> None:
