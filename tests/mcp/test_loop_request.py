@@ -169,3 +169,25 @@ async def test_max_rounds_stops_and_marks_the_last_calls_unrun() -> None:
     assert [c.status for c in result.calls] == ["completed", "incomplete"]
     msg = result.response.body["choices"][0]["message"]
     assert msg["content"] == "round 2" and "tool_calls" not in msg
+
+
+def test_stored_mcp_items_replay_as_tool_calls_and_results() -> None:
+    from fluxway.ingress.responses_request import items_to_messages, normalise_items
+
+    items = normalise_items([
+        {"type": "message", "role": "user", "content": "hi"},
+        {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "docs", "tools": []},
+        {"type": "mcp_call", "id": "mcp_1", "server_label": "docs", "name": "search", "arguments": "{}",
+         "output": "found", "error": None},
+        {"type": "mcp_call", "id": "mcp_2", "server_label": "docs", "name": "fail", "arguments": "{}", "output": None,
+         "error": {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": "disk full"}]}},
+    ])
+    messages = items_to_messages(items)
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert messages[1]["tool_calls"][0] == {"id": "mcp_1", "type": "function",
+                                            "function": {"name": "docs__search", "arguments": "{}"}}
+    assert messages[2] == {"role": "tool", "tool_call_id": "mcp_1", "content": "found"}
+    assert messages[4]["content"] == "Error: disk full"
+    with pytest.raises(GatewayError) as err:
+        normalise_items([{"type": "mcp_call", "id": "x", "name": "search"}])
+    assert err.value.param == "input[0].server_label"

@@ -381,6 +381,9 @@ async def test_responses_stream_shows_the_calls_then_the_answer(
     call = final.output[1]
     assert call.status == "failed" and call.error is not None  # type: ignore[union-attr]
     assert final.output_text.startswith("answer: Error:") and final.output_text.endswith("disk full")
+    # Stored before response.completed left: a follow-up continues from it, the call replayed.
+    follow = await client(gw).responses.create(model="smart", input="next", previous_response_id=final.id)
+    assert follow.output_text.startswith("answer: Error:") and follow.output_text.endswith("disk full")
 
     events: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(headers={"authorization": f"Bearer {MASTER}"}) as s, s.post(

@@ -173,9 +173,9 @@ class ToolLoop:
         if found is not None:
             return ToolCall(new_id("mcp"), call_id, found[0], found[1], name, args)
         server, sep, tool = name.partition("__")
-        label = server if sep and server in self._labels else next(iter(self._labels), "")
-        return ToolCall(new_id("mcp"), call_id, label, tool if sep and server in self._labels else name, name, args,
-                        offered=False)
+        if sep and server in self._labels:  # `<server>__<tool>`: a tool of a named server, not offered
+            return ToolCall(new_id("mcp"), call_id, server, tool, name, args, offered=False)
+        return ToolCall(new_id("mcp"), call_id, "", name, name, args, offered=False)  # no server of ours
 
     async def _run(self, call: ToolCall, on_event: Callable[[str, ToolCall], Awaitable[None]] | None) -> None:
         if on_event is not None:
@@ -290,7 +290,7 @@ class ToolLoop:
             body["choices"] = [choice, *choices[1:]]
         body["usage"] = total.to_openai()
         extra: JSON = {"mcp_calls": [
-            {"name": f"{c.server_label}{SEPARATOR}{c.name}", "arguments": c.arguments,
+            {"name": f"{c.server_label}{SEPARATOR}{c.name}" if c.server_label else c.name, "arguments": c.arguments,
              "output": c.output if not c.is_error else c.error, "is_error": c.is_error}
             for c in calls
         ], "tool_loop": {"rounds": rounds, "max_rounds_reached": reached}}
