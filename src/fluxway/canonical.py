@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from fluxway.mcp.loop_request import McpToolEntry
 
 JSON = dict[str, Any]
 
@@ -197,6 +200,9 @@ class CanonicalRequest:
     body: JSON
     stream: bool = False
     include_usage: bool = False
+    # The request's MCP tools (``{"type": "mcp"}`` entries, taken out of ``tools``): Fluxway runs
+    # the tool loop (fluxway.mcp.loop). None for every other request.
+    mcp_tools: tuple[McpToolEntry, ...] | None = None
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from fluxway.config_base import Strict, TimeoutConfig
 from fluxway.config_observability import AdminConfig, ObservabilityConfig
 from fluxway.events.alerts.settings import AlertRule, alert_problems
 from fluxway.events.settings import SinkConfig, sink_problems
-from fluxway.mcp.settings import McpConfig, mcp_problems
+from fluxway.mcp.settings import McpConfig, ToolLoopConfig, mcp_problems
 from fluxway.policy.pipeline import DEFAULT_PIPELINE, validate_pipeline
 
 
@@ -290,6 +290,9 @@ class Config(Strict):
     events: tuple[SinkConfig, ...] = ()
     # Upstream MCP servers whose tools `/mcp` serves to the keys allowed them (docs/mcp.md).
     mcp: McpConfig = McpConfig()
+    # Tool loops: MCP tools Fluxway runs for the model in chat completions and the Responses API
+    # (docs/tool-loops.md).
+    tool_loop: ToolLoopConfig = ToolLoopConfig()
 
     def provider(self, name: str) -> ProviderConfig | None:
         for p in self.providers:

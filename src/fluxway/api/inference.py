@@ -126,18 +126,30 @@ async def handle(
             await session.prepare(principal.id)
         if span is not None:
             span.request(req, request_id)
-        ctx = CallContext(request_id, ingress.name, headers, api_key, req, started, principal)
+        looped = req
+        if req.mcp_tools is not None:  # Fluxway runs the MCP tool loop (api/tool_loop_call.py)
+            from fluxway.api import tool_loop_call
+
+            offer, looped = tool_loop_call.prepare(rt, req, principal)
+        ctx = CallContext(request_id, ingress.name, headers, api_key, looped, started, principal)
         if tags is not None:
             ctx.put(TAGS, tags)
         calls = rt.pipeline.for_call(ctx)  # which hooks take part: resolved once, the caller known
         short = await calls.pre()
-        if short is not None:
+        if short is not None and looped is req:
             outcome = await _answer_short(calls, ingress, short, send, session)
             return
         # Admission only now: the key is known and its limits and budget allowed the call, so a
         # key sending slow bodies or refused calls holds no slot another tenant needs.
         held = rt.admission.enter(ctx.principal)
         admitted = True
+        if looped is not req:
+            loop = tool_loop_call.LoopCall(rt, ingress, endpoint, req, offer, ctx, calls, span, session)
+            try:
+                outcome = await loop.serve(short, send)
+            finally:  # the last round's hooks are closed below, as any call's
+                ctx, calls = loop.ctx, loop.calls
+            return
         route = rt.executor.resolve(req.model)
         if req.stream:
             opened = await rt.executor.open_stream(req, route, principal.model_filter, span)
@@ -202,21 +214,26 @@ async def handle(
         if admitted:
             rt.admission.leave(held)
         if outcome is not None:
-            # Only configured names become labels: arbitrary client input must not grow the series.
-            model = ctx.request.model if ctx is not None else ""
-            if model not in rt.executor.routes:
-                model = "(direct)" if "/" in model else "(none)"
-            cost = _cost_usd(rt, ctx, outcome)
-            rt.stats.observe(ingress.name, endpoint.value, model, outcome, cost)
-            alerts = rt.alerts
-            if alerts is not None:
-                _feed_alerts(alerts, model, ctx, outcome, cost)
+            _observe(rt, ingress, endpoint, ctx, outcome)
         if span is not None:
             span.finish(outcome)
         if calls is not None and outcome is not None:
             await calls.post_late(outcome)
         if outcome is not None and rt.cfg.observability.logs.requests:
             log_call(log, request_id, headers, ctx, outcome)
+
+
+def _observe(rt: Runtime, ingress: Ingress, endpoint: Endpoint, ctx: CallContext | None, outcome: Outcome) -> None:
+    """The call's metrics and alert windows."""
+    # Only configured names become labels: arbitrary client input must not grow the series.
+    model = ctx.request.model if ctx is not None else ""
+    if model not in rt.executor.routes:
+        model = "(direct)" if "/" in model else "(none)"
+    cost = _cost_usd(rt, ctx, outcome)
+    rt.stats.observe(ingress.name, endpoint.value, model, outcome, cost)
+    alerts = rt.alerts
+    if alerts is not None:
+        _feed_alerts(alerts, model, ctx, outcome, cost)
 
 
 def _feed_alerts(alerts: AlertEngine, model: str, ctx: CallContext | None, outcome: Outcome, cost: float) -> None:

@@ -14,6 +14,7 @@ import orjson
 from fluxway.canonical import JSON, CanonicalRequest, CanonicalResponse, Endpoint, StreamChunk, Usage
 from fluxway.errors import GatewayError, bad_request, missing_field, openai_error_body, wrong_type
 from fluxway.ingress.base import bearer_token
+from fluxway.mcp.loop_request import has_mcp_tool, split_tools
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -150,6 +151,14 @@ def parse_openai_body(endpoint: Endpoint, body: bytes) -> CanonicalRequest:
     stream = data.get("stream") is True and endpoint is not Endpoint.EMBEDDINGS
     opts = data.get("stream_options")
     include_usage = bool(stream and isinstance(opts, dict) and opts.get("include_usage"))
+    tools = data.get("tools")
+    if tools and endpoint is Endpoint.CHAT and has_mcp_tool(tools):  # Fluxway's tool loop
+        other, entries = split_tools(tools)
+        if other:
+            data["tools"] = other
+        else:
+            del data["tools"]
+        return CanonicalRequest(endpoint, model, data, stream, include_usage, tuple(entries))
     return CanonicalRequest(endpoint, model, data, stream, include_usage)
 
 

@@ -19,7 +19,13 @@ import orjson
 from fluxway.canonical import JSON, CanonicalRequest, CanonicalResponse, Endpoint
 from fluxway.errors import GatewayError, openai_error_body
 from fluxway.ingress.base import bearer_token
-from fluxway.ingress.responses_object import build_response, finish_status, output_items, usage_object
+from fluxway.ingress.responses_object import (
+    build_response,
+    finish_status,
+    output_items,
+    tool_loop_items,
+    usage_object,
+)
 from fluxway.ingress.responses_request import (
     ResponsesCall,
     new_id,
@@ -47,6 +53,7 @@ class ResponsesIngress:
         self.created_at = int(time.time())
         self._owner = ""
         self._final: JSON | None = None
+        self.tool_items: list[JSON] = []  # a tool loop's mcp_list_tools and mcp_call items
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
         return bearer_token(headers) or headers.get("x-api-key") or None
@@ -83,11 +90,17 @@ class ResponsesIngress:
         call = self.call
         assert call is not None
         output, finish = output_items(resp)
+        if self.tool_items:
+            output = [*self.tool_items, *output]
         status, incomplete = finish_status(finish)
         final = build_response(call, self.response_id, self.created_at, output, status,
                                usage=usage_object(resp.usage), incomplete_details=incomplete)
         self._final = final
         return orjson.dumps(final)
+
+    def set_tool_loop(self, listings: list[Any], calls: list[Any]) -> None:
+        """A tool loop's listings and calls, output before the final answer's items."""
+        self.tool_items = tool_loop_items(listings, calls)
 
     def stream_encoder(self, req: CanonicalRequest, request_id: str) -> ResponsesStreamEncoder:
         assert self.call is not None

@@ -126,3 +126,31 @@ def output_items(resp: CanonicalResponse) -> tuple[list[JSON], Any]:
                 args if isinstance(args, str) else "{}", "completed",
             ))
     return out, choice.get("finish_reason")
+
+
+def mcp_list_tools_item(item_id: str, server_label: str, tools: list[Any]) -> JSON:
+    """An ``mcp_list_tools`` item: the tools of one MCP server the model was offered."""
+    return {"id": item_id, "type": "mcp_list_tools", "server_label": server_label, "error": None, "tools": [
+        {"name": t.local_name, "description": t.description, "input_schema": dict(t.input_schema),
+         "annotations": dict(t.annotations) if t.annotations else None}
+        for t in tools
+    ]}
+
+
+def mcp_call_item(call: Any, status: str | None = None) -> JSON:
+    """An ``mcp_call`` item (a :class:`fluxway.mcp.loop.ToolCall`): its output, or its error as an
+    ``mcp_tool_execution_error`` holding the message the model was shown."""
+    done = status is None
+    state = call.status if done else status
+    error = None
+    if done and call.is_error:
+        error = {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": call.error or ""}]}
+    return {"id": call.id, "type": "mcp_call", "status": state, "server_label": call.server_label,
+            "name": call.name, "arguments": call.arguments, "output": call.output if done else None,
+            "error": error, "approval_request_id": None}
+
+
+def tool_loop_items(listings: list[Any], calls: list[Any]) -> list[JSON]:
+    """A tool loop's output items, before the final answer's: the listings, then every call."""
+    return [*(mcp_list_tools_item(x.id, x.server_label, x.tools) for x in listings),
+            *(mcp_call_item(c) for c in calls)]

@@ -18,6 +18,7 @@ import orjson
 
 from fluxway.canonical import JSON, CanonicalRequest, Endpoint
 from fluxway.errors import GatewayError, bad_request, missing_field, wrong_type
+from fluxway.mcp.loop_request import McpToolEntry, function_name, parse_mcp_entry
 
 # Top-level fields this ingress reads; everything else is refused, naming it. The second group is
 # accepted and echoed (or ignored) but has no effect on the call.
@@ -251,12 +252,16 @@ def normalise_items(raw: Any, param: str = "input") -> list[JSON]:
             summary = item.get("summary")
             out.append({**item, "id": item.get("id") or new_id("rs"),
                         "summary": summary if isinstance(summary, list) else []})
+        elif kind in ("mcp_call", "mcp_list_tools"):
+            for name in ("server_label",) + (("name",) if kind == "mcp_call" else ()):
+                _string(item.get(name), f"{p}.{name}")
+            out.append({**item, "id": item.get("id") or new_id("mcp")})  # a tool loop's, replayed
         elif kind is None:
             raise missing_field(f"{p}.type")
         else:
             raise bad_request(
                 f"'{p}.type': unsupported input item type {kind!r} (supported: message, function_call, "
-                "function_call_output, reasoning)", f"{p}.type", code="invalid_value",
+                "function_call_output, reasoning, mcp_call, mcp_list_tools)", f"{p}.type", code="invalid_value",
             )
     return out
 
@@ -294,27 +299,76 @@ def items_to_messages(items: list[Any]) -> list[JSON]:
             else:
                 content = output if isinstance(output, str) else ""
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
+        elif kind == "mcp_call":  # a tool loop's call: the assistant's tool call and its result
+            call_id = str(item.get("id") or new_id("mcp"))
+            name = function_name(str(item.get("server_label") or ""), str(item.get("name") or ""))
+            call = {"id": call_id, "type": "function",
+                    "function": {"name": name, "arguments": item.get("arguments") or "{}"}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and not any(
+                m.get("role") == "tool" for m in messages[-1:]
+            ):
+                last.setdefault("tool_calls", []).append(call)
+                if not last.get("content"):
+                    last["content"] = None
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": _mcp_result(item)})
     return messages
+
+
+def _mcp_result(item: JSON) -> str:
+    output = item.get("output")
+    if isinstance(output, str) and item.get("error") is None:
+        return output
+    error = item.get("error")
+    if isinstance(error, dict):
+        content = error.get("content")
+        if isinstance(content, list):
+            text = "".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+            return f"Error: {text}"
+        return f"Error: {error.get('message') or 'the tool failed'}"
+    if item.get("status") == "incomplete":
+        return "Error: the tool was not run"
+    return output if isinstance(output, str) else ""
 
 
 # -- tools, formats ------------------------------------------------------------------------------
 
 
-def _tools(raw: Any) -> tuple[list[JSON], list[JSON]]:
-    """Responses function tools -> (as echoed, as chat tools)."""
+def _mcp_echo(entry: McpToolEntry) -> JSON:
+    raw = entry.raw
+    echo: JSON = {"type": "mcp", "server_label": entry.server_label, "allowed_tools": raw.get("allowed_tools"),
+                  "require_approval": raw.get("require_approval") or "never", "headers": None}
+    if isinstance(raw.get("server_description"), str):  # a string or absent in the schema
+        echo["server_description"] = raw["server_description"]
+    return echo
+
+
+def _tools(raw: Any) -> tuple[list[JSON], list[JSON], list[McpToolEntry]]:
+    """Responses function and MCP tools -> (as echoed, as chat tools, the MCP entries)."""
     if not isinstance(raw, list):
         raise wrong_type("tools", "an array")
     echo: list[JSON] = []
     chat: list[JSON] = []
+    entries: list[McpToolEntry] = []
     for i, tool in enumerate(raw):
         p = f"tools[{i}]"
         if not isinstance(tool, dict):
             raise wrong_type(p, "an object")
         kind = tool.get("type")
+        if kind == "mcp":
+            entry = parse_mcp_entry(tool, i)
+            if any(e.server_label == entry.server_label for e in entries):
+                raise bad_request(f"'{p}.server_label': MCP server '{entry.server_label}' is named twice",
+                                  f"{p}.server_label", code="invalid_value")
+            entries.append(entry)
+            echo.append(_mcp_echo(entry))
+            continue
         if kind != "function":
             raise bad_request(
-                f"'{p}.type': tool type {kind!r} is not supported by Fluxway's Responses API (only function tools)",
-                f"{p}.type", code="invalid_value",
+                f"'{p}.type': tool type {kind!r} is not supported by Fluxway's Responses API (function and "
+                "mcp tools)", f"{p}.type", code="invalid_value",
             )
         name = tool.get("name")
         if not isinstance(name, str) or not name:
@@ -333,7 +387,7 @@ def _tools(raw: Any) -> tuple[list[JSON], list[JSON]]:
             fn["strict"] = strict
         chat.append({"type": "function", "function": fn})
         echo.append({"type": "function", "name": name, "description": desc, "parameters": params, "strict": strict})
-    return echo, chat
+    return echo, chat, entries
 
 
 def _tool_choice(raw: Any) -> Any:
@@ -467,9 +521,14 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
     }
     if user is not None:  # a string or absent in the Response schema, never null
         echo["user"] = user
+    mcp: tuple[McpToolEntry, ...] | None = None
     if data.get("tools"):
-        echo["tools"], out["tools"] = _tools(data["tools"])
-        if parallel is not None:
+        echo["tools"], chat_tools, entries = _tools(data["tools"])
+        if chat_tools:
+            out["tools"] = chat_tools
+        if entries:
+            mcp = tuple(entries)
+        if parallel is not None and chat_tools:
             out["parallel_tool_calls"] = parallel
     elif data.get("tools") is not None and not isinstance(data["tools"], list):
         raise wrong_type("tools", "an array")
@@ -507,7 +566,7 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
         out["stream_options"] = {"include_usage": True}
     messages = items_to_messages(items)
     out["messages"] = ([{"role": "system", "content": instructions}] if instructions else []) + messages
-    req = CanonicalRequest(Endpoint.CHAT, model, out, stream=stream, include_usage=True)
+    req = CanonicalRequest(Endpoint.CHAT, model, out, stream=stream, include_usage=True, mcp_tools=mcp)
     return ResponsesCall(req, items, instructions, previous, echo["store"], echo, messages)
 
 

@@ -18,6 +18,8 @@ from fluxway.ingress.responses_object import (
     build_response,
     finish_status,
     function_call_item,
+    mcp_call_item,
+    mcp_list_tools_item,
     message_item,
     reasoning_item,
     reasoning_text,
@@ -61,6 +63,7 @@ class ResponsesStreamEncoder:
         self._calls: dict[int, _Call] = {}  # chat tool-call index -> its open function call
         self._finish: str | None = None
         self._usage: Usage | None = None
+        self._mcp_index: dict[str, int] = {}  # open mcp_call items by id -> output index
 
     def _event(self, kind: str, payload: JSON) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **payload}
@@ -221,6 +224,48 @@ class ResponsesStreamEncoder:
             if finish:
                 self._finish = finish
         return out
+
+    # -- a tool loop's items (fluxway.mcp.loop) ----------------------------------------------------
+
+    def begin(self) -> bytes:
+        """``response.created`` and ``response.in_progress``, once."""
+        return b"" if self._started else self._start()
+
+    def mcp_list_tools(self, item_id: str, server_label: str, tools: list[Any]) -> bytes:
+        out = self.begin()
+        index = len(self._output)
+        item = mcp_list_tools_item(item_id, server_label, tools)
+        self._output.append(item)
+        ids = {"item_id": item_id, "output_index": index}
+        return (out + self._event("response.output_item.added", {"output_index": index, "item": {**item, "tools": []}})
+                + self._event("response.mcp_list_tools.in_progress", ids)
+                + self._event("response.mcp_list_tools.completed", ids)
+                + self._event("response.output_item.done", {"output_index": index, "item": item}))
+
+    def mcp_call_started(self, call: Any) -> bytes:
+        out = self.begin()
+        index = len(self._output)
+        self._output.append(None)
+        self._mcp_index[call.id] = index
+        ids = {"item_id": call.id, "output_index": index}
+        item = mcp_call_item(call, "in_progress")
+        return (out + self._event("response.output_item.added", {"output_index": index, "item": item})
+                + self._event("response.mcp_call.in_progress", ids)
+                + self._event("response.mcp_call_arguments.delta", {**ids, "delta": call.arguments})
+                + self._event("response.mcp_call_arguments.done", {**ids, "arguments": call.arguments}))
+
+    def mcp_call_done(self, call: Any) -> bytes:
+        index = self._mcp_index.pop(call.id, None)
+        out = b""
+        if index is None:  # never announced (a call left unrun)
+            out = self.mcp_call_started(call)
+            index = self._mcp_index.pop(call.id)
+        item = mcp_call_item(call)
+        self._output[index] = item
+        ids = {"item_id": call.id, "output_index": index}
+        kind = "response.mcp_call.completed" if item["status"] == "completed" else "response.mcp_call.failed"
+        return (out + self._event(kind, ids)
+                + self._event("response.output_item.done", {"output_index": index, "item": item}))
 
     def _settled(self) -> list[JSON]:
         return [item for item in self._output if item is not None]

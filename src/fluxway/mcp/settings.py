@@ -140,3 +140,13 @@ def mcp_problems(cfg: McpConfig) -> list[str]:
             problems.append(f"mcp.servers[{i}].name: duplicate MCP server name '{s.name}'")
         seen.add(s.name)
     return problems
+
+
+class ToolLoopConfig(Strict):
+    # The most model calls one tool loop makes (a chat completion or a Responses API call whose
+    # `tools` name an MCP server, docs/tool-loops.md): past it the last answer is returned and the
+    # MCP tool calls it still asks for are not run.
+    max_rounds: int = Field(8, ge=1, le=64)
+    # Seconds one MCP tool call of a loop may take (at most the server's call_timeout_s); then the
+    # model is told it timed out.
+    tool_timeout_s: float = Field(30.0, gt=0, le=3600)
