@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,19 @@ async def prepare(url: str, n: int) -> None:
         print(f"filling the store with {n:,} records ...", flush=True)
         await ub.fill(store, n)
     await store.close()
+
+
+def probe_loop(base: str, stop: threading.Event, out: list[float]) -> None:
+    """The control: how long any request to this busy server takes (``GET /health``, no store)."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=30) as r:
+                r.read()
+        except urllib.error.HTTPError as err:  # 503 "degraded" is an answer too
+            err.read()
+        out.append((time.perf_counter() - t) * 1000)
+        time.sleep(0.2)
 
 
 def query_loop(base: str, stop: threading.Event, out: list[float], labels: list[str]) -> None:
@@ -142,10 +156,14 @@ def main() -> None:
         stop, times, labels = threading.Event(), list[float](), list[str]()
         querier = threading.Thread(target=query_loop, args=(base, stop, times, labels), daemon=True)
         querier.start()
+        health: list[float] = []
+        prober = threading.Thread(target=probe_loop, args=(base, stop, health), daemon=True)
+        prober.start()
         time.sleep(0.5)
         loaded = run_wrk(wrk, url_chat, script, args.duration)
         stop.set()
         querier.join(timeout=60)
+        prober.join(timeout=60)
     finally:
         for svc in reversed(services):
             svc.stop()
@@ -155,6 +173,8 @@ def main() -> None:
         "queries": {"count": len(times), "median_ms": round(statistics.median(times), 1) if times else None,
                     "max_ms": round(max(times), 1) if times else None,
                     "slowest": [f"{lab}: {ms:.1f} ms" for ms, lab in slowest]},
+        "health_control": {"count": len(health), "median_ms": round(statistics.median(health), 1) if health else None,
+                           "max_ms": round(max(health), 1) if health else None},
     }
     print(json.dumps(result, indent=2))
     if not args.no_save:

@@ -121,6 +121,11 @@ class UsageConfig(Strict):
     # Minute rollups (the finest grain of /admin/usage) are kept this many hours; hour and day rows
     # stay. A range reaching further back reads its edge minutes from the usage records.
     minute_rollups_hours: float = Field(48.0, ge=1)
+    # Usage and log queries (/admin/usage, /admin/logs, /v1/me/usage, GraphQL) first have the records
+    # still waiting stored, so they see every finished call, waiting this long at most: a saturated
+    # gateway's backlog takes longer, and its queries then answer from what is stored (the backlog's
+    # flush goes on).
+    query_flush_wait_ms: float = Field(500.0, ge=0)
 
 
 class PriceConfig(Strict):

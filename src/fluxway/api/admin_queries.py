@@ -7,6 +7,7 @@ come back as the REST API shows them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -63,9 +64,12 @@ def usage_data(rows: list[Row], group_by: str) -> list[Row]:
 
 
 async def flush_usage(gov: Governance) -> None:
-    """Store what is still spooled, so a query sees it; a failure is logged (the query then tells)."""
+    """Store what is still spooled, so a query sees it, waiting ``usage.query_flush_wait_ms`` at most
+    (the flush itself is never cut short); a failure is logged (the query then tells)."""
     try:
-        await gov.usage.flush()
+        await asyncio.wait_for(asyncio.shield(gov.usage.flush()), gov.cfg.usage.query_flush_wait_ms / 1000.0)
+    except TimeoutError:
+        log.info("usage backlog still flushing: a query answers from what is stored")
     except Exception as exc:
         log.warning("usage not flushed before an admin query: %s", exc)
 

@@ -6,7 +6,6 @@ Authenticated like inference (``Authorization: Bearer`` or ``x-api-key``); error
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -70,8 +69,9 @@ async def _me(rt: Runtime, p: Principal, scope: Scope) -> dict[str, Any]:
 
 
 async def _flush(rt: Runtime) -> None:
-    with contextlib.suppress(Exception):  # the store down: the query below answers 503
-        await rt.governance.usage.flush()  # what is still spooled counts too
+    from fluxway.api.admin_queries import flush_usage  # loaded on first use
+
+    await flush_usage(rt.governance)  # what is still spooled counts too; the store down: the query answers 503
 
 
 async def _me_usage(rt: Runtime, p: Principal, scope: Scope) -> dict[str, Any]:
