@@ -158,6 +158,16 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def add(self, other: Usage | None) -> None:
+        """Count ``other`` in too (the rounds of a tool loop); an estimate in makes the sum one."""
+        if other is None:
+            return
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.estimated = self.estimated or other.estimated
+
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
         if not usage:

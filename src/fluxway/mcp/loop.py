@@ -13,7 +13,6 @@ tool call as it starts and ends, for a stream to show.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fluxway.canonical import JSON, CanonicalResponse, Usage
+from fluxway.ingress.responses_request import new_id
 from fluxway.mcp.loop_request import McpToolEntry, ToolNames
 from fluxway.mcp.registry import SEPARATOR, ToolError, ToolResult, ToolSpec
 from fluxway.policy.hooks import Principal
@@ -86,10 +86,6 @@ class LoopResult:
     rounds: int
     max_rounds_reached: bool
     usage: Usage = field(default_factory=Usage)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
 
 
 def offer_tools(service: McpService, principal: Principal, entries: Sequence[McpToolEntry]) -> Offer:
@@ -241,7 +237,7 @@ class ToolLoop:
         while True:
             rounds += 1
             resp = await call_model({**body, "messages": messages}, rounds)
-            _add(total, resp.usage)
+            total.add(resp.usage)
             msg = _message(resp)
             raw_calls = msg.get("tool_calls")
             if not isinstance(raw_calls, list) or not raw_calls:
@@ -296,13 +292,3 @@ class ToolLoop:
         ], "tool_loop": {"rounds": rounds, "max_rounds_reached": reached}}
         body["x_fluxway"] = {**(body.get("x_fluxway") or {}), **extra}
         return LoopResult(CanonicalResponse(body, total), calls, rounds, reached, total)
-
-
-def _add(total: Usage, usage: Usage | None) -> None:
-    if usage is None:
-        return
-    total.prompt_tokens += usage.prompt_tokens
-    total.completion_tokens += usage.completion_tokens
-    total.cached_tokens += usage.cached_tokens
-    total.reasoning_tokens += usage.reasoning_tokens
-    total.estimated = total.estimated or usage.estimated
