@@ -213,6 +213,7 @@ class CanonicalRequest:
     # The request's MCP tools (``{"type": "mcp"}`` entries, taken out of ``tools``): Fluxway runs
     # the tool loop (fluxway.mcp.loop). None for every other request.
     mcp_tools: tuple[McpToolEntry, ...] | None = None
+    max_tool_calls: int | None = None  # the Responses API's: MCP tool calls the loop may run in all
 
 
 @dataclass(slots=True)

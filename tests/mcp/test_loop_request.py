@@ -151,10 +151,13 @@ async def test_allowed_tools_narrow_the_offer_and_a_client_function_ends_the_loo
             _call("weather", {}, 2), _call("docs__b", {}, 3)]}, 1)
 
     result = await loop.run({"messages": []}, model)
-    assert service.calls == []  # docs.a is not among allowed_tools: refused without calling it
+    # docs.a is not among allowed_tools: refused without calling it; docs.b, called beside the
+    # client's weather, is run, and the loop ends with the client's call.
+    assert service.calls == [("docs.b", {})]
     assert result.calls[0].is_error and "not among the tools offered" in (result.calls[0].error or "")
+    assert [(c.function, c.status) for c in result.calls] == [("docs__a", "failed"), ("docs__b", "completed")]
     msg = result.response.body["choices"][0]["message"]
-    assert [c["function"]["name"] for c in msg["tool_calls"]] == ["weather"]  # the MCP call is dropped
+    assert [c["function"]["name"] for c in msg["tool_calls"]] == ["weather"]  # the MCP call is not the client's
 
 
 async def test_max_rounds_stops_and_marks_the_last_calls_unrun() -> None:
@@ -167,8 +170,63 @@ async def test_max_rounds_stops_and_marks_the_last_calls_unrun() -> None:
     result = await loop.run({"messages": []}, model)
     assert result.rounds == 2 and result.max_rounds_reached and len(service.calls) == 1
     assert [c.status for c in result.calls] == ["completed", "incomplete"]
+    assert [c.preface for c in result.calls] == ["round 1", "round 2"]  # each said beside its call
     msg = result.response.body["choices"][0]["message"]
-    assert msg["content"] == "round 2" and "tool_calls" not in msg
+    assert msg["content"] is None and "tool_calls" not in msg  # round 2's text is its call's preface
+
+
+async def test_max_tool_calls_leaves_the_rest_unrun_and_stops_offering_the_tools() -> None:
+    service = StubService([_spec("a")])
+    loop = _loop(service, Principal("k"), rounds=5)
+    offered: list[list[str]] = []
+
+    async def model(body: JSON, n: int) -> CanonicalResponse:
+        offered.append([t["function"]["name"] for t in body.get("tools") or ()])
+        if n == 1:
+            return _answer({"role": "assistant", "content": None, "tool_calls": [
+                _call("docs__a", {"i": 1}, 1), _call("docs__a", {"i": 2}, 2), _call("docs__a", {"i": 3}, 3)]}, 1)
+        return _answer({"role": "assistant", "content": "done"}, 1)
+
+    body: JSON = {"messages": [], "tools": loop.offer.functions, "tool_choice": "required"}
+    result = await loop.run(body, model, max_tool_calls=2)
+    assert len(service.calls) == 2
+    assert [c.status for c in result.calls] == ["completed", "completed", "incomplete"]
+    assert "max_tool_calls (2)" in (result.calls[2].error or "")
+    assert offered == [["docs__a"], []]  # spent: round 2 is offered no MCP tool
+
+
+async def test_a_forcing_tool_choice_holds_for_round_one_only() -> None:
+    service = StubService([_spec("a")])
+    loop = _loop(service, Principal("k"), rounds=5)
+    choices: list[Any] = []
+
+    async def model(body: JSON, n: int) -> CanonicalResponse:
+        choices.append(body.get("tool_choice"))
+        if n == 1:
+            return _answer({"role": "assistant", "content": None, "tool_calls": [_call("docs__a", {}, 1)]}, 1)
+        return _answer({"role": "assistant", "content": "done"}, 1)
+
+    forced = {"type": "function", "function": {"name": "docs__a"}}
+    await loop.run({"messages": [], "tools": loop.offer.functions, "tool_choice": forced}, model)
+    assert choices == [forced, "auto"]
+
+
+async def test_a_rounds_reasoning_goes_back_with_its_tool_calls() -> None:
+    service = StubService([_spec("a")])
+    loop = _loop(service, Principal("k"))
+    seen: list[Any] = []
+    blocks = [{"type": "thinking", "thinking": "hm", "signature": "sig"}]
+
+    async def model(body: JSON, n: int) -> CanonicalResponse:
+        seen.append(body["messages"])
+        if n == 1:
+            return _answer({"role": "assistant", "content": "let me look", "reasoning_content": "hm",
+                            "thinking_blocks": blocks, "tool_calls": [_call("docs__a", {}, 1)]}, 1)
+        return _answer({"role": "assistant", "content": "done"}, 1)
+
+    await loop.run({"messages": []}, model)
+    said = seen[1][0]
+    assert said["content"] == "let me look" and said["reasoning_content"] == "hm" and said["thinking_blocks"] == blocks
 
 
 def test_stored_mcp_items_replay_as_tool_calls_and_results() -> None:

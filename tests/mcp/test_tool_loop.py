@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,21 +34,77 @@ def _tool_call(i: int, name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
 
 
-def _reply(n: int, content: str | None = None, calls: list[dict[str, Any]] | None = None) -> web.Response:
-    msg: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        msg["tool_calls"] = calls
-    return json_reply({
-        "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if calls else "stop"}],
-        "usage": {"prompt_tokens": 10 * n, "completion_tokens": n, "total_tokens": 11 * n},
-    })
+def _chunk(n: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-async def model(request: web.Request, docs: HttpMcpServer | None = None) -> web.StreamResponse:
+def _frames(n: int, content: str | None, calls: list[dict[str, Any]] | None) -> list[bytes]:
+    """A round as an OpenAI-compatible stream: the text word by word, each tool call's arguments in
+    two pieces after its name, the finish reason, then the usage."""
+    frames = [_chunk(n, {"role": "assistant", "content": ""})]
+    frames += [_chunk(n, {"content": word}) for word in re.findall(r"\S+\s*", content or "")]
+    for i, call in enumerate(calls or ()):
+        args = call["function"]["arguments"]
+        frames.append(_chunk(n, {"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                                 "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        frames += [_chunk(n, {"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+                   for part in (args[: len(args) // 2], args[len(args) // 2:])]
+    frames.append(_chunk(n, {}, "tool_calls" if calls else "stop"))
+    usage = {"prompt_tokens": 10 * n, "completion_tokens": n, "total_tokens": 11 * n}
+    frames.append(b"data: " + orjson.dumps({"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 1,
+                                            "model": "gpt-4o-mini", "choices": [], "usage": usage}) + b"\n\n")
+    return [*frames, b"data: [DONE]\n\n"]
+
+
+async def _reply(
+    request: web.Request, n: int, content: str | None = None, calls: list[dict[str, Any]] | None = None,
+    gate: Gate | None = None,
+) -> web.StreamResponse:
+    """The round's answer, whole or streamed as the request asks; ``gate``: the stream stops after
+    its first word until the test opens it (or cuts it there, ``gate.cut``)."""
+    body = await request.json()
+    if not body.get("stream"):
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            msg["tool_calls"] = calls
+        return json_reply({
+            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if calls else "stop"}],
+            "usage": {"prompt_tokens": 10 * n, "completion_tokens": n, "total_tokens": 11 * n},
+        })
+    frames = _frames(n, content, calls)
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    for i, frame in enumerate(frames):
+        await resp.write(frame)
+        if gate is not None and i == 1:  # the first word is out
+            if gate.cut:
+                assert request.transport is not None
+                request.transport.close()  # the upstream dies mid-stream
+                return resp
+            try:
+                await asyncio.wait_for(gate.opened.wait(), 10)
+            except TimeoutError:
+                gate.timed_out = True
+    await resp.write_eof()
+    return resp
+
+
+class Gate:
+    """Holds a streamed answer after its first word until the client has seen that word."""
+
+    def __init__(self, cut: bool = False) -> None:
+        self.opened = asyncio.Event()
+        self.timed_out = False
+        self.cut = cut
+
+
+async def model(request: web.Request, docs: HttpMcpServer | None = None,
+                gates: dict[str, Gate] | None = None) -> web.StreamResponse:
     """Scripted by the first user message; it sees the tool results in the messages."""
     body = await request.json()
-    assert not body.get("stream"), "rounds run whole"
     messages = body["messages"]
     user = next(m["content"] for m in messages if m["role"] == "user")
     user = user if isinstance(user, str) else "".join(p.get("text", "") for p in user)
@@ -55,7 +112,7 @@ async def model(request: web.Request, docs: HttpMcpServer | None = None) -> web.
     n = len([m for m in messages if m["role"] == "assistant"]) + 1  # this round
     offered = sorted(t["function"]["name"] for t in body.get("tools") or ())
     if "tools?" in user:
-        return _reply(n, "offered: " + ",".join(offered))
+        return await _reply(request, n, "offered: " + ",".join(offered))
     plans: dict[str, list[list[dict[str, Any]]]] = {
         "search": [[_tool_call(1, "docs__search", {"query": "mcp"})]],
         "two rounds": [[_tool_call(1, "docs__search", {"query": "a"})], [_tool_call(2, "files__echo", {"text": "b"})]],
@@ -65,19 +122,22 @@ async def model(request: web.Request, docs: HttpMcpServer | None = None) -> web.
         "forbidden": [[_tool_call(1, "docs__search", {"query": "x"})]],
         "slow": [[_tool_call(1, "docs__slow", {"seconds": 10})]],
         "client": [[_tool_call(1, "weather", {})]],
+        "mixed": [[_tool_call(1, "docs__search", {"query": "m"}), _tool_call(2, "weather", {})]],
         "forever": [[_tool_call(i, "docs__search", {"query": str(i)})] for i in range(1, 20)],
     }
     if "upstream dies" in user and n == 2:
         return json_reply({"error": {"message": "boom", "type": "server_error"}}, status=500)
     if "upstream dies" in user:
-        return _reply(n, None, [_tool_call(1, "docs__search", {"query": "q"})])
+        return await _reply(request, n, None, [_tool_call(1, "docs__search", {"query": "q"})])
     if "kill" in user and n == 1 and docs is not None:  # the MCP server dies mid-run, before the call
         await asyncio.to_thread(docs.kill)
-        return _reply(n, None, [_tool_call(1, "docs__search", {"query": "gone"})])
+        return await _reply(request, n, None, [_tool_call(1, "docs__search", {"query": "gone"})])
     plan = next((v for k, v in plans.items() if k in user), [])
+    said = "Let me look that up. " if "talk" in user else None  # text beside the tool calls
     if n <= len(plan):
-        return _reply(n, None, plan[n - 1])
-    return _reply(n, "answer: " + " | ".join(results))
+        return await _reply(request, n, said, plan[n - 1])
+    gate = next((g for k, g in (gates or {}).items() if k in user), None)
+    return await _reply(request, n, "answer: " + " | ".join(results), gate=gate)
 
 
 def config(tmp_path: Path, docs: HttpMcpServer, up: FakeUpstream, **loop: Any) -> dict[str, Any]:
@@ -98,12 +158,18 @@ def config(tmp_path: Path, docs: HttpMcpServer, up: FakeUpstream, **loop: Any) -
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Gateway, HttpMcpServer, FakeUpstream]]:
+def gates() -> dict[str, Gate]:
+    """The streamed answers held after their first word (by a word of the user's message)."""
+    return {"held": Gate(), "cut short": Gate(cut=True), "leaves": Gate()}
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, gates: dict[str, Gate]) -> AsyncIterator[tuple[Gateway, HttpMcpServer, FakeUpstream]]:
     docs = HttpMcpServer(free_port())
     await asyncio.to_thread(docs.start)
     try:
         async with FakeUpstream() as up:
-            up.route("POST", "/v1/chat/completions", lambda r: model(r, docs))
+            up.route("POST", "/v1/chat/completions", lambda r: model(r, docs, gates))
             async with run_gateway(config(tmp_path, docs, up)) as gw:
                 service = gw.runtime.mcp
                 assert service is not None
@@ -111,6 +177,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Gateway, HttpMcpServer, F
                     assert await server.wait_connected(20), server.status()
                 yield gw, docs, up
     finally:
+        for gate in gates.values():
+            gate.opened.set()
         docs.kill()
 
 
@@ -176,7 +244,7 @@ async def test_chat_runs_the_tool_and_sums_usage_with_a_record_per_round(
     assert len({r["request_id"] for r in mine}) == 1  # all of them one request
 
 
-async def test_chat_stream_is_one_stream_of_the_final_answer(
+async def test_chat_stream_runs_the_rounds_and_sums_their_usage(
     setup: tuple[Gateway, HttpMcpServer, FakeUpstream],
 ) -> None:
     gw, _, _ = setup
@@ -410,3 +478,206 @@ async def test_responses_max_rounds_leaves_the_last_calls_unrun(
     assert [getattr(c, "status", None) for c in calls] == ["completed", "completed", "completed", "incomplete"]
     assert resp.status == "completed"
     check_response(resp.model_dump(mode="json", exclude_unset=True))
+
+
+# -- streaming throughout -----------------------------------------------------------------------------
+
+
+async def _events_until(r: aiohttp.ClientResponse, seen: Any) -> AsyncIterator[dict[str, Any]]:
+    """The SSE events of ``r`` as they arrive."""
+    buffer = b""
+    async for piece in r.content.iter_any():
+        buffer += piece
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            data = [line[6:] for line in frame.split(b"\n") if line.startswith(b"data: ")]
+            if data and data[0] != b"[DONE]":
+                yield orjson.loads(data[0])
+
+
+async def test_chat_stream_shows_every_rounds_text_as_it_comes(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream], gates: dict[str, Gate],
+) -> None:
+    gw, _, _ = setup
+    stream = await client(gw).chat.completions.create(
+        model="smart", messages=ask("talk two rounds, held"), tools=[DOCS, FILES], stream=True,
+        stream_options={"include_usage": True},
+    )
+    deltas: list[str] = []
+    usage, extra = None, None
+    async for chunk in stream:
+        for c in chunk.choices:
+            assert not c.delta.tool_calls  # the MCP calls are the gateway's, never the client's
+            if c.delta.content:
+                deltas.append(c.delta.content)
+                if "answer:" in c.delta.content:
+                    gates["held"].opened.set()  # the final round's first word reached the client
+        usage = chunk.usage or usage
+        extra = (chunk.model_extra or {}).get("x_fluxway") or extra
+    assert not gates["held"].timed_out, "the final round was held back until the upstream had finished"
+    said = "Let me look that up. "
+    text = "".join(deltas)
+    assert text == f"{said}\n\n{said}\n\nanswer: docs results for 'a' | b"
+    assert len(deltas) > 8  # word by word, as the upstream sent them
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (60, 6)
+    assert extra is not None and extra["tool_loop"] == {"rounds": 3, "max_rounds_reached": False}
+    # The same call whole: the same text.
+    whole = await client(gw).chat.completions.create(model="smart", messages=ask("talk two rounds"),
+                                                     tools=[DOCS, FILES])
+    assert whole.choices[0].message.content == text
+
+
+async def test_responses_stream_streams_every_round_with_the_calls_in_order(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream], gates: dict[str, Gate],
+) -> None:
+    gw, _, _ = setup
+    events: list[dict[str, Any]] = []
+    body = {"model": "smart", "input": "talk search, held", "tools": [DOCS], "stream": True}
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {MASTER}"}) as s, \
+            s.post(gw.url + "/v1/responses", json=body) as r:
+        async for event in _events_until(r, events):
+            events.append(event)
+            if event["type"] == "response.output_text.delta" and event["delta"].startswith("answer:"):
+                gates["held"].opened.set()
+    assert not gates["held"].timed_out, "the final round was held back until the upstream had finished"
+    check_events(events)
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    added = [e["item"]["type"] for e in events if e["type"] == "response.output_item.added"]
+    assert added == ["mcp_list_tools", "message", "mcp_call", "message"]
+    # Each item is closed before the next opens; the preface streams before its call starts.
+    opened: list[int] = []
+    for e in events:
+        if e["type"] == "response.output_item.added":
+            assert not opened, f"item {e['output_index']} opened while {opened} still open"
+            opened.append(e["output_index"])
+        elif e["type"] == "response.output_item.done":
+            assert opened == [e["output_index"]]
+            opened.clear()
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert len(deltas) > 5 and "".join(deltas) == "Let me look that up. answer: docs results for 'mcp'"
+    final = events[-1]["response"]
+    assert [i["type"] for i in final["output"]] == ["mcp_list_tools", "message", "mcp_call", "message"]
+    assert final["usage"]["input_tokens"] == 10 + 20
+
+    # The official SDK's helper over the same stream, and the whole call: the same items.
+    async with client(gw).responses.stream(model="smart", input="talk search", tools=[DOCS]) as stream:
+        got = await stream.get_final_response()
+    assert got.output_text == "Let me look that up. answer: docs results for 'mcp'"
+    whole = await client(gw).responses.create(model="smart", input="talk search", tools=[DOCS])
+    assert [i.type for i in whole.output] == [i.type for i in got.output] == [i["type"] for i in final["output"]]
+    assert whole.output_text == got.output_text
+    check_response(whole.model_dump(mode="json", exclude_unset=True))
+
+
+async def test_a_round_cut_mid_stream_ends_the_stream_with_an_error_and_keeps_the_records(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream],
+) -> None:
+    gw, _, _ = setup
+    key = await new_key(gw)
+    events: list[dict[str, Any]] = []
+    body = {"model": "smart", "input": "search, cut short", "tools": [DOCS], "stream": True}
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as s, \
+            s.post(gw.url + "/v1/responses", json=body) as r:
+        assert r.status == 200
+        async for event in _events_until(r, events):
+            events.append(event)
+    check_events(events)
+    kinds = [e["type"] for e in events]
+    assert "response.mcp_call.completed" in kinds and "response.output_text.delta" in kinds
+    assert kinds[-2:] == ["error", "response.failed"]
+    failed = events[-1]["response"]
+    assert [i["type"] for i in failed["output"]] == ["mcp_list_tools", "mcp_call"]
+    mine = [r for r in await records(gw) if r["key_id"] != "master" and r["endpoint"] == "chat"]
+    # Both rounds recorded: round 1 with its usage, the cut one with Fluxway's own count of it.
+    assert len(mine) == 2 and sorted(r["prompt_tokens"] for r in mine)[0] == 10
+    assert min(r["completion_tokens"] for r in mine) >= 1
+
+
+async def test_a_client_leaving_mid_loop_stops_it(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream], gates: dict[str, Gate],
+) -> None:
+    gw, _, up = setup
+    key = await new_key(gw)
+    before = len(up.requests)
+    body = {"model": "smart", "input": "two rounds, then the client leaves", "tools": [DOCS, FILES], "stream": True}
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as s, \
+            s.post(gw.url + "/v1/responses", json=body) as r:
+        async for event in _events_until(r, None):
+            if event["type"] == "response.output_text.delta":
+                break  # round 3's first word: gone
+    gates["leaves"].opened.set()
+    for _ in range(100):
+        mine = [r for r in await records(gw) if r["key_id"] != "master" and r["endpoint"] == "chat"]
+        if len(mine) == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(r["status"] for r in mine) == [200, 200, 499]
+    assert len(up.requests) - before == 3  # no round after the client left
+
+
+# -- mixed calls, max_tool_calls, tool_choice -----------------------------------------------------------
+
+
+async def test_mcp_calls_beside_a_client_call_run_and_the_client_gets_its_call(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream],
+) -> None:
+    gw, _, up = setup
+    c = client(gw)
+    chat = await c.chat.completions.create(model="smart", messages=ask("mixed"), tools=[DOCS, WEATHER])
+    calls = chat.choices[0].message.tool_calls
+    assert calls is not None and [x.function.name for x in calls] == ["weather"]  # type: ignore[union-attr]
+    assert chat.choices[0].finish_reason == "tool_calls"
+    assert [m["output"] for m in (chat.model_extra or {})["x_fluxway"]["mcp_calls"]] == ["docs results for 'm'"]
+
+    weather: Any = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
+    resp = await c.responses.create(model="smart", input="mixed", tools=[DOCS, weather])
+    assert [i.type for i in resp.output] == ["mcp_list_tools", "mcp_call", "function_call"]
+    assert resp.output[1].status == "completed"  # type: ignore[union-attr]
+    check_response(resp.model_dump(mode="json", exclude_unset=True))
+    fc = resp.output[2]
+    follow = await c.responses.create(model="smart", previous_response_id=resp.id, tools=[DOCS, weather], input=[
+        {"type": "function_call_output", "call_id": fc.call_id, "output": "sunny"}])  # type: ignore[union-attr]
+    assert follow.output_text == "answer: docs results for 'm' | sunny"  # both results reached the model
+    sent = up.requests[-1].json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "tool"]
+
+    async with c.responses.stream(model="smart", input="mixed", tools=[DOCS, weather]) as stream:
+        streamed = await stream.get_final_response()
+    assert [i.type for i in streamed.output] == ["mcp_list_tools", "mcp_call", "function_call"]
+
+
+async def test_max_tool_calls_caps_the_calls_run(setup: tuple[Gateway, HttpMcpServer, FakeUpstream]) -> None:
+    gw, _, up = setup
+    resp = await client(gw).responses.create(model="smart", input="parallel", tools=[DOCS, FILES], max_tool_calls=1)
+    calls = [i for i in resp.output if i.type == "mcp_call"]
+    assert [c.status for c in calls] == ["completed", "incomplete"]  # type: ignore[union-attr]
+    assert resp.output_text.startswith("answer: docs results for 'p' | Error: not run")
+    assert "max_tool_calls (1)" in resp.output_text
+    assert "tools" not in up.requests[-1].json()  # spent: the last round is offered no MCP tool
+    assert resp.max_tool_calls == 1
+    check_response(resp.model_dump(mode="json", exclude_unset=True))
+
+
+async def test_tool_choice_may_name_an_mcp_tool_for_the_first_round(
+    setup: tuple[Gateway, HttpMcpServer, FakeUpstream],
+) -> None:
+    gw, _, up = setup
+    before = len(up.requests)
+    choice: Any = {"type": "mcp", "server_label": "docs", "name": "search"}
+    resp = await client(gw).responses.create(model="smart", input="search", tools=[DOCS], tool_choice=choice)
+    sent = [r.json() for r in up.requests[before:]]
+    assert [b.get("tool_choice") for b in sent] == [{"type": "function", "function": {"name": "docs__search"}}, "auto"]
+    assert resp.output_text == "answer: docs results for 'mcp'"
+    check_response(resp.model_dump(mode="json", exclude_unset=True))
+    key = await new_key(gw, mcp_tools=["docs.echo"])
+    async with aiohttp.ClientSession() as s:
+        for headers, tc, param in (
+            ({"authorization": f"Bearer {MASTER}"}, {"type": "mcp", "server_label": "files"}, "tool_choice.server_label"),
+            ({"authorization": f"Bearer {MASTER}"}, {"type": "mcp"}, "tool_choice.server_label"),
+            ({"authorization": f"Bearer {key}"}, choice, "tool_choice"),  # a tool this key may not call
+        ):
+            async with s.post(gw.url + "/v1/responses", headers=headers, json={
+                "model": "smart", "input": "x", "tools": [DOCS], "tool_choice": tc}) as r:
+                err = await r.json()
+            assert r.status == 400 and err["error"]["param"] == param, err

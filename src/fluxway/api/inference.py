@@ -146,7 +146,7 @@ async def handle(
         if looped is not req:
             loop = tool_loop_call.LoopCall(rt, ingress, endpoint, req, offer, ctx, calls, span, session)
             try:
-                outcome = await loop.serve(short, send)
+                outcome = await loop.serve(short, send, receive)
             finally:  # the last round's hooks are closed below, as any call's
                 ctx, calls = loop.ctx, loop.calls
             return
@@ -314,17 +314,7 @@ async def _stream(
     calls.outcome = outcome  # for the record if the server cuts this task
 
     def provisional() -> None:
-        # The usage recorder spools a provisional record, in case of kill -9: once the first chunk
-        # is on its way (the spool write never delays the time to first token), then again every
-        # _CHECKPOINT_S with the tokens delivered so far; each replaces the one before.
-        outcome.usage = _estimate_usage(ctx, opened)
-        for hook in calls.early_hooks():
-            write = getattr(hook, "provisional", None)
-            if write is not None:
-                try:
-                    write(ctx, outcome)
-                except Exception:
-                    log.exception("request %s: provisional record failed", ctx.request_id)
+        _provisional(calls, opened, outcome)
 
     async def before_last_frame() -> None:
         if outcome.error_kind is not None and ctx.partial is None:
@@ -368,6 +358,21 @@ async def _stream(
     if not calls.early_done:
         _settle(calls, opened, outcome)
     return outcome
+
+
+def _provisional(calls: CallHooks, opened: RoutedStream, outcome: Outcome) -> None:
+    """The usage recorder spools a provisional record, in case of kill -9: once the first chunk is
+    on its way (the spool write never delays the time to first token), then again every
+    _CHECKPOINT_S with the tokens delivered so far; each replaces the one before."""
+    ctx = calls.ctx
+    outcome.usage = _estimate_usage(ctx, opened)
+    for hook in calls.early_hooks():
+        write = getattr(hook, "provisional", None)
+        if write is not None:
+            try:
+                write(ctx, outcome)
+            except Exception:
+                log.exception("request %s: provisional record failed", ctx.request_id)
 
 
 def _settle(calls: CallHooks, opened: RoutedStream, outcome: Outcome) -> None:

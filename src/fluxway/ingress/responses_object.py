@@ -152,5 +152,9 @@ def mcp_call_item(call: Any, status: str | None = None) -> JSON:
 
 def tool_loop_items(listings: list[Any], calls: list[Any]) -> list[JSON]:
     """A tool loop's output items, before the final answer's: the listings, then every call."""
-    return [*(mcp_list_tools_item(x.id, x.server_label, x.tools) for x in listings),
-            *(mcp_call_item(c) for c in calls)]
+    out = [mcp_list_tools_item(x.id, x.server_label, x.tools) for x in listings]
+    for c in calls:
+        if c.preface:  # what the model wrote beside the calls of a round, before them
+            out.append(message_item(new_id("msg"), [text_part(c.preface)], "completed"))
+        out.append(mcp_call_item(c))
+    return out

@@ -390,17 +390,30 @@ def _tools(raw: Any) -> tuple[list[JSON], list[JSON], list[McpToolEntry]]:
     return echo, chat, entries
 
 
-def _tool_choice(raw: Any) -> Any:
-    """Responses ``tool_choice`` -> the chat one."""
+def _tool_choice(raw: Any, entries: tuple[McpToolEntry, ...] | None) -> Any:
+    """Responses ``tool_choice`` -> the chat one (an MCP server's tool: its function's name)."""
     if raw in ("auto", "none", "required"):
         return raw
+    if isinstance(raw, dict) and raw.get("type") == "mcp":
+        label = raw.get("server_label")
+        if not isinstance(label, str) or not label:
+            raise missing_field("tool_choice.server_label")
+        if not any(e.server_label == label for e in entries or ()):
+            raise bad_request(f"'tool_choice.server_label': no mcp tool of this request has server_label '{label}'",
+                              "tool_choice.server_label", code="invalid_value")
+        name = raw.get("name")
+        if name is None:  # any tool of that server: a tool call is required
+            return "required"
+        if not isinstance(name, str) or not name:
+            raise wrong_type("tool_choice.name", "a non-empty string")
+        return {"type": "function", "function": {"name": function_name(label, name)}}
     if isinstance(raw, dict) and raw.get("type") == "function":
         name = raw.get("name")
         if not isinstance(name, str) or not name:
             raise missing_field("tool_choice.name")
         return {"type": "function", "function": {"name": name}}
-    raise bad_request("'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}",
-                      "tool_choice", code="invalid_value")
+    raise bad_request("'tool_choice' must be auto, none, required, {\"type\": \"function\", \"name\": ...} or "
+                      "{\"type\": \"mcp\", \"server_label\": ...}", "tool_choice", code="invalid_value")
 
 
 def _text_format(text: Any) -> tuple[JSON, JSON | None]:
@@ -533,9 +546,9 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
     elif data.get("tools") is not None and not isinstance(data["tools"], list):
         raise wrong_type("tools", "an array")
     if data.get("tool_choice") is not None:
-        choice = _tool_choice(data["tool_choice"])
+        choice = _tool_choice(data["tool_choice"], mcp)
         echo["tool_choice"] = data["tool_choice"]
-        if "tools" in out:  # OpenAI refuses a tool_choice without tools
+        if "tools" in out or mcp:  # OpenAI refuses a tool_choice without tools (MCP ones come later)
             out["tool_choice"] = choice
     if data.get("text") is not None:
         echo["text"], fmt = _text_format(data["text"])
@@ -566,7 +579,8 @@ def parse_responses_request(body: bytes) -> ResponsesCall:
         out["stream_options"] = {"include_usage": True}
     messages = items_to_messages(items)
     out["messages"] = ([{"role": "system", "content": instructions}] if instructions else []) + messages
-    req = CanonicalRequest(Endpoint.CHAT, model, out, stream=stream, include_usage=True, mcp_tools=mcp)
+    req = CanonicalRequest(Endpoint.CHAT, model, out, stream=stream, include_usage=True, mcp_tools=mcp,
+                           max_tool_calls=max_tools)
     return ResponsesCall(req, items, instructions, previous, echo["store"], echo, messages)
 
 

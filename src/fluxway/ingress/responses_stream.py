@@ -231,8 +231,12 @@ class ResponsesStreamEncoder:
         """``response.created`` and ``response.in_progress``, once."""
         return b"" if self._started else self._start()
 
+    def _close_open(self) -> bytes:
+        """Close the open reasoning, message and function call items (a tool loop's item comes next)."""
+        return self._close_reasoning() + self._close_text() + self._close_calls()
+
     def mcp_list_tools(self, item_id: str, server_label: str, tools: list[Any]) -> bytes:
-        out = self.begin()
+        out = self.begin() + self._close_open()
         index = len(self._output)
         item = mcp_list_tools_item(item_id, server_label, tools)
         self._output.append(item)
@@ -243,7 +247,7 @@ class ResponsesStreamEncoder:
                 + self._event("response.output_item.done", {"output_index": index, "item": item}))
 
     def mcp_call_started(self, call: Any) -> bytes:
-        out = self.begin()
+        out = self.begin() + self._close_open()
         index = len(self._output)
         self._output.append(None)
         self._mcp_index[call.id] = index
@@ -271,8 +275,7 @@ class ResponsesStreamEncoder:
         return [item for item in self._output if item is not None]
 
     def finish(self, usage: Usage | None) -> bytes:
-        out = b"" if self._started else self._start()
-        out += self._close_reasoning() + self._close_text() + self._close_calls()
+        out = (b"" if self._started else self._start()) + self._close_open()
         status, incomplete = finish_status(self._finish)
         final = self._response(status, self._settled(), usage=usage_object(usage or self._usage),
                                incomplete_details=incomplete)

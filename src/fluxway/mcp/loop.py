@@ -21,7 +21,7 @@ import orjson
 
 from fluxway.canonical import JSON, CanonicalResponse, Usage
 from fluxway.ingress.responses_request import new_id
-from fluxway.mcp.loop_request import McpToolEntry, ToolNames
+from fluxway.mcp.loop_request import McpToolEntry, ToolNames, tool_function
 from fluxway.mcp.registry import SEPARATOR, ToolError, ToolResult, ToolSpec
 from fluxway.policy.hooks import Principal
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from fluxway.mcp.service import McpService
 
 _NOT_RUN = "not run: the tool loop reached tool_loop.max_rounds ({n}) model calls"
+_OVER_BUDGET = "not run: the response's max_tool_calls ({n}) was reached"
+_KEPT = ("reasoning_content", "thinking_blocks")  # assistant message fields a later round sends back
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class ToolCall:
     error: str | None = None  # why it failed (the text the model was shown)
     run: bool = True  # False: left unrun (max_rounds)
     offered: bool = True  # False: a function name the model invented
+    preface: str | None = None  # the text the model wrote beside this round's calls (on its first call)
 
     @property
     def status(self) -> str:
@@ -223,57 +226,98 @@ class ToolLoop:
         else:
             call.is_error, call.error, call.output = False, None, text
 
+    def _round_body(self, body: JSON, messages: list[Any], n: int, exhausted: bool) -> JSON:
+        """Round ``n``'s request: the conversation so far; after round 1 a forcing ``tool_choice``
+        becomes ``auto`` (forcing every round would only loop to max_rounds); once max_tool_calls
+        is spent the MCP functions are no longer offered."""
+        out = {**body, "messages": messages}
+        if n > 1 and out.get("tool_choice") not in (None, "auto", "none"):
+            out["tool_choice"] = "auto"
+        if exhausted:
+            names = self.offer.names
+            tools = [t for t in out.get("tools") or () if tool_function(t) not in names]
+            if tools:
+                out["tools"] = tools
+            else:
+                for k in ("tools", "tool_choice", "parallel_tool_calls"):
+                    out.pop(k, None)
+        return out
+
     async def run(
         self,
         body: JSON,
         call_model: Callable[[JSON, int], Awaitable[CanonicalResponse]],
         on_event: Callable[[str, ToolCall], Awaitable[None]] | None = None,
+        max_tool_calls: int | None = None,
     ) -> LoopResult:
-        """Round after round until an answer without MCP tool calls (or max_rounds)."""
+        """Round after round until an answer without MCP tool calls (or max_rounds). MCP calls the
+        model makes beside a client function call are run, and the loop ends with the client's call;
+        past ``max_tool_calls`` calls are left unrun (the model is told so)."""
         messages = list(body.get("messages") or [])
         total = Usage()
         calls: list[ToolCall] = []
         rounds = 0
+        left = max_tool_calls
         while True:
             rounds += 1
-            resp = await call_model({**body, "messages": messages}, rounds)
+            resp = await call_model(self._round_body(body, messages, rounds, left == 0), rounds)
             total.add(resp.usage)
             msg = _message(resp)
             raw_calls = msg.get("tool_calls")
-            if not isinstance(raw_calls, list) or not raw_calls:
-                return self._finish(resp, calls, rounds, total, False)
-            classified = [self._classify(c) for c in raw_calls]
+            classified = [self._classify(c) for c in raw_calls] if isinstance(raw_calls, list) else []
             mine = [c for c in classified if c is not None]
             if not mine:
                 return self._finish(resp, calls, rounds, total, False)
-            if len(mine) < len(classified) or rounds >= self._max_rounds:
-                # A client function among them (its call goes back to the client, the MCP ones
-                # are dropped), or the last round allowed: the MCP calls are not run.
-                reached = len(mine) == len(classified)
+            text = msg.get("content")
+            if isinstance(text, str) and text:
+                mine[0].preface = text
+            client_too = len(mine) < len(classified)
+            if rounds >= self._max_rounds and not client_too:  # the last round allowed: nothing more is run
                 for c in mine:
                     c.run, c.is_error, c.error = False, True, _NOT_RUN.format(n=self._max_rounds)
-                calls.extend(mine if reached else [])
-                if reached and on_event is not None:
+                calls.extend(mine)
+                if on_event is not None:
                     for c in mine:
                         await on_event("skipped", c)
-                return self._finish(resp, calls, rounds, total, reached)
-            await asyncio.gather(*(self._run(c, on_event) for c in mine))
+                return self._finish(resp, calls, rounds, total, True, said_text=True)
+            runnable = mine
+            if left is not None:
+                runnable = mine[:left]
+                for c in mine[left:]:
+                    c.run, c.is_error, c.error = False, True, _OVER_BUDGET.format(n=max_tool_calls)
+                left = max(0, left - len(runnable))
+            await asyncio.gather(*(self._run(c, on_event) for c in runnable))
+            if on_event is not None:
+                for c in mine[len(runnable):]:
+                    await on_event("skipped", c)
             calls.extend(mine)
-            messages.append({"role": "assistant", "content": msg.get("content") or None, "tool_calls": [
+            if client_too:  # the client's function call goes back to it; the MCP results are in the items
+                return self._finish(resp, calls, rounds, total, False, said_text=True)
+            said: JSON = {"role": "assistant", "content": text if isinstance(text, str) and text else None}
+            for key in _KEPT:  # a provider's reasoning (signed thinking blocks) goes back with its calls
+                if msg.get(key):
+                    said[key] = msg[key]
+            said["tool_calls"] = [
                 {"id": c.call_id, "type": "function", "function": {"name": c.function, "arguments": c.arguments}}
                 for c in mine
-            ]})
+            ]
+            messages.append(said)
             messages.extend({"role": "tool", "tool_call_id": c.call_id, "content": c.result_text()} for c in mine)
 
     def _finish(
-        self, resp: CanonicalResponse, calls: list[ToolCall], rounds: int, total: Usage, reached: bool
+        self, resp: CanonicalResponse, calls: list[ToolCall], rounds: int, total: Usage, reached: bool,
+        said_text: bool = False,
     ) -> LoopResult:
+        """The answer: the last round's, its MCP tool calls taken out (``said_text``: its text is
+        already a call's preface, not said twice), the usage the sum of every round's."""
         body = dict(resp.body)
         choices = body.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             choice = dict(choices[0])
             msg = dict(choice.get("message") or {})
             raw = msg.get("tool_calls")
+            if said_text:
+                msg["content"] = None
             if isinstance(raw, list):
                 kept = [c for c in raw if self._classify(c) is None]
                 if kept:

@@ -119,6 +119,14 @@ def check_servers(entries: Sequence[McpToolEntry], configured: Sequence[str], pa
             )
 
 
+def tool_function(tool: Any) -> str | None:
+    """The function name of a chat tool (``{"type": "function", "function": {"name": ...}}``) or
+    of a ``tool_choice`` forcing one."""
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def function_name(server: str, tool: str) -> str:
     """A provider-safe function name for ``server``'s ``tool``: ``server__tool``, unsafe characters
     as ``_``; a long one shortened with a hash of the original (deterministic, so a stored
