@@ -259,10 +259,14 @@ class ToolLoop:
                 return self._finish(resp, calls, rounds, total, reached)
             await asyncio.gather(*(self._run(c, on_event) for c in mine))
             calls.extend(mine)
-            messages.append({"role": "assistant", "content": msg.get("content") or None, "tool_calls": [
+            turn: JSON = {"role": "assistant", "content": msg.get("content") or None, "tool_calls": [
                 {"id": c.call_id, "type": "function", "function": {"name": c.function, "arguments": c.arguments}}
                 for c in mine
-            ]})
+            ]}
+            for key in ("reasoning_content", "thinking_blocks"):  # signed thinking must come back whole
+                if msg.get(key):
+                    turn[key] = msg[key]
+            messages.append(turn)
             messages.extend({"role": "tool", "tool_call_id": c.call_id, "content": c.result_text()} for c in mine)
 
     def _finish(
