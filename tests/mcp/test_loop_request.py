@@ -171,6 +171,25 @@ async def test_max_rounds_stops_and_marks_the_last_calls_unrun() -> None:
     assert msg["content"] == "round 2" and "tool_calls" not in msg
 
 
+async def test_the_next_round_gets_the_signed_thinking_of_the_last() -> None:
+    """An Anthropic model thinking with tools refuses a round whose assistant turn lost its blocks."""
+    service = StubService([_spec("a")])
+    loop = _loop(service, Principal("k"))
+    blocks = [{"type": "thinking", "thinking": "t", "signature": "SIG"}, {"type": "redacted_thinking", "data": "R"}]
+    seen: list[list[JSON]] = []
+
+    async def model(body: JSON, n: int) -> CanonicalResponse:
+        seen.append(body["messages"])
+        if n == 1:
+            return _answer({"role": "assistant", "content": None, "reasoning_content": "t", "thinking_blocks": blocks,
+                            "tool_calls": [_call("docs__a", {}, 1)]}, 1)
+        return _answer({"role": "assistant", "content": "done"}, 1)
+
+    await loop.run({"messages": [{"role": "user", "content": "hi"}]}, model)
+    turn = seen[1][1]
+    assert turn["role"] == "assistant" and turn["thinking_blocks"] == blocks and turn["reasoning_content"] == "t"
+
+
 def test_stored_mcp_items_replay_as_tool_calls_and_results() -> None:
     from fluxway.ingress.responses_request import items_to_messages, normalise_items
 
