@@ -292,17 +292,8 @@ def items_to_messages(items: list[Any]) -> list[JSON]:
         elif kind == "function_call":
             call = {"id": item.get("call_id"), "type": "function",
                     "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}}
-            last = messages[-1] if messages else None
-            if thinking:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call],
-                                 "thinking_blocks": thinking})
-                thinking = []
-            elif last is not None and last["role"] == "assistant":
-                last.setdefault("tool_calls", []).append(call)
-                if not last.get("content"):
-                    last["content"] = None
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _add_call(messages, call, thinking)
+            thinking = []
         elif kind == "function_call_output":
             output = item.get("output")
             if isinstance(output, list):
@@ -316,17 +307,24 @@ def items_to_messages(items: list[Any]) -> list[JSON]:
             name = function_name(str(item.get("server_label") or ""), str(item.get("name") or ""))
             call = {"id": call_id, "type": "function",
                     "function": {"name": name, "arguments": item.get("arguments") or "{}"}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and not any(
-                m.get("role") == "tool" for m in messages[-1:]
-            ):
-                last.setdefault("tool_calls", []).append(call)
-                if not last.get("content"):
-                    last["content"] = None
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _add_call(messages, call, thinking)
+            thinking = []
             messages.append({"role": "tool", "tool_call_id": call_id, "content": _mcp_result(item)})
     return messages
+
+
+def _add_call(messages: list[JSON], call: JSON, thinking: list[JSON]) -> None:
+    """A tool call joins the assistant turn before it, or opens one (always, after signed thinking:
+    the blocks lead the turn they were sent with)."""
+    last = messages[-1] if messages else None
+    if thinking:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call], "thinking_blocks": thinking})
+    elif last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+        if not last.get("content"):
+            last["content"] = None
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
 def _mcp_result(item: JSON) -> str:
