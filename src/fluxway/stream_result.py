@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxway.canonical import JSON, CanonicalResponse, StreamChunk, Usage
+from fluxway.thinking import indexed_blocks, thinking_block, thinking_blocks
 
 
 @dataclass(slots=True)
@@ -20,6 +21,7 @@ class _Choice:
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
+    thinking: dict[int, JSON] = field(default_factory=dict)  # index among thinking blocks -> block
     tools: dict[int, JSON] = field(default_factory=dict)  # tool call index -> {id, type, function}
     finish: str | None = None
 
@@ -53,6 +55,10 @@ class StreamAssembler:
                 value = delta.get(key)
                 if isinstance(value, str):
                     parts.append(value)
+            for block in delta.get("thinking_blocks") or ():
+                whole = thinking_block(block)
+                if whole is not None:
+                    choice.thinking[block.get("index", len(choice.thinking))] = whole
             for call in delta.get("tool_calls") or ():
                 self._tool_delta(choice, call)
             if c.get("finish_reason"):
@@ -92,6 +98,8 @@ class StreamAssembler:
                 message["reasoning_content"] = "".join(c.reasoning)
             if c.refusal:
                 message["refusal"] = "".join(c.refusal)
+            if c.thinking:
+                message["thinking_blocks"] = [c.thinking[i] for i in sorted(c.thinking)]
             if c.tools:
                 message["tool_calls"] = [c.tools[i] for i in sorted(c.tools)]
             choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": c.finish})
@@ -131,8 +139,19 @@ def replay_chunks(resp: CanonicalResponse) -> list[StreamChunk]:
             chunk({"index": index, "text": c.get("text") or "", "finish_reason": None})
         else:
             message = c.get("message") or {}
-            delta: JSON = {"role": "assistant", "content": message.get("content") or ""}
-            for key in ("reasoning_content", "refusal"):
+            blocks = thinking_blocks(message)
+            if blocks:
+                chunk({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                       "finish_reason": None})
+            for block in indexed_blocks(blocks):  # each block's text, then the block
+                if block.get("thinking"):
+                    chunk({"index": index, "delta": {"reasoning_content": block["thinking"]},
+                           "logprobs": None, "finish_reason": None})
+                chunk({"index": index, "delta": {"thinking_blocks": [block]}, "logprobs": None, "finish_reason": None})
+            delta: JSON = {"content": message.get("content") or ""}
+            if not blocks:
+                delta = {"role": "assistant", **delta}
+            for key in ("refusal",) if blocks else ("reasoning_content", "refusal"):
                 if message.get(key):
                     delta[key] = message[key]
             chunk({"index": index, "delta": delta, "logprobs": None, "finish_reason": None})

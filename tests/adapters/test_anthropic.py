@@ -411,6 +411,40 @@ def test_stream_thinking_and_cache_usage() -> None:
     }
 
 
+def test_stream_keeps_the_signature_and_redacted_thinking() -> None:
+    """Each thinking block goes out whole, with its signature, once Anthropic closes it."""
+    data = (FIX / "stream_thinking.sse").read_bytes()
+    redacted = (b'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":'
+                b'{"type":"redacted_thinking","data":"RWR4"}}\n\nevent: content_block_stop\ndata: '
+                b'{"type":"content_block_stop","index":1}\n\n')
+    cut = data.index(b"event: content_block_start", data.index(b"content_block_stop"))
+    renumbered = data[cut:].replace(b'"index":1', b'"index":2')
+    chunks = decode(data[:cut] + redacted + renumbered)
+    blocks = [b for c in chunks if c["choices"] for b in c["choices"][0]["delta"].get("thinking_blocks", [])]
+    assert blocks == [
+        {"type": "thinking", "thinking": "27 * 453 = 12231.",
+         "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds", "index": 0},
+        {"type": "redacted_thinking", "data": "RWR4", "index": 1},
+    ]
+    assert deltas(chunks, "reasoning_content") == "27 * 453 = 12231."
+    # the signed block comes after its text and before the answer's text
+    kinds = [next(iter(c["choices"][0]["delta"]), None) for c in chunks if c["choices"]]
+    assert kinds.index("thinking_blocks") > kinds.index("reasoning_content")
+    assert kinds.index("thinking_blocks") < kinds.index("content", 1)
+
+
+def test_assistant_thinking_blocks_lead_the_turn_unmodified() -> None:
+    turn = {"role": "assistant", "content": "4", "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}], "thinking_blocks": [
+        {"type": "thinking", "thinking": "add", "signature": "SIG", "index": 0},
+        {"type": "redacted_thinking", "data": "Zm9v", "index": 1}]}
+    body = sent(chat(messages=[{"role": "user", "content": "2+2"}, turn,
+                                         {"role": "tool", "tool_call_id": "t1", "content": "ok"}]))
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "add", "signature": "SIG"}, {"type": "redacted_thinking", "data": "Zm9v"},
+        {"type": "text", "text": "4"}, {"type": "tool_use", "id": "t1", "name": "f", "input": {}}]
+
+
 def test_stream_json_tool_becomes_content() -> None:
     chunks = decode((FIX / "stream_json_tool.sse").read_bytes(), json_tool=True)
     assert orjson.loads(deltas(chunks, "content")) == {"city": "Paris", "temperature_c": 18}

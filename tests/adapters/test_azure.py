@@ -203,3 +203,10 @@ def test_stream_cut_short_raises() -> None:
 def test_missing_base_url_is_an_error() -> None:
     with pytest.raises(ValueError, match="base_url"):
         AzureAdapter(AzureSettings(name="az", type="azure", api_keys=("k",)))
+
+
+def test_thinking_blocks_are_dropped() -> None:
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "thinking_blocks": [
+        {"type": "redacted_thinking", "data": "Zm9v"}]}]
+    sent = orjson.loads(adapter().build(chat(messages=messages), TARGET, CREDS).body or b"")
+    assert sent["messages"] == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]

@@ -456,6 +456,27 @@ def test_reasoning_stream_delta() -> None:
     assert chunks[1].data["choices"][0]["delta"] == {"reasoning_content": "hmm"}
 
 
+def test_reasoning_stream_keeps_signature_and_redacted_content() -> None:
+    events = [("messageStart", {"role": "assistant"}),
+              ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "add "}}}),
+              ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "them"}}}),
+              ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "SIG"}}}),
+              ("contentBlockStop", {"contentBlockIndex": 0}),
+              ("contentBlockDelta", {"contentBlockIndex": 1,
+                                     "delta": {"reasoningContent": {"redactedContent": "Zm9v"}}}),
+              ("contentBlockStop", {"contentBlockIndex": 1}),
+              ("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"text": "4"}}),
+              ("contentBlockStop", {"contentBlockIndex": 2}),
+              ("messageStop", {"stopReason": "end_turn"})]
+    data = b"".join(encode_event(name, orjson.dumps(payload)) for name, payload in events)
+    chunks = _check_every_split(chat(stream=True), data)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert [d["thinking_blocks"] for d in deltas if "thinking_blocks" in d] == [
+        [{"type": "thinking", "thinking": "add them", "signature": "SIG", "index": 0}],
+        [{"type": "redacted_thinking", "data": "Zm9v", "index": 1}]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "add them"
+
+
 @pytest.mark.parametrize(
     ("exception", "kind"),
     [("throttlingException", ErrorKind.RATE_LIMITED), ("modelStreamErrorException", ErrorKind.UPSTREAM_5XX),

@@ -97,6 +97,19 @@ def test_anthropic_only_fields_never_reach_openai() -> None:
     assert sent["messages"] == [{"role": "assistant", "content": "x"}]
 
 
+def test_thinking_blocks_of_an_openai_shaped_request_are_dropped() -> None:
+    """A chat caller sending back an Anthropic model's signed thinking to a model served elsewhere."""
+    req = chat({"reasoning_effort": "low"})
+    req.body["messages"] = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "reasoning_content": "r",
+         "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s", "index": 0}]},
+    ]
+    sent = orjson.loads(adapter("openai").build(req, Target("p", "m"), Credentials("k")).body or b"")
+    assert all("thinking_blocks" not in m for m in sent["messages"])
+    assert sent["messages"][1]["content"] == "a"
+
+
 @pytest.mark.parametrize(
     ("status", "body", "headers", "kind", "retry_after"),
     [

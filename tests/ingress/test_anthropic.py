@@ -644,3 +644,29 @@ def test_error_types(status: int, kind: str) -> None:
 def test_render_error_for_helpers() -> None:
     assert orjson.loads(ING.render_error(rate_limited("slow down", 2.0)))["error"]["type"] == "rate_limit_error"
     assert orjson.loads(ING.render_error(overloaded()))["error"]["type"] == "overloaded_error"
+
+
+SIGNED = [{"type": "thinking", "thinking": "ab", "signature": "SIG"}, {"type": "redacted_thinking", "data": "Zm9v"}]
+
+
+@pytest.mark.parametrize("streamed_text", [True, False])
+def test_stream_signed_thinking(streamed_text: bool) -> None:
+    """The signature goes out as a signature_delta just before its block's stop (after the streamed
+    text, or with the text when none streamed, as from a cached answer); a redacted block is its own."""
+    text = [chunk({"reasoning_content": "a"}), chunk({"reasoning_content": "b"})] if streamed_text else []
+    raw = run_stream([chunk({"role": "assistant", "content": ""}), *text,
+                      chunk({"thinking_blocks": [{**SIGNED[0], "index": 0}]}),
+                      chunk({"thinking_blocks": [{**SIGNED[1], "index": 1}]}),
+                      chunk({"content": "4"}), chunk({}, "stop")], Usage(3, 2))
+    evs = [data for _, data in events(raw)]
+    [sig] = [e for e in evs if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"]
+    assert sig["delta"]["signature"] == "SIG"
+    assert evs[evs.index(sig) + 1] == {"type": "content_block_stop", "index": 0}
+    message = final_message(raw)
+    assert [b.model_dump() for b in message.content[:2]] == SIGNED
+    assert message.content[2].type == "text"
+
+
+def test_stream_unsigned_reasoning_has_no_signature_delta() -> None:
+    raw = run_stream([chunk({"reasoning_content": "hm"}), chunk({"content": "x"}), chunk({}, "stop")])
+    assert b"signature_delta" not in raw

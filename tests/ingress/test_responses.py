@@ -14,6 +14,7 @@ from fluxway.errors import GatewayError
 from fluxway.ingress.responses_object import build_response, output_items
 from fluxway.ingress.responses_request import items_to_messages, parse_responses_request, with_history
 from fluxway.ingress.responses_stream import ResponsesStreamEncoder
+from fluxway.thinking import blocks_from_encrypted, encrypted_content
 from tests.support.responses_schema import check_events, check_item_list, check_response
 
 
@@ -240,3 +241,47 @@ def test_reasoning_becomes_a_reasoning_item_streamed_or_not() -> None:
     assert finals[0]["output"][0]["content"][0]["text"] == "Let me think."
     # fed back as history, reasoning is not sent upstream
     assert items_to_messages(finals[0]["output"]) == [{"role": "assistant", "content": "42"}]
+
+
+SIGNED = [{"type": "thinking", "thinking": "ab", "signature": "SIG"}, {"type": "redacted_thinking", "data": "Zm9v"}]
+
+
+def test_stream_reasoning_item_carries_signed_thinking() -> None:
+    finals: list[dict[str, Any]] = []
+    enc = ResponsesStreamEncoder(_parse(input="x", stream=True), "resp_t", 1, finals.append)
+    out = enc.chunk(_chunk({"reasoning_content": "ab"}))
+    out += enc.chunk(_chunk({"thinking_blocks": [{**SIGNED[0], "index": 0}]}))
+    out += enc.chunk(_chunk({"thinking_blocks": [{**SIGNED[1], "index": 1}]}))
+    out += enc.chunk(_chunk({"content": "4"}, "stop")) + enc.finish(Usage(1, 1))
+    events = _frames(out)
+    check_events(events)
+    [done] = [e["item"] for e in events
+              if e["type"] == "response.output_item.done" and e["item"]["type"] == "reasoning"]
+    assert blocks_from_encrypted(done["encrypted_content"]) == SIGNED
+    assert done["content"] == [{"type": "reasoning_text", "text": "ab"}]
+    assert finals[0]["output"][0] == done
+
+
+def test_stream_redacted_thinking_alone_is_a_reasoning_item() -> None:
+    finals: list[dict[str, Any]] = []
+    enc = ResponsesStreamEncoder(_parse(input="x", stream=True), "resp_r", 1, finals.append)
+    out = enc.chunk(_chunk({"thinking_blocks": [{**SIGNED[1], "index": 0}]}))
+    events = _frames(out + enc.chunk(_chunk({"content": "4"}, "stop")) + enc.finish(None))
+    check_events(events)
+    assert finals[0]["output"][0]["content"] == []
+    assert blocks_from_encrypted(finals[0]["output"][0]["encrypted_content"]) == [SIGNED[1]]
+
+
+def test_items_to_messages_restores_signed_thinking() -> None:
+    sealed = encrypted_content(SIGNED)
+    items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q"}]},
+             {"type": "reasoning", "summary": [], "encrypted_content": sealed},
+             {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+             {"type": "reasoning", "summary": [], "encrypted_content": "gAAAA-foreign"},
+             {"type": "reasoning", "summary": [], "encrypted_content": sealed},
+             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "done"}]}]
+    messages = items_to_messages(items)
+    assert messages[1] == {"role": "assistant", "content": None, "thinking_blocks": SIGNED, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    assert messages[3] == {"role": "assistant", "content": "done", "thinking_blocks": SIGNED}

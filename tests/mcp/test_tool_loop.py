@@ -672,12 +672,12 @@ async def test_tool_choice_may_name_an_mcp_tool_for_the_first_round(
     check_response(resp.model_dump(mode="json", exclude_unset=True))
     key = await new_key(gw, mcp_tools=["docs.echo"])
     async with aiohttp.ClientSession() as s:
-        for headers, tc, param in (
-            ({"authorization": f"Bearer {MASTER}"}, {"type": "mcp", "server_label": "files"}, "tool_choice.server_label"),
-            ({"authorization": f"Bearer {MASTER}"}, {"type": "mcp"}, "tool_choice.server_label"),
-            ({"authorization": f"Bearer {key}"}, choice, "tool_choice"),  # a tool this key may not call
+        for who, tc, param in (
+            (MASTER, {"type": "mcp", "server_label": "files"}, "tool_choice.server_label"),
+            (MASTER, {"type": "mcp"}, "tool_choice.server_label"),
+            (key, choice, "tool_choice"),  # a tool this key may not call
         ):
-            async with s.post(gw.url + "/v1/responses", headers=headers, json={
+            async with s.post(gw.url + "/v1/responses", headers={"authorization": f"Bearer {who}"}, json={
                 "model": "smart", "input": "x", "tools": [DOCS], "tool_choice": tc}) as r:
                 err = await r.json()
             assert r.status == 400 and err["error"]["param"] == param, err

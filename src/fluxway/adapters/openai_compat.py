@@ -80,8 +80,10 @@ class OpenAICompatAdapter:
     def transform_body(self, req: CanonicalRequest, target: Target) -> dict[str, Any]:
         body = dict(req.body)
         body["model"] = target.model
-        if "thinking" in body:  # an Anthropic-shaped request may carry signed thinking per message
-            body["messages"] = [_without_thinking(m) for m in body.get("messages") or ()]
+        messages = body.get("messages")
+        if isinstance(messages, list) and any(isinstance(m, dict) and "thinking_blocks" in m for m in messages):
+            # signed thinking (for Anthropic upstreams) is an unknown field to OpenAI-shaped servers
+            body["messages"] = [_without_thinking(m) for m in messages]
         drop = self.drop
         if drop:
             for name in drop.intersection(body):

@@ -17,6 +17,7 @@ from fluxway.errors import GatewayError, anthropic_error_body
 from fluxway.ingress.anthropic_request import parse_messages_request
 from fluxway.ingress.base import bearer_token
 from fluxway.sse import encode
+from fluxway.thinking import thinking_blocks
 from fluxway.tokens import estimate_prompt_tokens
 
 _FINISH = {
@@ -123,9 +124,9 @@ def render_message(req: CanonicalRequest, resp: CanonicalResponse) -> JSON:
     choice = _dict(choices[0]) if isinstance(choices, list) and choices else {}
     msg = _dict(choice.get("message"))
     content: list[JSON] = []
-    blocks = msg.get("thinking_blocks")
-    if isinstance(blocks, list) and blocks:
-        content.extend(b for b in blocks if isinstance(b, dict))
+    blocks = thinking_blocks(msg)
+    if blocks:
+        content.extend(blocks)
     else:
         reasoning = _reasoning(msg)
         if reasoning:
@@ -268,6 +269,8 @@ class AnthropicStreamEncoder:
                 if self._open_kind != "thinking":
                     out += self._begin("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 out += self._delta(self._blocks - 1, {"type": "thinking_delta", "thinking": reasoning})
+            for block in thinking_blocks(delta):
+                out += self._thinking_block(block)
             text = _text(delta.get("content")) or (delta["refusal"] if isinstance(delta.get("refusal"), str) else "")
             if text:
                 if self._open_kind != "text":
@@ -285,6 +288,21 @@ class AnthropicStreamEncoder:
             if reason == "stop_sequence":
                 self._stop_sequence = sequence
         return out
+
+    def _thinking_block(self, block: JSON) -> bytes:
+        """A complete thinking block: its signature closes the open thinking block (whose text has
+        streamed), or it is sent whole; a redacted block is a block of its own."""
+        out = b""
+        if block["type"] == "redacted_thinking":
+            out += self._begin("redacted_thinking", block)
+            return out + self._close()
+        if self._open_kind != "thinking":
+            out += self._begin("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            if block["thinking"]:
+                out += self._delta(self._blocks - 1, {"type": "thinking_delta", "thinking": block["thinking"]})
+        if block["signature"]:
+            out += self._delta(self._blocks - 1, {"type": "signature_delta", "signature": block["signature"]})
+        return out + self._close()
 
     def _tool_call(self, call: JSON) -> bytes:
         out = b""

@@ -14,10 +14,10 @@ import orjson
 
 from fluxway.canonical import JSON, CanonicalRequest, Endpoint
 from fluxway.errors import GatewayError
+from fluxway.thinking import THINKING_TYPES, thinking_block
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 ROLES = frozenset({"user", "assistant", "system"})
-THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 TOOL_ERROR_PREFIX = "Error: "
 _EMPTY = "all messages must have non-empty content except for the optional final assistant message"
 
@@ -157,7 +157,7 @@ class RequestParser:
             kind = block_type(block, bp)
             if kind == "tool_result":
                 tool_messages.append(tool_result(block, bp, tool_images))
-            elif kind in THINKING_BLOCKS or kind == "tool_use":
+            elif kind in THINKING_TYPES or kind == "tool_use":
                 raise invalid(f"{bp}.type", f"'{kind}' blocks are only allowed in assistant messages")
             else:
                 parts.append(content_part(block, kind, bp))
@@ -183,9 +183,10 @@ class RequestParser:
                 texts.append(text_of(block, bp))
             elif kind == "tool_use":
                 calls.append(tool_call(block, bp))
-            elif kind in THINKING_BLOCKS:
-                if self.keep_thinking:
-                    thinking.append(block)
+            elif kind in THINKING_TYPES:
+                whole = thinking_block(block)
+                if self.keep_thinking and whole is not None:
+                    thinking.append(whole)
             elif kind == "tool_result":
                 raise invalid(f"{bp}.type", "'tool_result' blocks are only allowed in user messages")
             else:

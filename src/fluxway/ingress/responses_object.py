@@ -11,6 +11,7 @@ from typing import Any
 
 from fluxway.canonical import JSON, CanonicalResponse, Usage
 from fluxway.ingress.responses_request import ResponsesCall, new_id
+from fluxway.thinking import encrypted_content, thinking_blocks
 
 
 def text_part(text: str) -> JSON:
@@ -26,10 +27,14 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str, st
             "arguments": arguments}
 
 
-def reasoning_item(item_id: str, text: str, status: str) -> JSON:
-    """The model's reasoning as text (Anthropic thinking, Gemini thoughts, ``reasoning_content``)."""
+def reasoning_item(item_id: str, text: str, status: str, blocks: list[JSON] | None = None) -> JSON:
+    """The model's reasoning as text (Anthropic thinking, Gemini thoughts, ``reasoning_content``);
+    signed thinking ``blocks`` travel in ``encrypted_content`` for the caller to send back."""
     content = [{"type": "reasoning_text", "text": text}] if text else []
-    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+    item: JSON = {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+    if blocks:
+        item["encrypted_content"] = encrypted_content(blocks)
+    return item
 
 
 def reasoning_text(obj: Any) -> str:
@@ -105,8 +110,9 @@ def output_items(resp: CanonicalResponse) -> tuple[list[JSON], Any]:
     assert isinstance(msg, dict)
     out: list[JSON] = []
     thought = reasoning_text(msg)
-    if thought:
-        out.append(reasoning_item(new_id("rs"), thought, "completed"))
+    blocks = thinking_blocks(msg)
+    if thought or blocks:
+        out.append(reasoning_item(new_id("rs"), thought, "completed", blocks))
     text = _text(msg.get("content"))
     refusal = msg.get("refusal")
     if text:

@@ -19,6 +19,7 @@ import orjson
 from fluxway.canonical import JSON, CanonicalRequest, Endpoint
 from fluxway.errors import GatewayError, bad_request, missing_field, wrong_type
 from fluxway.mcp.loop_request import McpToolEntry, function_name, parse_mcp_entry
+from fluxway.thinking import blocks_from_encrypted
 
 # Top-level fields this ingress reads; everything else is refused, naming it. The second group is
 # accepted and echoed (or ignored) but has no effect on the call.
@@ -248,7 +249,7 @@ def normalise_items(raw: Any, param: str = "input") -> list[JSON]:
                 raise wrong_type(f"{p}.output", "a string or an array of content parts")
             out.append({"type": "function_call_output", "id": item.get("id") or new_id("fco"), "call_id": call_id,
                         "output": output, "status": _item_status(item, p)})
-        elif kind == "reasoning":  # kept for the record; no upstream reads another's reasoning
+        elif kind == "reasoning":  # kept for the record; its encrypted_content may hold signed thinking
             summary = item.get("summary")
             out.append({**item, "id": item.get("id") or new_id("rs"),
                         "summary": summary if isinstance(summary, list) else []})
@@ -270,27 +271,29 @@ def items_to_messages(items: list[Any]) -> list[JSON]:
     """Normalised items (as :func:`normalise_items` or a Response's output gives them) -> chat messages.
 
     Consecutive function calls join the assistant message before them (one assistant turn with its
-    text and its tool calls, as chat upstreams expect); reasoning items are dropped.
+    text and its tool calls, as chat upstreams expect). A reasoning item's signed thinking (its
+    ``encrypted_content`` of :func:`fluxway.thinking.encrypted_content`) goes onto the assistant
+    turn after it as ``thinking_blocks``; other reasoning is dropped.
     """
     messages: list[JSON] = []
+    thinking: list[JSON] = []  # blocks waiting for the assistant turn they belong to
     for item in items:
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
-        if kind == "message":
+        if kind == "reasoning":
+            thinking += blocks_from_encrypted(item.get("encrypted_content"))
+        elif kind == "message":
             role = str(item.get("role") or "user")
             _, parts = _content_parts(item.get("content") or [], role, "input")
             messages.append({"role": role, "content": _chat_content(parts)})
+            if role == "assistant" and thinking:
+                messages[-1]["thinking_blocks"], thinking = thinking, []
         elif kind == "function_call":
             call = {"id": item.get("call_id"), "type": "function",
                     "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant":
-                last.setdefault("tool_calls", []).append(call)
-                if not last.get("content"):
-                    last["content"] = None
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _add_call(messages, call, thinking)
+            thinking = []
         elif kind == "function_call_output":
             output = item.get("output")
             if isinstance(output, list):
@@ -304,17 +307,24 @@ def items_to_messages(items: list[Any]) -> list[JSON]:
             name = function_name(str(item.get("server_label") or ""), str(item.get("name") or ""))
             call = {"id": call_id, "type": "function",
                     "function": {"name": name, "arguments": item.get("arguments") or "{}"}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and not any(
-                m.get("role") == "tool" for m in messages[-1:]
-            ):
-                last.setdefault("tool_calls", []).append(call)
-                if not last.get("content"):
-                    last["content"] = None
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _add_call(messages, call, thinking)
+            thinking = []
             messages.append({"role": "tool", "tool_call_id": call_id, "content": _mcp_result(item)})
     return messages
+
+
+def _add_call(messages: list[JSON], call: JSON, thinking: list[JSON]) -> None:
+    """A tool call joins the assistant turn before it, or opens one (always, after signed thinking:
+    the blocks lead the turn they were sent with)."""
+    last = messages[-1] if messages else None
+    if thinking:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call], "thinking_blocks": thinking})
+    elif last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+        if not last.get("content"):
+            last["content"] = None
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
 def _mcp_result(item: JSON) -> str:

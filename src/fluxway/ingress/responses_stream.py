@@ -28,6 +28,7 @@ from fluxway.ingress.responses_object import (
 )
 from fluxway.ingress.responses_request import ResponsesCall, new_id
 from fluxway.sse import encode
+from fluxway.thinking import thinking_blocks
 
 
 class _Call:
@@ -60,6 +61,9 @@ class ResponsesStreamEncoder:
         self._reason_index: int | None = None  # output index of the open reasoning item
         self._reason_id = ""
         self._reason = ""
+        self._reason_part = False  # the open reasoning item has its reasoning_text part
+        self._reason_blocks: list[JSON] = []  # its signed thinking blocks
+        self._reason_unsigned = ""  # its text streamed since the last block
         self._calls: dict[int, _Call] = {}  # chat tool-call index -> its open function call
         self._finish: str | None = None
         self._usage: Usage | None = None
@@ -84,36 +88,55 @@ class ResponsesStreamEncoder:
     def _part(self, text: str) -> JSON:
         return {"type": "refusal", "refusal": text} if self._refusal else text_part(text)
 
+    def _open_reasoning(self) -> bytes:
+        out = self._close_text() + self._close_calls()
+        self._reason_index = len(self._output)
+        self._output.append(None)
+        self._reason_id = new_id("rs")
+        self._reason = ""
+        self._reason_part = False
+        self._reason_blocks = []
+        self._reason_unsigned = ""
+        item = reasoning_item(self._reason_id, "", "in_progress")
+        return out + self._event("response.output_item.added", {"output_index": self._reason_index, "item": item})
+
     def _reasoning(self, text: str) -> bytes:
-        out = b""
-        if self._reason_index is None:
-            out += self._close_text() + self._close_calls()
-            self._reason_index = len(self._output)
-            self._output.append(None)
-            self._reason_id = new_id("rs")
-            self._reason = ""
-            item = reasoning_item(self._reason_id, "", "in_progress")
-            out += self._event("response.output_item.added", {"output_index": self._reason_index, "item": item})
+        out = self._open_reasoning() if self._reason_index is None else b""
+        if not self._reason_part:
+            self._reason_part = True
             out += self._event("response.content_part.added", {
                 "item_id": self._reason_id, "output_index": self._reason_index, "content_index": 0,
                 "part": {"type": "reasoning_text", "text": ""},
             })
         self._reason += text
+        self._reason_unsigned += text
         return out + self._event("response.reasoning_text.delta", {
             "item_id": self._reason_id, "output_index": self._reason_index, "content_index": 0, "delta": text,
         })
+
+    def _thinking_block(self, block: JSON) -> bytes:
+        """A complete signed block joins the open reasoning item (its text streamed before it, or
+        streams now); the item's ``output_item.done`` carries the blocks as ``encrypted_content``."""
+        out = self._open_reasoning() if self._reason_index is None else b""
+        if block["type"] == "thinking" and block["thinking"] and not self._reason_unsigned:
+            out += self._reasoning(block["thinking"])
+        self._reason_unsigned = ""
+        self._reason_blocks.append(block)
+        return out
 
     def _close_reasoning(self) -> bytes:
         index = self._reason_index
         if index is None:
             return b""
         self._reason_index = None
-        item = reasoning_item(self._reason_id, self._reason, "completed")
+        item = reasoning_item(self._reason_id, self._reason, "completed", self._reason_blocks)
         self._output[index] = item
         ids = {"item_id": self._reason_id, "output_index": index, "content_index": 0}
-        return (self._event("response.reasoning_text.done", {**ids, "text": self._reason})
-                + self._event("response.content_part.done", {**ids, "part": item["content"][0]})
-                + self._event("response.output_item.done", {"output_index": index, "item": item}))
+        out = b""
+        if self._reason_part:
+            out = (self._event("response.reasoning_text.done", {**ids, "text": self._reason})
+                   + self._event("response.content_part.done", {**ids, "part": item["content"][0]}))
+        return out + self._event("response.output_item.done", {"output_index": index, "item": item})
 
     def _open_text(self, refusal: bool) -> bytes:
         out = self._close_reasoning() + self._close_calls()
@@ -198,6 +221,8 @@ class ResponsesStreamEncoder:
                 thought = reasoning_text(delta)
                 if thought:
                     out += self._reasoning(thought)
+                for block in thinking_blocks(delta):
+                    out += self._thinking_block(block)
                 text = delta.get("content")
                 refusing = False
                 if not isinstance(text, str) or not text:

@@ -26,6 +26,7 @@ from fluxway.adapters.toolkit import (
     tool_calls_list,
 )
 from fluxway.canonical import JSON
+from fluxway.thinking import thinking_blocks
 
 DEFAULT_MAX_TOKENS = 4096
 # max_tokens sent when the caller gives none; the longest matching model-name prefix wins.
@@ -123,9 +124,7 @@ def _tool_use_blocks(tool_calls: Any, where: str) -> list[JSON]:
 def _assistant_blocks(m: JSON, where: str) -> list[JSON]:
     blocks: list[JSON] = []
     # Thinking blocks (with their signatures) returned earlier must lead the assistant turn.
-    thinking = m.get("thinking_blocks")
-    if isinstance(thinking, list):
-        blocks.extend(b for b in thinking if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking"))
+    blocks.extend(thinking_blocks(m))
     blocks.extend(_content_blocks(m.get("content"), where, allow_media=False))
     if m.get("tool_calls"):
         blocks.extend(_tool_use_blocks(m["tool_calls"], where))

@@ -32,6 +32,8 @@ class AnthropicStreamDecoder:
         "_sse",
         "_started",
         "_stopped",
+        "_thinking",
+        "_thinking_count",
         "_tool_index",
         "_tools",
         "_usage",
@@ -49,6 +51,8 @@ class AnthropicStreamDecoder:
         self._usage: JSON = {}
         self._tools: dict[int, int] = {}  # content block index -> tool_calls index (-1: the JSON tool)
         self._tool_index = 0
+        self._thinking: dict[int, JSON] = {}  # content block index -> the thinking block being built
+        self._thinking_count = 0
 
     def feed(self, data: bytes) -> list[StreamChunk]:
         return self._events(self._sse.feed(data))
@@ -93,6 +97,8 @@ class AnthropicStreamDecoder:
         elif kind == "content_block_delta":
             self._start(out)
             self._block_delta(int(data.get("index") or 0), data.get("delta") or {}, out)
+        elif kind == "content_block_stop":
+            self._block_stop(int(data.get("index") or 0), out)
         elif kind == "message_delta":
             self._start(out)
             if isinstance(data.get("usage"), dict):
@@ -114,14 +120,19 @@ class AnthropicStreamDecoder:
             self._stopped = True
         elif kind == "error":
             raise error_from_anthropic(529 if "overloaded" in str(data) else 500, {}, dumps(data))
-        # ping, content_block_stop and unknown events carry nothing for an OpenAI client.
+        # ping and unknown events carry nothing for an OpenAI client.
 
     def _block_start(self, index: int, block: JSON, out: list[StreamChunk]) -> None:
         kind = block.get("type")
         if kind == "text" and block.get("text"):
             out.append(self._chunk({"content": block["text"]}))
-        elif kind == "thinking" and block.get("thinking"):
-            out.append(self._chunk({"reasoning_content": block["thinking"]}))
+        elif kind == "thinking":
+            self._thinking[index] = {"type": "thinking", "thinking": str(block.get("thinking") or ""),
+                                     "signature": str(block.get("signature") or "")}
+            if block.get("thinking"):
+                out.append(self._chunk({"reasoning_content": block["thinking"]}))
+        elif kind == "redacted_thinking":
+            self._thinking[index] = {"type": "redacted_thinking", "data": str(block.get("data") or "")}
         elif kind == "tool_use" and self._json_tool and block.get("name") == JSON_TOOL:
             self._tools[index] = -1
         elif kind == "tool_use":
@@ -138,7 +149,12 @@ class AnthropicStreamDecoder:
                 out.append(self._chunk({"content": delta["text"]}))
         elif kind == "thinking_delta":
             if delta.get("thinking"):
+                if index in self._thinking:
+                    self._thinking[index]["thinking"] += str(delta["thinking"])
                 out.append(self._chunk({"reasoning_content": delta["thinking"]}))
+        elif kind == "signature_delta":
+            if index in self._thinking and delta.get("signature"):
+                self._thinking[index]["signature"] += str(delta["signature"])
         elif kind == "input_json_delta":
             fragment = delta.get("partial_json")
             tool = self._tools.get(index)
@@ -148,4 +164,12 @@ class AnthropicStreamDecoder:
                 out.append(self._chunk({"content": fragment}))
             else:
                 out.append(self._chunk(arguments_delta(tool, fragment)))
-        # signature_delta and citations_delta have no OpenAI counterpart.
+        # citations_delta has no OpenAI counterpart.
+
+    def _block_stop(self, index: int, out: list[StreamChunk]) -> None:
+        """A finished thinking block goes out whole (with its signature) as ``thinking_blocks``."""
+        block = self._thinking.pop(index, None)
+        if block is None:
+            return
+        out.append(self._chunk({"thinking_blocks": [{**block, "index": self._thinking_count}]}))
+        self._thinking_count += 1

@@ -15,6 +15,7 @@ import orjson
 
 from fluxway.adapters.toolkit import JSON_TOOL, bad_request, empty_object_schema, image_url_of, max_tokens_of
 from fluxway.canonical import JSON
+from fluxway.thinking import thinking_blocks
 
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 _DOC_FORMATS = {
@@ -121,19 +122,18 @@ def _tool_result(m: JSON) -> JSON:
     return {"toolResult": {"toolUseId": m.get("tool_call_id") or "", "content": blocks}}
 
 
-def _reasoning_blocks(blocks: Any) -> list[JSON]:
-    """Anthropic-style thinking blocks (``thinking_blocks`` on an assistant turn) as reasoningContent."""
+def _reasoning_blocks(message: JSON) -> list[JSON]:
+    """The thinking blocks of an assistant turn as Converse reasoningContent (text + signature, or
+    the redacted bytes, base64 in JSON as Anthropic's ``data`` is)."""
     out: list[JSON] = []
-    for b in blocks if isinstance(blocks, list) else []:
-        if not isinstance(b, dict):
-            continue
-        if b.get("type") == "thinking" and b.get("thinking"):
+    for b in thinking_blocks(message):
+        if b["type"] == "redacted_thinking":
+            out.append({"reasoningContent": {"redactedContent": b["data"]}})
+        elif b["thinking"]:
             text: JSON = {"text": b["thinking"]}
-            if b.get("signature"):
+            if b["signature"]:
                 text["signature"] = b["signature"]
             out.append({"reasoningContent": {"reasoningText": text}})
-        elif b.get("type") == "redacted_thinking" and b.get("data"):
-            out.append({"reasoningContent": {"redactedContent": b["data"]}})
     return out
 
 
@@ -159,7 +159,7 @@ def _conversation(messages: Any, keep_thinking: bool = False) -> tuple[list[JSON
             blocks = _content_blocks(m.get("content"), allow_media=False)
             blocks += [_tool_use(c) for c in m.get("tool_calls") or []]
             if keep_thinking and blocks:
-                blocks = _reasoning_blocks(m.get("thinking_blocks")) + blocks
+                blocks = _reasoning_blocks(m) + blocks
         elif role in ("tool", "function"):
             bedrock_role, blocks = "user", [_tool_result(m)]
         else:

@@ -17,7 +17,8 @@ from fluxway.canonical import JSON, ErrorKind, StreamChunk, UpstreamError
 class BedrockStreamDecoder:
     """ConverseStream event-stream messages -> OpenAI ``chat.completion.chunk`` dicts."""
 
-    __slots__ = ("_created", "_events", "_id", "_json_blocks", "_json_mode", "_model", "_stopped", "_tools")
+    __slots__ = ("_created", "_events", "_id", "_json_blocks", "_json_mode", "_model", "_stopped", "_thinking",
+                 "_thinking_count", "_tools")
 
     def __init__(
         self, model: str, created: int, json_mode: bool = False, max_event_bytes: int = MAX_MESSAGE
@@ -30,6 +31,8 @@ class BedrockStreamDecoder:
         self._json_blocks: set[int] = set()
         self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
         self._stopped = False
+        self._thinking: dict[int, JSON] = {}  # content block index -> the thinking block being built
+        self._thinking_count = 0
 
     def feed(self, data: bytes) -> list[StreamChunk]:
         out: list[StreamChunk] = []
@@ -89,7 +92,12 @@ class BedrockStreamDecoder:
             usage = usage_of(ev.get("usage"))
             if usage:
                 out.append(openai_chunk(self._id, self._created, self._model, usage=usage.to_openai()))
-        # contentBlockStop and unknown events carry nothing to send
+        elif etype == "contentBlockStop":
+            block = self._thinking.pop(int(ev.get("contentBlockIndex") or 0), None)
+            if block is not None:  # a finished thinking block goes out whole, with its signature
+                out.append(self._chunk({"thinking_blocks": [{**block, "index": self._thinking_count}]}))
+                self._thinking_count += 1
+        # unknown events carry nothing to send
 
     def _delta(self, index: int, delta: JSON, out: list[StreamChunk]) -> None:
         if "text" in delta:
@@ -105,6 +113,18 @@ class BedrockStreamDecoder:
             tool_index = self._tools.setdefault(index, len(self._tools))
             out.append(self._chunk(arguments_delta(tool_index, piece)))
         elif "reasoningContent" in delta:
-            text = (delta["reasoningContent"] or {}).get("text")
-            if text:
-                out.append(self._chunk({"reasoning_content": text}))
+            self._reasoning(index, delta["reasoningContent"] or {}, out)
+
+    def _reasoning(self, index: int, rc: JSON, out: list[StreamChunk]) -> None:
+        """``reasoningContent`` deltas: text, then its signature; or the redacted bytes."""
+        if rc.get("redactedContent"):
+            self._thinking[index] = {"type": "redacted_thinking", "data": str(rc["redactedContent"])}
+            return
+        block = self._thinking.setdefault(index, {"type": "thinking", "thinking": "", "signature": ""})
+        if block["type"] != "thinking":
+            return
+        if rc.get("text"):
+            block["thinking"] += str(rc["text"])
+            out.append(self._chunk({"reasoning_content": rc["text"]}))
+        if rc.get("signature"):
+            block["signature"] += str(rc["signature"])
