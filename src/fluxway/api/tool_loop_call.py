@@ -151,8 +151,7 @@ class LoopCall:
         self._opened: RoutedStream | None = None  # the round streaming now
         self._gone = False  # the client closed the stream
         self._head: JSON = {}  # the chunks' id, created and model: round 1's, for every round
-        self._said = False  # some text has been shown (a chat stream joins the next round's to it)
-        self._said_round = 0  # the round that showed text last
+        self._said_round = 0  # the round that showed text last (a chat stream joins the next round's to it)
         self._said_any = False  # a delta has been shown (the first carries the role)
 
     # -- one round ---------------------------------------------------------------------------
@@ -272,9 +271,9 @@ class LoopCall:
                 continue
             text = shown.get("content")
             if isinstance(text, str) and not self._live:
-                if self._said and n != self._said_round:  # a chat completion: a blank line between rounds
+                if self._said_round and n != self._said_round:  # a chat completion: a blank line between rounds
                     shown["content"] = _JOIN + text
-                self._said, self._said_round = True, n
+                self._said_round = n
             if not self._said_any:
                 shown = {"role": "assistant", **shown}
                 self._said_any = True
